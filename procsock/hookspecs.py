@@ -1,0 +1,54 @@
+"""The backend hookspec: what a procsock backend plugin is.
+
+A backend is one plugin object (usually a module) registered under its entry-point name in the
+`procsock` group. It implements these hooks with `@procsock.hookimpl`. The resolver calls each
+backend's hooks on that backend alone, so a backend never sees another's answers. Hooks are called
+once per kind (family/protocol) and per snapshot, never per socket.
+"""
+
+from typing import FrozenSet, Optional
+
+import pluggy
+
+from procsock.model import BackendInfo, Collected, SocketKind, Source
+
+hookspec = pluggy.HookspecMarker("procsock")
+hookimpl = pluggy.HookimplMarker("procsock")
+
+
+@hookspec(firstresult=True)
+def procsock_backend_info() -> BackendInfo:
+    """Describe this backend: its name, priority and the socket kinds it serves.
+
+    Called once, when plugins are loaded. Must be cheap and must not touch the system. An exception
+    here marks the plugin as broken: it is reported by ``--list-backends`` and never used.
+    """
+
+
+@hookspec(firstresult=True)
+def procsock_unavailable(source: Source) -> Optional[str]:
+    """Say why this backend cannot read `source` here, or return None if it can.
+
+    Called once per snapshot before any collection, e.g. a kernel interface returns a reason for a
+    captured /proc tree (``source.kernel`` is false) and a file reader for a saved sock_diag file.
+    Should be cheap (no dump); failures found later are raised from ``procsock_collect``. An
+    exception here counts as the reason the backend is unavailable.
+    """
+
+
+@hookspec(firstresult=True)
+def procsock_collect(
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]]
+) -> Collected:
+    """Return the records of every socket of `kind` that `source` shows.
+
+    Called once per kind per snapshot, only for kinds listed in ``procsock_backend_info`` and only
+    when ``procsock_unavailable`` returned None. When `inodes` is not None the caller needs only
+    those sockets: a backend may use it to do less work (an exact lookup), and may still return
+    others, which the resolver drops. Records carry this backend's name in ``backend``.
+
+    Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
+    (refused, not built into this kernel, file missing): the resolver then asks the next backend for
+    this kind and reports why. Any other exception is treated the same way and reported as a bug
+    of the plugin. Lines or messages the backend could not decode go in ``Collected.skipped``.
+    """

@@ -1,0 +1,337 @@
+"""Value classes: what a socket is, who holds it, and where procsock reads from.
+
+Everything here is a frozen, slotted attrs class or an enum, so records are cheap to build in bulk
+(100k sockets), hashable, and safe to share between threads. Addresses are kept as the packed bytes
+the kernel holds; conversions to text happen only when something is displayed.
+"""
+
+import enum
+import ipaddress
+import socket
+from typing import Optional, Tuple, Union
+
+import attrs
+
+from procsock.text import escape_bytes
+
+
+class Family(enum.IntEnum):
+    """Address families (AF_*), with the kernel's numbers."""
+
+    UNIX = 1
+    INET = 2
+    INET6 = 10
+    NETLINK = 16
+    PACKET = 17
+    TIPC = 30
+    BLUETOOTH = 31
+    VSOCK = 40
+    SMC = 43
+    XDP = 44
+
+
+class SockType(enum.IntEnum):
+    """Socket types (SOCK_*)."""
+
+    STREAM = 1
+    DGRAM = 2
+    RAW = 3
+    RDM = 4
+    SEQPACKET = 5
+    DCCP = 6
+    PACKET = 10
+
+
+class State(enum.IntEnum):
+    """Socket states, in the kernel's TCP numbering that inet_diag and unix_diag share.
+
+    Unix and UDP sockets use the same numbers: ESTABLISHED (connected), CLOSE (unconnected), LISTEN.
+    """
+
+    ESTABLISHED = 1
+    SYN_SENT = 2
+    SYN_RECV = 3
+    FIN_WAIT1 = 4
+    FIN_WAIT2 = 5
+    TIME_WAIT = 6
+    CLOSE = 7
+    CLOSE_WAIT = 8
+    LAST_ACK = 9
+    LISTEN = 10
+    CLOSING = 11
+    NEW_SYN_RECV = 12
+    BOUND_INACTIVE = 13
+
+    @property
+    def label(self) -> str:
+        """The short name `ss` prints (ESTAB, UNCONN, TIME-WAIT, ...)."""
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {
+    State.ESTABLISHED: "ESTAB",
+    State.SYN_SENT: "SYN-SENT",
+    State.SYN_RECV: "SYN-RECV",
+    State.FIN_WAIT1: "FIN-WAIT-1",
+    State.FIN_WAIT2: "FIN-WAIT-2",
+    State.TIME_WAIT: "TIME-WAIT",
+    State.CLOSE: "UNCONN",
+    State.CLOSE_WAIT: "CLOSE-WAIT",
+    State.LAST_ACK: "LAST-ACK",
+    State.LISTEN: "LISTEN",
+    State.CLOSING: "CLOSING",
+    State.NEW_SYN_RECV: "NEW-SYN-RECV",
+    State.BOUND_INACTIVE: "BOUND-INACTIVE",
+}
+
+
+@attrs.frozen
+class SocketKind:
+    """One family/protocol pair that a backend serves and the resolver picks a backend for.
+
+    `name` is unique among kinds (the built-ins are named after their /proc/net files: tcp, tcp6,
+    udp, ..., unix); `protocol` is the name users filter by (tcp, udp, udplite, raw, unix, ...).
+    Plugins may define kinds of their own.
+    """
+
+    name: str
+    family: Family
+    protocol: str
+
+
+TCP = SocketKind("tcp", Family.INET, "tcp")
+TCP6 = SocketKind("tcp6", Family.INET6, "tcp")
+UDP = SocketKind("udp", Family.INET, "udp")
+UDP6 = SocketKind("udp6", Family.INET6, "udp")
+UDPLITE = SocketKind("udplite", Family.INET, "udplite")
+UDPLITE6 = SocketKind("udplite6", Family.INET6, "udplite")
+RAW = SocketKind("raw", Family.INET, "raw")
+RAW6 = SocketKind("raw6", Family.INET6, "raw")
+UNIX = SocketKind("unix", Family.UNIX, "unix")
+PACKET = SocketKind("packet", Family.PACKET, "packet")
+NETLINK = SocketKind("netlink", Family.NETLINK, "netlink")
+
+INET_KINDS = (TCP, TCP6, UDP, UDP6, UDPLITE, UDPLITE6, RAW, RAW6)
+BUILTIN_KINDS = INET_KINDS + (UNIX, PACKET, NETLINK)
+
+
+@attrs.frozen
+class InetAddress:
+    """An IPv4 or IPv6 address (packed, network order: 4 or 16 bytes) and port.
+
+    For raw sockets the port is the IP protocol number, as the kernel reports it.
+    """
+
+    packed: bytes
+    port: int
+
+    @property
+    def ip(self) -> Union[ipaddress.IPv4Address, ipaddress.IPv6Address]:
+        return ipaddress.ip_address(self.packed)
+
+    @property
+    def host(self) -> str:
+        """The address as text: dotted quad, or RFC 5952 IPv6 (IPv4-mapped kept as ::ffff:a.b.c.d)."""
+        if len(self.packed) == 4:
+            return socket.inet_ntop(socket.AF_INET, self.packed)
+        return socket.inet_ntop(socket.AF_INET6, self.packed)
+
+    @property
+    def is_wildcard(self) -> bool:
+        return not any(self.packed)
+
+    def __str__(self) -> str:
+        host = "*" if self.is_wildcard else self.host
+        if len(self.packed) == 16 and host != "*":
+            host = "[" + host + "]"
+        return host + ":" + ("*" if self.port == 0 else str(self.port))
+
+    def as_dict(self) -> dict:
+        return {"address": self.host, "port": self.port}
+
+
+@attrs.frozen
+class UnixAddress:
+    """A unix socket name: the exact bytes of sun_path the kernel holds.
+
+    An abstract name starts with a NUL byte and may hold further NULs; a filesystem name has no
+    trailing NUL; an unbound socket has the empty name. Nothing is decoded: names may hold newlines,
+    control characters or bytes that are not UTF-8.
+    """
+
+    name: bytes
+
+    @property
+    def abstract(self) -> bool:
+        return self.name[:1] == b"\0"
+
+    @property
+    def display(self) -> str:
+        """A one-line, control-free form: `@` + escaped bytes for abstract names, `*` when unbound."""
+        if not self.name:
+            return "*"
+        if self.abstract:
+            return "@" + escape_bytes(self.name[1:])
+        return escape_bytes(self.name)
+
+    def __str__(self) -> str:
+        return self.display
+
+    def as_dict(self) -> dict:
+        return {"name": self.display, "name_hex": self.name.hex(), "abstract": self.abstract}
+
+
+@attrs.frozen
+class PacketAddress:
+    """An AF_PACKET binding: interface index (0 = any) and ethertype (host order)."""
+
+    ifindex: int
+    ethertype: int
+
+    def __str__(self) -> str:
+        iface = "*" if self.ifindex == 0 else str(self.ifindex)
+        return "%s:0x%04x" % (iface, self.ethertype)
+
+    def as_dict(self) -> dict:
+        return {"ifindex": self.ifindex, "ethertype": self.ethertype}
+
+
+@attrs.frozen
+class NetlinkAddress:
+    """An AF_NETLINK endpoint: netlink protocol, port id and multicast groups bitmap."""
+
+    protocol: int
+    portid: int
+    groups: int
+
+    def __str__(self) -> str:
+        return "%d:%d" % (self.protocol, self.portid)
+
+    def as_dict(self) -> dict:
+        return {"protocol": self.protocol, "portid": self.portid, "groups": self.groups}
+
+
+Endpoint = Union[InetAddress, UnixAddress, PacketAddress, NetlinkAddress]
+
+
+@attrs.frozen
+class SocketRecord:
+    """What one backend knows of one socket.
+
+    `inode` is the sockfs inode, unique host-wide; 0 for sockets that have none (TIME_WAIT, embryonic
+    connections), so never key records by inode alone. Fields a backend cannot know are None:
+    `peer_inode` (unix peer), `netns` (namespace inode), `interface` (bound ifindex, 0 = any) and
+    `cookie` (the kernel's 64-bit socket cookie).
+    """
+
+    kind: SocketKind
+    inode: int
+    type: SockType
+    protocol: int
+    state: State
+    local: Endpoint
+    remote: Optional[Endpoint]
+    rx_queue: int
+    tx_queue: int
+    uid: Optional[int]
+    backend: str
+    peer_inode: Optional[int] = None
+    netns: Optional[int] = None
+    interface: Optional[int] = None
+    cookie: Optional[int] = None
+
+    @property
+    def family(self) -> Family:
+        return self.kind.family
+
+    @property
+    def netid(self) -> str:
+        """The short protocol column `ss` prints: tcp, udp, raw, u_str, u_dgr, u_seq, p_raw, nl ..."""
+        if self.kind.family is Family.UNIX:
+            return _UNIX_NETIDS.get(self.type, "u_???")
+        if self.kind.family is Family.PACKET:
+            return "p_raw" if self.type is SockType.RAW else "p_dgr"
+        if self.kind.family is Family.NETLINK:
+            return "nl"
+        return self.kind.protocol
+
+
+_UNIX_NETIDS = {SockType.STREAM: "u_str", SockType.DGRAM: "u_dgr", SockType.SEQPACKET: "u_seq"}
+
+
+@attrs.frozen
+class Owner:
+    """One file descriptor that holds a socket: process id, fd number, process name (comm) and uid.
+
+    The process name is decoded with surrogateescape, so it round-trips through os.fsencode.
+    """
+
+    pid: int
+    fd: int
+    name: str
+    uid: Optional[int]
+
+
+@attrs.frozen
+class Socket:
+    """A socket record joined with every fd that holds it (several after fork, dup or SCM_RIGHTS).
+
+    `peer_owners` lists who holds the other end of a connected unix socket, when a backend knows the
+    peer and a process holds it.
+    """
+
+    record: SocketRecord
+    owners: Tuple[Owner, ...]
+    peer_owners: Tuple[Owner, ...] = ()
+
+
+@attrs.frozen
+class Source:
+    """Where sockets are read from.
+
+    The live host reads /proc and may ask this kernel (netlink, pidfd). A captured /proc tree
+    (sosreport, copy of a broken host) is read from files only: this kernel knows nothing of it. A
+    saved sock_diag file replaces the kernel for netlink backends; owners come from `proc_root` if set.
+    """
+
+    proc_root: Optional[str] = "/proc"
+    kernel: bool = True
+    diag_file: Optional[str] = None
+
+    @classmethod
+    def live(cls) -> "Source":
+        return cls()
+
+    @classmethod
+    def capture(cls, proc_root: str) -> "Source":
+        return cls(proc_root=str(proc_root), kernel=False)
+
+    @classmethod
+    def saved_diag(cls, diag_file: str, proc_root: Optional[str] = None) -> "Source":
+        return cls(
+            proc_root=None if proc_root is None else str(proc_root),
+            kernel=False,
+            diag_file=str(diag_file),
+        )
+
+
+@attrs.frozen
+class BackendInfo:
+    """What a backend plugin declares about itself.
+
+    `priority` orders backends serving the same kind (higher is tried first). The built-ins use
+    100 (netlink sock_diag) and 50 (/proc/net text).
+    """
+
+    name: str
+    priority: int
+    kinds: Tuple[SocketKind, ...]
+    description: str = ""
+
+
+@attrs.frozen
+class Collected:
+    """A backend's answer for one kind: its records, and lines it skipped with the reason."""
+
+    records: Tuple[SocketRecord, ...]
+    skipped: Tuple[str, ...] = ()
