@@ -26,3 +26,36 @@ from procsock.model import (
     State,
     UnixAddress,
 )
+from procsock.api import describe_fd, describe_inode, make_query, snapshot
+from procsock.resolver import Query, Snapshot
+
+__all__ = [
+    "AccessDenied",
+    "BackendInfo",
+    "BackendUnavailable",
+    "Collected",
+    "Family",
+    "InetAddress",
+    "NetlinkAddress",
+    "NoSuchProcess",
+    "NotASocket",
+    "Owner",
+    "PacketAddress",
+    "ParseError",
+    "ProcsockError",
+    "Query",
+    "Snapshot",
+    "Socket",
+    "SocketKind",
+    "SocketNotFound",
+    "SocketRecord",
+    "SockType",
+    "Source",
+    "State",
+    "UnixAddress",
+    "describe_fd",
+    "describe_inode",
+    "hookimpl",
+    "make_query",
+    "snapshot",
+]

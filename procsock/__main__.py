@@ -1,0 +1,7 @@
+"""`python -m procsock` runs the command."""
+
+import sys
+
+from procsock.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""Loading backend plugins from the `procsock` entry-point group, and calling one backend alone.
+
+Every backend, built-in or third-party, arrives the same way: an entry point in the `procsock`
+group naming a module (or object) with hookimpls. A plugin that fails to import, to register or to
+describe itself is recorded as a failure with the reason and skipped, never fatal.
+"""
+
+import importlib.metadata
+import os
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import attrs
+import pluggy
+
+from procsock import hookspecs
+from procsock.model import BackendInfo, Collected, SocketKind, Source
+
+ENTRY_POINT_GROUP = "procsock"
+DISABLE_ENV = "PROCSOCK_DISABLE_PLUGINS"
+
+
+@attrs.frozen
+class PluginFailure:
+    """A plugin that could not be used, and why (one line)."""
+
+    name: str
+    distribution: str
+    reason: str
+
+
+@attrs.frozen
+class Backend:
+    """One loaded backend plugin: its self-description, where it comes from, and its hooks."""
+
+    info: BackendInfo
+    plugin_name: str
+    distribution: str
+    version: str
+    hooks: Any = attrs.field(repr=False, eq=False)  # pluggy hook relay restricted to this plugin
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def unavailable(self, source: Source) -> Optional[str]:
+        """Why this backend cannot read `source` here, or None; an exception counts as the reason."""
+        try:
+            return self.hooks.procsock_unavailable(source=source)
+        except Exception as exc:  # a plugin's bug must not stop the others
+            return "availability check failed: %s: %s" % (type(exc).__name__, exc)
+
+    def collect(
+        self, kind: SocketKind, source: Source, inodes: Optional[frozenset]
+    ) -> Collected:
+        return self.hooks.procsock_collect(kind=kind, source=source, inodes=inodes)
+
+
+class _OnePluginHooks:
+    """Attribute access to each hook, called on one plugin only (pluggy subset callers)."""
+
+    def __init__(self, manager: pluggy.PluginManager, plugin: object) -> None:
+        others = [p for p in manager.get_plugins() if p is not plugin]
+        for name in ("procsock_backend_info", "procsock_unavailable", "procsock_collect"):
+            setattr(self, name, manager.subset_hook_caller(name, remove_plugins=others))
+
+
+def disabled_from_env() -> Tuple[str, ...]:
+    """Plugin names listed in PROCSOCK_DISABLE_PLUGINS (comma separated)."""
+    return tuple(n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip())
+
+
+def _entry_points() -> List[Tuple[importlib.metadata.EntryPoint, str, str]]:
+    """(entry point, distribution name, version) of the `procsock` group, first one per name."""
+    seen = set()
+    found = []
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP and ep.name not in seen:
+                seen.add(ep.name)
+                found.append((ep, dist.metadata["Name"], dist.version))
+    return found
+
+
+class Registry:
+    """The set of usable backends, highest priority first, and the plugins that failed."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.manager.add_hookspecs(hookspecs)
+        self._loaded: List[Tuple[object, str, str, str]] = []
+        self._load_failures: List[PluginFailure] = []
+        self.backends: Tuple[Backend, ...] = ()
+        self.failures: Tuple[PluginFailure, ...] = ()
+
+    @classmethod
+    def from_entry_points(cls, disabled: Iterable[str] = ()) -> "Registry":
+        """Load every plugin of the entry-point group, except those named in `disabled`."""
+        registry = cls()
+        blocked = set(disabled) | set(disabled_from_env())
+        for ep, dist, version in _entry_points():
+            if ep.name in blocked:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                reason = "import failed: %s: %s" % (type(exc).__name__, exc)
+                registry._load_failures.append(PluginFailure(ep.name, dist, reason))
+                continue
+            failure = registry._add(plugin, ep.name, dist, version)
+            if failure:
+                registry._load_failures.append(failure)
+        registry._rebuild()
+        return registry
+
+    def register(self, plugin: object, name: str, distribution: str = "", version: str = "") -> None:
+        """Add an in-process backend plugin (embedding, tests); raises if it is not a valid backend."""
+        failure = self._add(plugin, name, distribution, version)
+        if failure:
+            raise ValueError(failure.reason)
+        self._rebuild()
+
+    def _add(self, plugin: object, name: str, dist: str, version: str) -> Optional[PluginFailure]:
+        try:
+            self.manager.register(plugin, name=name)
+            self.manager.check_pending()  # a hookimpl no hookspec knows (a typo, a newer API)
+        except Exception as exc:
+            if self.manager.is_registered(plugin):
+                self.manager.unregister(plugin)
+            return PluginFailure(name, dist, "registration failed: %s" % exc)
+        self._loaded.append((plugin, name, dist, version))
+        return None
+
+    def _rebuild(self) -> None:
+        backends = []
+        failures = list(self._load_failures)
+        for plugin, name, dist, version in self._loaded:
+            hooks = _OnePluginHooks(self.manager, plugin)
+            try:
+                info = hooks.procsock_backend_info()
+            except Exception as exc:
+                reason = "backend info failed: %s: %s" % (type(exc).__name__, exc)
+                failures.append(PluginFailure(name, dist, reason))
+                continue
+            if not isinstance(info, BackendInfo):
+                failures.append(PluginFailure(name, dist, "procsock_backend_info returned %r" % (info,)))
+                continue
+            backends.append(Backend(info, name, dist, version, hooks))
+        self.backends = tuple(sorted(backends, key=lambda b: -b.info.priority))
+        self.failures = tuple(failures)
+
+    def by_name(self) -> Dict[str, Backend]:
+        return {b.name: b for b in self.backends}
+
+    def kinds(self) -> Tuple[SocketKind, ...]:
+        """Every kind some backend serves, in the order backends list them."""
+        seen: Dict[SocketKind, None] = {}
+        for backend in self.backends:
+            for kind in backend.info.kinds:
+                seen.setdefault(kind)
+        return tuple(seen)

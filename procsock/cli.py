@@ -1,0 +1,132 @@
+"""The `procsock` command: every socket of the host with its owners, like `ss -tuaxnp`.
+
+Exit codes: 0 ok, 1 error (one line on stderr; --debug adds the detail), 2 bad usage.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from procsock.api import default_registry, make_query, make_source
+from procsock.backends import Registry
+from procsock.errors import ProcsockError
+from procsock.model import Family
+from procsock.render import notes_lines, snapshot_to_dict, socket_to_dict, table_lines
+from procsock.resolver import Resolver
+
+_PROTOCOL_FLAGS = (
+    ("-t", "--tcp", "tcp"),
+    ("-u", "--udp", "udp"),
+    ("-x", "--unix", "unix"),
+    ("-w", "--raw", "raw"),
+    ("--udplite", "--udplite", "udplite"),
+    ("--packet", "--packet", "packet"),
+    ("--netlink", "--netlink", "netlink"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procsock",
+        description="List every socket with the processes and fds that hold it.",
+    )
+    select = parser.add_argument_group("which sockets (default: all)")
+    for short, long, protocol in _PROTOCOL_FLAGS:
+        flags = (short,) if short == long else (short, long)
+        select.add_argument(
+            *flags, dest="protocols", action="append_const", const=protocol,
+            help="%s sockets" % protocol,
+        )
+    select.add_argument("-4", dest="families", action="append_const", const="inet", help="IPv4 only")
+    select.add_argument("-6", dest="families", action="append_const", const="inet6", help="IPv6 only")
+    select.add_argument("--kind", action="append", metavar="NAME", help="a socket kind by name (tcp6, unix, ...)")
+    select.add_argument("-l", "--listening", action="store_true", help="listening sockets only")
+    select.add_argument("-a", "--all", action="store_true", help="all sockets (the default; for ss habits)")
+    select.add_argument("--state", action="append", metavar="STATE", help="only this state (LISTEN, ESTAB, ...)")
+    select.add_argument("--pid", type=int, help="only sockets held by this process (walks only its fds)")
+    select.add_argument("--port", type=int, help="only sockets with this local or remote port")
+
+    src = parser.add_argument_group("where from")
+    src.add_argument("--proc-root", metavar="DIR", help="read a captured /proc tree instead of this host")
+    src.add_argument("--backend", metavar="NAME", help="use only this backend (no fallback)")
+    src.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin")
+
+    out = parser.add_argument_group("output")
+    form = out.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON document")
+    form.add_argument("--jsonl", action="store_true", help="one JSON object per socket per line")
+    form.add_argument("--list-backends", action="store_true", help="list backends and whether they can run here")
+    out.add_argument("-H", "--no-header", action="store_true", help="no table header")
+    out.add_argument("--debug", action="store_true", help="show details of failures")
+    return parser
+
+
+def _query(args: argparse.Namespace):
+    states = list(args.state or [])
+    if args.listening:
+        states.append("LISTEN")
+    return make_query(
+        kind=args.kind,
+        family=args.families,
+        protocol=args.protocols,
+        state=states or None,
+        pid=args.pid,
+        port=args.port,
+    )
+
+
+def _list_backends(registry: Registry, source) -> List[str]:
+    """One line per backend (name, priority, kinds, origin, whether it can read `source`)."""
+    lines = []
+    for backend in registry.backends:
+        reason = backend.unavailable(source)
+        status = "ready" if reason is None else "unavailable: " + reason
+        dist = "%s %s" % (backend.distribution, backend.version) if backend.distribution else "-"
+        kinds = ",".join(k.name for k in backend.info.kinds)
+        lines.append(
+            "%-10s priority=%-4d %s [%s] plugin %s from %s"
+            % (backend.name, backend.info.priority, status, kinds, backend.plugin_name, dist)
+        )
+    for failure in registry.failures:
+        lines.append("%-10s broken: %s (from %s)" % (failure.name, failure.reason, failure.distribution or "-"))
+    return lines
+
+
+def run(args: argparse.Namespace, out) -> int:
+    if args.disable_plugin:
+        registry = Registry.from_entry_points(disabled=args.disable_plugin)
+    else:
+        registry = default_registry()
+    source = make_source(args.proc_root)
+    if args.list_backends:
+        for line in _list_backends(registry, source):
+            out.write(line + "\n")
+        return 0
+    snap = Resolver(registry, source, args.backend).snapshot(_query(args))
+    if args.json:
+        json.dump(snapshot_to_dict(snap), out, indent=1)
+        out.write("\n")
+    elif args.jsonl:
+        for sock in snap.sockets:
+            out.write(json.dumps(socket_to_dict(sock)) + "\n")
+    else:
+        out.write("\n".join(table_lines(snap.sockets, header=not args.no_header)) + "\n")
+    for line in notes_lines(snap, " (see --json)"):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="procsock: %(message)s", level=logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return run(args, sys.stdout)
+    except ProcsockError as exc:
+        logging.getLogger("procsock").debug("detail", exc_info=True)
+        print("procsock: %s" % exc, file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `procsock | head`
+        sys.stderr.close()
+        return 0

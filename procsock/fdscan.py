@@ -1,0 +1,177 @@
+"""Who holds which socket: a walk of PROC/PID/fd that maps socket inodes to their owners.
+
+Reads a live /proc or a captured tree the same way (fd entries are symlinks `socket:[INODE]`).
+Processes and fds that vanish mid-walk are skipped silently; processes we may not look into are
+counted, so a non-root user gets its own sockets plus "N processes not readable".
+"""
+
+import errno
+import os
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import attrs
+
+from procsock.errors import AccessDenied, NoSuchProcess, NotASocket
+from procsock.model import (
+    NETLINK,
+    PACKET,
+    RAW,
+    RAW6,
+    TCP,
+    TCP6,
+    UDP,
+    UDP6,
+    UDPLITE,
+    UDPLITE6,
+    UNIX,
+    Owner,
+    SocketKind,
+)
+
+_SOCKET_PREFIX = "socket:["
+_DENIED = (errno.EACCES, errno.EPERM)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+# The kernel's protocol names in the `system.sockprotoname` xattr of a socket fd.
+_KIND_BY_PROTONAME = {
+    b"TCP": TCP,
+    b"TCPv6": TCP6,
+    b"UDP": UDP,
+    b"UDPv6": UDP6,
+    b"UDP-Lite": UDPLITE,
+    b"UDPLITEv6": UDPLITE6,
+    b"RAW": RAW,
+    b"RAWv6": RAW6,
+    b"UNIX": UNIX,
+    b"UNIX-STREAM": UNIX,
+    b"NETLINK": NETLINK,
+    b"PACKET": PACKET,
+}
+
+
+@attrs.frozen
+class FdScan:
+    """The result of one walk: owners by socket inode, and what could not be read.
+
+    `owners` maps inode → list of Owner in walk order (do not mutate it). `unreadable` lists the pids
+    whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
+    """
+
+    owners: Dict[int, List[Owner]]
+    processes: int
+    unreadable: Tuple[int, ...]
+    denied_fds: int
+
+
+def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[int, int]], int]:
+    """(fd, inode) of every socket in the open fd directory, and how many fds were unreadable."""
+    found = []
+    denied = 0
+    for name in os.listdir(fd_dir):
+        try:
+            target = os.readlink(name, dir_fd=fd_dir)
+        except OSError as exc:
+            if exc.errno in _DENIED:
+                denied += 1
+            continue
+        if target.startswith(_SOCKET_PREFIX):
+            inode = target[8:-1]
+            if inode.isdigit() and name.isdigit():  # guards against odd captured trees
+                found.append((int(name), int(inode)))
+    return found, denied
+
+
+def _read_small(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read(4096)
+    except OSError:
+        return None
+
+
+def process_identity(proc_root: str, pid: int) -> Tuple[str, Optional[int]]:
+    """The process's name (comm, surrogateescape-decoded) and real uid; ("", None) where unknown."""
+    base = "%s/%d/" % (proc_root, pid)
+    comm = _read_small(base + "comm")
+    name = "" if comm is None else os.fsdecode(comm[:-1] if comm.endswith(b"\n") else comm)
+    uid = None
+    status = _read_small(base + "status")
+    if status is not None:
+        start = status.find(b"\nUid:")
+        if start >= 0:
+            fields = status[start + 5 : status.find(b"\n", start + 5)].split()
+            if fields and fields[0].isdigit():
+                uid = int(fields[0])
+    return name, uid
+
+
+def _all_pids(proc_root: str) -> List[int]:
+    return [int(name) for name in os.listdir(proc_root) if name.isdigit()]
+
+
+def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> FdScan:
+    """Walk the fd tables of `pids` (default: every process) under `proc_root`.
+
+    When `pids` is given, a pid that does not exist raises NoSuchProcess and one we may not read
+    raises AccessDenied: the caller asked about that process by name.
+    """
+    targeted = pids is not None
+    owners: Dict[int, List[Owner]] = {}
+    unreadable = []
+    denied_fds = 0
+    scanned = 0
+    for pid in (pids if targeted else _all_pids(proc_root)):
+        try:
+            fd_dir = os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
+        except OSError as exc:
+            if exc.errno in _DENIED:
+                if targeted:
+                    raise AccessDenied(pid) from None
+                unreadable.append(pid)
+            elif targeted:
+                raise NoSuchProcess(pid) from None
+            continue
+        try:
+            sockets, denied = _socket_fds(fd_dir)
+        except OSError:  # the process exited while we listed its fds
+            continue
+        finally:
+            os.close(fd_dir)
+        scanned += 1
+        denied_fds += denied
+        if not sockets:
+            continue
+        name, uid = process_identity(proc_root, pid)
+        for fd, inode in sockets:
+            owner = Owner(pid, fd, name, uid)
+            holders = owners.get(inode)
+            if holders is None:
+                owners[inode] = [owner]
+            else:
+                holders.append(owner)
+    return FdScan(owners, scanned, tuple(unreadable), denied_fds)
+
+
+def socket_inode(proc_root: str, pid: int, fd: int) -> int:
+    """The inode of the socket at PROC/pid/fd/fd; typed errors when it is gone, hidden or no socket."""
+    try:
+        target = os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd))
+    except OSError as exc:
+        if exc.errno in _DENIED:
+            raise AccessDenied(pid) from None
+        if os.path.isdir("%s/%d" % (proc_root, pid)):
+            raise NoSuchProcess(pid, fd) from None
+        raise NoSuchProcess(pid) from None
+    inode = target[8:-1]
+    if not (target.startswith(_SOCKET_PREFIX) and inode.isdigit()):
+        raise NotASocket(pid, fd, target)
+    return int(inode)
+
+
+def kind_hint(proc_root: str, pid: int, fd: int) -> Optional[SocketKind]:
+    """The kind of a live socket fd from its `system.sockprotoname` xattr; None when unknown."""
+    try:
+        name = os.getxattr("%s/%d/fd/%d" % (proc_root, pid, fd), "system.sockprotoname")
+    except OSError:
+        return None
+    return _KIND_BY_PROTONAME.get(name.rstrip(b"\0"))

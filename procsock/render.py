@@ -1,0 +1,124 @@
+"""Output forms of a snapshot: an aligned table for people, JSON documents and lines for machines.
+
+Tables never carry a raw control byte (names are escaped); JSON keeps exact bytes as hex beside the
+escaped text.
+"""
+
+import os
+from typing import Iterable, Iterator, List, Optional
+
+from procsock.model import Owner, Socket, UnixAddress
+from procsock.resolver import Snapshot
+from procsock.text import escape_text
+
+TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
+
+
+def owner_to_dict(owner: Owner) -> dict:
+    return {
+        "pid": owner.pid,
+        "fd": owner.fd,
+        "process": escape_text(owner.name),
+        "process_hex": os.fsencode(owner.name).hex(),
+        "uid": owner.uid,
+    }
+
+
+def socket_to_dict(sock: Socket) -> dict:
+    rec = sock.record
+    return {
+        "inode": rec.inode,
+        "kind": rec.kind.name,
+        "netid": rec.netid,
+        "family": rec.kind.family.name,
+        "type": rec.type.name,
+        "protocol": rec.protocol,
+        "state": rec.state.name,
+        "local": rec.local.as_dict(),
+        "remote": None if rec.remote is None else rec.remote.as_dict(),
+        "peer_inode": rec.peer_inode,
+        "recv_q": rec.rx_queue,
+        "send_q": rec.tx_queue,
+        "uid": rec.uid,
+        "netns": rec.netns,
+        "interface": rec.interface,
+        "cookie": rec.cookie,
+        "backend": rec.backend,
+        "owners": [owner_to_dict(o) for o in sock.owners],
+        "peer_owners": [owner_to_dict(o) for o in sock.peer_owners],
+    }
+
+
+def snapshot_to_dict(snap: Snapshot) -> dict:
+    return {
+        "sockets": [socket_to_dict(s) for s in snap.sockets],
+        "answered_by": snap.answered_by,
+        "notes": list(snap.notes),
+        "skipped": list(snap.skipped),
+        "unreadable_processes": list(snap.unreadable_processes),
+        "unresolved": [
+            {"inode": inode, "owners": [owner_to_dict(o) for o in owners]}
+            for inode, owners in sorted(snap.unresolved.items())
+        ],
+    }
+
+
+def _owners_text(owners: Iterable[Owner]) -> str:
+    return " ".join("%s,%d,%d" % (escape_text(o.name), o.pid, o.fd) for o in owners)
+
+
+def _peer_text(sock: Socket) -> str:
+    rec = sock.record
+    if rec.remote is not None:
+        return str(rec.remote)
+    if isinstance(rec.local, UnixAddress) and rec.peer_inode:
+        return "* %d" % rec.peer_inode
+    return "*"
+
+
+def table_rows(sockets: Iterable[Socket]) -> List[List[str]]:
+    rows = []
+    for sock in sockets:
+        rec = sock.record
+        rows.append(
+            [
+                rec.netid,
+                rec.state.label,
+                str(rec.rx_queue),
+                str(rec.tx_queue),
+                str(rec.local),
+                _peer_text(sock),
+                str(rec.inode),
+                _owners_text(sock.owners),
+            ]
+        )
+    return rows
+
+
+def table_lines(sockets: Iterable[Socket], header: bool = True) -> Iterator[str]:
+    """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded."""
+    rows = table_rows(sockets)
+    if header:
+        rows.insert(0, list(TABLE_HEADER))
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER) - 1)]
+    right = {2, 3, 6}
+    for row in rows:
+        cells = [
+            row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)
+        ]
+        cells.append(row[-1])
+        yield " ".join(cells).rstrip()
+
+
+def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterator[str]:
+    """One line per note, for standard error."""
+    for note in snap.notes:
+        yield "procsock: " + note
+    if snap.unresolved:
+        yield (
+            "procsock: %d socket inodes held by processes were not found by any backend "
+            "(another network namespace, or a family no backend serves)%s"
+            % (len(snap.unresolved), unresolved_hint or "")
+        )

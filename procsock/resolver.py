@@ -1,0 +1,246 @@
+"""The resolver: for each socket kind, ask the best backend that works here, then join owners.
+
+Backends are tried per kind in priority order; one that is unavailable for the source is passed
+over silently, one that fails is reported in the snapshot's notes and the next one answers. Every
+record is joined with the fds holding its inode; sockets no process holds are still listed.
+"""
+
+import logging
+import os
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+
+import attrs
+
+from procsock.backends import Backend, Registry
+from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
+from procsock.fdscan import FdScan, kind_hint, scan_fds, socket_inode
+from procsock.model import Family, Owner, Socket, SocketKind, SocketRecord, Source, State
+
+log = logging.getLogger("procsock")
+
+
+@attrs.frozen
+class Query:
+    """Which sockets to list. Each filter is None (no restriction) or a set of accepted values."""
+
+    kinds: Optional[FrozenSet[str]] = None
+    families: Optional[FrozenSet[Family]] = None
+    protocols: Optional[FrozenSet[str]] = None
+    states: Optional[FrozenSet[State]] = None
+    pid: Optional[int] = None
+    port: Optional[int] = None
+
+    def wants_kind(self, kind: SocketKind) -> bool:
+        return (
+            (self.kinds is None or kind.name in self.kinds)
+            and (self.families is None or kind.family in self.families)
+            and (self.protocols is None or kind.protocol in self.protocols)
+        )
+
+    @property
+    def filters_records(self) -> bool:
+        return self.states is not None or self.port is not None
+
+    def wants(self, record: SocketRecord) -> bool:
+        if self.states is not None and record.state not in self.states:
+            return False
+        if self.port is not None:
+            ports = (getattr(record.local, "port", None), getattr(record.remote, "port", None))
+            if self.port not in ports:
+                return False
+        return True
+
+    @property
+    def selects_all(self) -> bool:
+        """True when no filter drops sockets by what they are (only then is "unresolved" meaningful)."""
+        return self.kinds is None and self.families is None and self.protocols is None and not self.filters_records
+
+
+@attrs.frozen
+class Snapshot:
+    """The sockets of one moment, and how they were found.
+
+    `answered_by` maps kind name → backend name. `notes` are one-line texts for the user (fallbacks,
+    skipped lines, unreadable processes); `skipped` holds every skipped input line with its reason.
+    `unresolved` maps inodes that processes hold but no backend reported (other network namespaces,
+    families no backend serves) to their owners; it is filled only when no filter narrows the kinds.
+    """
+
+    sockets: Tuple[Socket, ...]
+    answered_by: Dict[str, str]
+    notes: Tuple[str, ...]
+    skipped: Tuple[str, ...]
+    unreadable_processes: Tuple[int, ...]
+    unresolved: Dict[int, Tuple[Owner, ...]]
+
+
+class Resolver:
+    """Resolves sockets from one source with the backends of one registry.
+
+    `backend` forces one backend by name (no fallback to others).
+    """
+
+    def __init__(self, registry: Registry, source: Source, backend: Optional[str] = None) -> None:
+        self.registry = registry
+        self.source = source
+        if source.proc_root is not None and not os.path.isdir(source.proc_root):
+            raise ProcsockError("proc root %s is not a directory" % source.proc_root)
+        self._candidates = self._usable_backends(backend)
+
+    def _usable_backends(self, forced: Optional[str]) -> Tuple[Backend, ...]:
+        backends = self.registry.backends
+        if forced is not None:
+            chosen = self.registry.by_name().get(forced)
+            if chosen is None:
+                names = ", ".join(b.name for b in backends) or "none"
+                raise BackendUnavailable(forced, "no such backend (installed: %s)" % names)
+            backends = (chosen,)
+        usable = []
+        for backend in backends:
+            reason = backend.unavailable(self.source)
+            if reason is None:
+                usable.append(backend)
+            else:
+                log.debug("backend %s unavailable: %s", backend.name, reason)
+                if forced is not None:
+                    raise BackendUnavailable(backend.name, reason)
+        return tuple(usable)
+
+    def kinds(self, query: Query) -> Tuple[SocketKind, ...]:
+        """The kinds the query asks for that a usable backend serves, in backend order."""
+        seen: Dict[SocketKind, None] = {}
+        for backend in self._candidates:
+            for kind in backend.info.kinds:
+                if query.wants_kind(kind):
+                    seen.setdefault(kind)
+        return tuple(seen)
+
+    def _owners(self, pids: Optional[Iterable[int]]) -> FdScan:
+        if self.source.proc_root is None:
+            return FdScan({}, 0, (), 0)
+        return scan_fds(self.source.proc_root, pids)
+
+    def snapshot(self, query: Query = Query()) -> Snapshot:
+        scan = self._owners(None if query.pid is None else (query.pid,))
+        inodes = None if query.pid is None else frozenset(scan.owners)
+        return self._resolve(query, self.kinds(query), scan, inodes)
+
+    def describe_inode(self, inode: int) -> Socket:
+        """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
+        scan = self._owners(None)
+        holders = scan.owners.get(inode)
+        hint = None
+        if holders and self.source.kernel:
+            hint = kind_hint(self.source.proc_root, holders[0].pid, holders[0].fd)
+        return self._one(inode, scan, hint)
+
+    def describe_fd(self, pid: int, fd: int) -> Socket:
+        """The socket at /proc/pid/fd/fd, with the fds of `pid` that hold it."""
+        if self.source.proc_root is None:
+            raise ProcsockError("describing an fd needs a /proc tree")
+        inode = socket_inode(self.source.proc_root, pid, fd)
+        hint = kind_hint(self.source.proc_root, pid, fd) if self.source.kernel else None
+        return self._one(inode, self._owners((pid,)), hint)
+
+    def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind]) -> Socket:
+        query = Query()
+        kinds = self.kinds(query)
+        if hint is not None and hint in kinds:
+            kinds = (hint,)
+        found = self._resolve(query, kinds, scan, frozenset((inode,)))
+        for sock in found.sockets:
+            if sock.record.inode == inode:
+                return sock
+        raise SocketNotFound(inode, "; ".join(found.notes))
+
+    def _resolve(
+        self,
+        query: Query,
+        kinds: Sequence[SocketKind],
+        scan: FdScan,
+        inodes: Optional[FrozenSet[int]],
+    ) -> Snapshot:
+        owners = scan.owners
+        sockets: List[Socket] = []
+        seen = set()
+        answered_by: Dict[str, str] = {}
+        fallbacks: Dict[Tuple[str, str], List[str]] = {}
+        notes: List[str] = []
+        skipped: List[str] = []
+        filtering = query.filters_records
+        for kind in kinds:
+            backend, collected, failures = self._collect(kind, inodes)
+            for failed, reason in failures:
+                fallbacks.setdefault((failed, reason), []).append(kind.name)
+            if collected is None:
+                notes.append(
+                    "%s: no backend could read it (%s)"
+                    % (kind.name, "; ".join("%s: %s" % f for f in failures) or "none serves it here")
+                )
+                continue
+            answered_by[kind.name] = backend
+            if collected.skipped:
+                skipped.extend(collected.skipped)
+                notes.append(
+                    "%s skipped %d unreadable entries of %s (first: %s)"
+                    % (backend, len(collected.skipped), kind.name, collected.skipped[0])
+                )
+            for record in collected.records:
+                inode = record.inode
+                if inode:
+                    if (inodes is not None and inode not in inodes) or inode in seen:
+                        continue
+                    seen.add(inode)
+                elif inodes is not None:
+                    continue
+                if filtering and not query.wants(record):
+                    continue
+                holders = owners.get(inode) if inode else None
+                peer = record.peer_inode
+                peer_holders = owners.get(peer) if peer else None
+                sockets.append(
+                    Socket(
+                        record,
+                        tuple(holders) if holders else (),
+                        tuple(peer_holders) if peer_holders else (),
+                    )
+                )
+        for (failed, reason), kind_names in fallbacks.items():
+            by_backend: Dict[str, List[str]] = {}
+            for name in kind_names:
+                if name in answered_by:
+                    by_backend.setdefault(answered_by[name], []).append(name)
+            for answered, names in by_backend.items():
+                notes.append("%s: %s; using %s for %s" % (failed, reason, answered, ", ".join(names)))
+        if scan.unreadable:
+            notes.append(
+                "%d processes not readable (permission denied): their sockets have no owner here"
+                % len(scan.unreadable)
+            )
+        unresolved = {}
+        if query.selects_all:
+            unresolved = {i: tuple(o) for i, o in owners.items() if i not in seen}
+        return Snapshot(
+            tuple(sockets), answered_by, tuple(notes), tuple(skipped), scan.unreadable, unresolved
+        )
+
+    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]]):
+        """(backend name, Collected, failures) from the first usable backend serving `kind`."""
+        failures: List[Tuple[str, str]] = []
+        for backend in self._candidates:
+            if kind not in backend.info.kinds:
+                continue
+            try:
+                collected = backend.collect(kind, self.source, inodes)
+            except ProcsockError as exc:
+                reason = getattr(exc, "reason", None) or str(exc)
+                log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)
+            except Exception as exc:  # a plugin's bug: reported, and the next backend answers
+                reason = "plugin error: %s: %s" % (type(exc).__name__, exc)
+                log.debug("backend %s crashed on %s", backend.name, kind.name, exc_info=True)
+            else:
+                if collected is not None:
+                    return backend.name, collected, failures
+                reason = "returned nothing"
+            failures.append((backend.name, reason))
+        return None, None, failures

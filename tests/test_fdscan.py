@@ -1,0 +1,104 @@
+"""The fd walk on the live /proc: owners of real sockets, shared fds, vanished and odd entries."""
+
+import os
+import socket
+
+import pytest
+
+from procsock.errors import NoSuchProcess, NotASocket
+from procsock.fdscan import kind_hint, process_identity, scan_fds, socket_inode
+from procsock.model import TCP, TCP6, UDP, UNIX
+
+
+def inode_of(sock):
+    return os.fstat(sock.fileno()).st_ino
+
+
+def test_scan_finds_own_sockets_with_fd_and_identity():
+    with socket.socket() as tcp, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dgram:
+        scan = scan_fds("/proc", [os.getpid()])
+        for sock in (tcp, dgram):
+            (owner,) = scan.owners[inode_of(sock)]
+            assert (owner.pid, owner.fd) == (os.getpid(), sock.fileno())
+            with open("/proc/self/comm", "rb") as f:
+                assert os.fsencode(owner.name) == f.read().rstrip(b"\n")
+            assert owner.uid == os.getuid()
+
+
+def test_a_duplicated_fd_and_a_forked_child_are_all_owners():
+    a, b = socket.socketpair()
+    extra = os.dup(a.fileno())
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # holds the inherited sockets until the parent has looked
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    try:
+        scan = scan_fds("/proc")
+        owners = {(o.pid, o.fd) for o in scan.owners[inode_of(a)]}
+        assert owners == {
+            (os.getpid(), a.fileno()),
+            (os.getpid(), extra),
+            (child, a.fileno()),
+            (child, extra),
+        }
+    finally:
+        os.write(write_end, b"x")
+        os.waitpid(child, 0)
+        for fd in (extra, read_end, write_end):
+            os.close(fd)
+        a.close()
+        b.close()
+
+
+def test_socket_inode_and_typed_errors():
+    with socket.socket() as sock:
+        assert socket_inode("/proc", os.getpid(), sock.fileno()) == inode_of(sock)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(NotASocket):
+            socket_inode("/proc", os.getpid(), r)
+    finally:
+        os.close(r)
+        os.close(w)
+    with pytest.raises(NoSuchProcess) as info:
+        socket_inode("/proc", os.getpid(), 99999)
+    assert info.value.fd == 99999
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    with pytest.raises(NoSuchProcess):
+        socket_inode("/proc", dead, 0)
+    with pytest.raises(NoSuchProcess):
+        scan_fds("/proc", [dead])
+
+
+def test_vanished_process_is_skipped_silently_in_a_full_walk():
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    scan = scan_fds("/proc", None)
+    assert scan.processes > 0
+    assert all(o.pid != dead for owners in scan.owners.values() for o in owners)
+
+
+@pytest.mark.parametrize(
+    "family, type_, expected",
+    [
+        (socket.AF_INET, socket.SOCK_STREAM, TCP),
+        (socket.AF_INET6, socket.SOCK_STREAM, TCP6),
+        (socket.AF_INET, socket.SOCK_DGRAM, UDP),
+        (socket.AF_UNIX, socket.SOCK_STREAM, UNIX),
+        (socket.AF_UNIX, socket.SOCK_SEQPACKET, UNIX),
+    ],
+)
+def test_kind_hint_from_xattr(family, type_, expected):
+    with socket.socket(family, type_) as sock:
+        assert kind_hint("/proc", os.getpid(), sock.fileno()) == expected
+
+
+def test_process_identity_of_missing_process_is_unknown(tmp_path):
+    assert process_identity(str(tmp_path), 12345) == ("", None)

@@ -1,0 +1,189 @@
+"""Resolver: backend choice per kind, fallback with a note, forced backends, broken plugins, joins.
+
+The backends here are real plugin objects registered through the public Registry API; their
+records name real sockets this test opens, so the owner join runs on the live /proc.
+"""
+
+import os
+import socket
+
+import pytest
+
+from procsock import hookimpl
+from procsock.backends import Registry
+from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
+from procsock.model import (
+    TCP,
+    UDP,
+    UNIX,
+    BackendInfo,
+    Collected,
+    InetAddress,
+    SocketRecord,
+    SockType,
+    Source,
+    State,
+    UnixAddress,
+)
+from procsock.resolver import Query, Resolver
+
+
+def inode_of(sock):
+    return os.fstat(sock.fileno()).st_ino
+
+
+def tcp_record(sock, backend):
+    host, port = sock.getsockname()
+    return SocketRecord(
+        TCP, inode_of(sock), SockType.STREAM, 6, State.LISTEN,
+        InetAddress(socket.inet_aton(host), port), InetAddress(bytes(4), 0), 0, 0, 0, backend,
+    )
+
+
+class StubBackend:
+    """A backend plugin serving fixed records, or failing the way it is told to."""
+
+    def __init__(self, name, priority, kinds, records=(), error=None, unavailable=None):
+        self.name, self.priority, self.kinds = name, priority, tuple(kinds)
+        self.records, self.error, self.why_not = tuple(records), error, unavailable
+        self.calls = []
+
+    @hookimpl
+    def procsock_backend_info(self):
+        return BackendInfo(self.name, self.priority, self.kinds)
+
+    @hookimpl
+    def procsock_unavailable(self, source):
+        return self.why_not
+
+    @hookimpl
+    def procsock_collect(self, kind, source, inodes):
+        self.calls.append((kind.name, inodes))
+        if self.error is not None:
+            raise self.error
+        return Collected(tuple(r for r in self.records if r.kind == kind))
+
+
+def registry_of(*backends):
+    registry = Registry()
+    for backend in backends:
+        registry.register(backend, backend.name)
+    return registry
+
+
+@pytest.fixture
+def listener():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock
+
+
+def test_highest_priority_backend_answers_and_owner_is_joined(listener):
+    high = StubBackend("high", 100, [TCP], [tcp_record(listener, "high")])
+    low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
+    snap = Resolver(registry_of(low, high), Source.live()).snapshot(Query(pid=os.getpid()))
+    (sock,) = snap.sockets
+    assert sock.record.backend == "high" and low.calls == []
+    assert [(o.pid, o.fd) for o in sock.owners] == [(os.getpid(), listener.fileno())]
+    assert snap.answered_by == {"tcp": "high"}
+    assert high.calls == [("tcp", frozenset({inode_of(listener)}))]
+
+
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (BackendUnavailable("high", "sock_diag refused (EPERM)"), "sock_diag refused (EPERM)"),
+        (RuntimeError("boom"), "plugin error: RuntimeError: boom"),
+    ],
+)
+def test_a_failing_backend_falls_back_per_kind_with_a_note(listener, error, reason):
+    high = StubBackend("high", 100, [TCP, UDP], error=error)
+    low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
+    snap = Resolver(registry_of(high, low), Source.live()).snapshot(Query(pid=os.getpid()))
+    assert [s.record.backend for s in snap.sockets] == ["low"]
+    assert snap.answered_by == {"tcp": "low"}
+    assert "high: %s; using low for tcp" % reason in snap.notes
+    assert any(n.startswith("udp: no backend could read it (high: ") for n in snap.notes)
+
+
+def test_unavailable_backend_is_passed_over_silently(listener):
+    high = StubBackend("high", 100, [TCP], unavailable="not for captured trees")
+    low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
+    snap = Resolver(registry_of(high, low), Source.live()).snapshot()
+    assert snap.answered_by == {"tcp": "low"} and high.calls == []
+    assert not any("high" in note for note in snap.notes)
+
+
+def test_forced_backend_never_falls_back(listener):
+    high = StubBackend("high", 100, [TCP], [tcp_record(listener, "high")])
+    low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
+    snap = Resolver(registry_of(high, low), Source.live(), backend="low").snapshot()
+    assert [s.record.backend for s in snap.sockets] == ["low"] and high.calls == []
+    with pytest.raises(BackendUnavailable, match="no such backend"):
+        Resolver(registry_of(high, low), Source.live(), backend="nope")
+    off = StubBackend("off", 1, [TCP], unavailable="kernel too old")
+    with pytest.raises(BackendUnavailable, match="kernel too old"):
+        Resolver(registry_of(off), Source.live(), backend="off")
+
+
+def test_filters_and_unowned_sockets(listener):
+    other = SocketRecord(
+        TCP, 0, SockType.STREAM, 6, State.TIME_WAIT,
+        InetAddress(socket.inet_aton("127.0.0.1"), 40000), InetAddress(socket.inet_aton("127.0.0.1"), 1),
+        0, 0, 0, "b",
+    )
+    backend = StubBackend("b", 1, [TCP], [tcp_record(listener, "b"), other, other])
+    resolver = Resolver(registry_of(backend), Source.live())
+    all_tcp = resolver.snapshot()
+    assert all_tcp.sockets.count(all_tcp.sockets[-1]) == 2  # inode-0 rows are never merged
+    assert [s.owners for s in all_tcp.sockets if s.record.inode == 0] == [(), ()]
+    port = listener.getsockname()[1]
+    by_port = resolver.snapshot(Query(port=port)).sockets
+    assert [s.record.inode for s in by_port] == [inode_of(listener)]
+    by_state = resolver.snapshot(Query(states=frozenset({State.TIME_WAIT}))).sockets
+    assert [s.record.state for s in by_state] == [State.TIME_WAIT, State.TIME_WAIT]
+    assert resolver.snapshot(Query(protocols=frozenset({"udp"}))).sockets == ()
+
+
+def test_unix_peer_owners_are_joined():
+    a, b = socket.socketpair()
+    with a, b:
+        records = [
+            SocketRecord(UNIX, inode_of(x), SockType.STREAM, 0, State.ESTABLISHED, UnixAddress(b""),
+                         None, 0, 0, None, "u", peer_inode=inode_of(y))
+            for x, y in ((a, b), (b, a))
+        ]
+        resolver = Resolver(registry_of(StubBackend("u", 1, [UNIX], records)), Source.live())
+        sock = resolver.describe_fd(os.getpid(), a.fileno())
+        assert sock.record.inode == inode_of(a)
+        assert [(o.pid, o.fd) for o in sock.peer_owners] == [(os.getpid(), b.fileno())]
+        with pytest.raises(SocketNotFound):
+            resolver.describe_inode(1)
+
+
+class BrokenInfo:
+    @hookimpl
+    def procsock_backend_info(self):
+        raise ValueError("cannot describe myself")
+
+
+def test_broken_plugins_are_reported_not_fatal():
+    registry = Registry()
+    registry.register(BrokenInfo(), "broken")
+    assert registry.backends == ()
+    (failure,) = registry.failures
+    assert failure.name == "broken" and "cannot describe myself" in failure.reason
+
+    class UnknownHook:
+        @hookimpl
+        def procsock_no_such_hook(self):
+            pass
+
+    with pytest.raises(ValueError, match="unknown hook"):
+        Registry().register(UnknownHook(), "unknown")
+
+
+def test_missing_proc_root_is_a_typed_error(tmp_path):
+    with pytest.raises(ProcsockError, match="not a directory"):
+        Resolver(Registry(), Source.capture(str(tmp_path / "nope")))
