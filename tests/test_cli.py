@@ -1,0 +1,85 @@
+"""The procsock command as users run it: table, JSON, filters, exit codes, hostile names."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from sockzoo import inode_of
+
+
+def run(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "procsock", *args], capture_output=True, text=True, timeout=60
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_json_is_valid_and_lists_own_sockets(zoo):
+    proc = run("--json")
+    tool = subprocess.run([sys.executable, "-m", "json.tool"], input=proc.stdout, capture_output=True, text=True)
+    assert tool.returncode == 0
+    doc = json.loads(proc.stdout)
+    by_inode = {s["inode"]: s for s in doc["sockets"]}
+    for item in zoo.expected:
+        entry = by_inode[item.inode]
+        assert entry["kind"] == item.kind and entry["state"] == item.state.name
+        assert {"pid": os.getpid(), "fd": item.sock.fileno()} in [
+            {"pid": o["pid"], "fd": o["fd"]} for o in entry["owners"]
+        ]
+
+
+def test_jsonl_and_pid_filter(zoo):
+    lines = run("--jsonl", "--pid", str(os.getpid())).stdout.splitlines()
+    inodes = {json.loads(line)["inode"] for line in lines}
+    assert inodes == {item.inode for item in zoo.expected}
+
+
+def test_table_has_ss_columns_and_owner(zoo):
+    out = run("-t", "-l", "--pid", str(os.getpid())).stdout.splitlines()
+    assert out[0].split() == ["Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process"]
+    listeners = [i for i in zoo.expected if i.kind.startswith("tcp") and i.state.name == "LISTEN"]
+    assert len(out) == 1 + len(listeners)
+    for item in listeners:
+        (row,) = [line for line in out if " %d " % item.inode in line]
+        assert row.split()[:2] == [item.kind[:3], "LISTEN"]
+        assert row.endswith(",%d,%d" % (os.getpid(), item.sock.fileno()))
+
+
+def test_hostile_unix_name_is_escaped_in_table_and_exact_in_json():
+    name = b"\0evil\x1b[31m\xff\x07 name"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(name)
+        table = subprocess.run(
+            [sys.executable, "-m", "procsock", "-x", "--pid", str(os.getpid())], capture_output=True
+        ).stdout
+        assert b"\x1b" not in table and b"\x07" not in table and b"\xff" not in table
+        assert b"@evil\\x1b[31m\\xff\\x07 name" in table
+        doc = json.loads(run("--json", "-x", "--pid", str(os.getpid())).stdout)
+        (entry,) = [s for s in doc["sockets"] if s["inode"] == inode_of(sock)]
+        assert bytes.fromhex(entry["local"]["name_hex"]) == name
+        assert entry["local"]["abstract"] is True
+
+
+def test_exit_codes():
+    assert run("--pid", "notanumber", check=False).returncode == 2
+    missing = run("--proc-root", "/nonexistent/proc", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().count("\n") == 0 and "not a directory" in missing.stderr
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    gone = run("--pid", str(dead), check=False)
+    assert gone.returncode == 1 and "no such process %d" % dead in gone.stderr
+    assert run("--backend", "nope", check=False).returncode == 1
+
+
+def test_list_backends_shows_builtin_backends():
+    out = run("--list-backends").stdout
+    assert any(line.startswith("procnet ") and "ready" in line for line in out.splitlines())
