@@ -16,6 +16,7 @@ from procsock import hookspecs
 from procsock.model import BackendInfo, Collected, SocketKind, Source
 
 ENTRY_POINT_GROUP = "procsock"
+HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("procsock_"))
 DISABLE_ENV = "PROCSOCK_DISABLE_PLUGINS"
 
 
@@ -54,13 +55,16 @@ class Backend:
     ) -> Collected:
         return self.hooks.procsock_collect(kind=kind, source=source, inodes=inodes)
 
+    def raw_dump(self, kind: SocketKind, source: Source) -> Optional[bytes]:
+        return self.hooks.procsock_raw_dump(kind=kind, source=source)
+
 
 class _OnePluginHooks:
     """Attribute access to each hook, called on one plugin only (pluggy subset callers)."""
 
     def __init__(self, manager: pluggy.PluginManager, plugin: object) -> None:
         others = [p for p in manager.get_plugins() if p is not plugin]
-        for name in ("procsock_backend_info", "procsock_unavailable", "procsock_collect"):
+        for name in HOOK_NAMES:
             setattr(self, name, manager.subset_hook_caller(name, remove_plugins=others))
 
 

@@ -11,9 +11,17 @@ from typing import List, Optional
 
 from procsock.api import default_registry, make_query, make_source
 from procsock.backends import Registry
+from procsock.compare import compare_backends
 from procsock.errors import ProcsockError
 from procsock.model import Family
-from procsock.render import notes_lines, snapshot_to_dict, socket_to_dict, table_lines
+from procsock.render import (
+    comparison_lines,
+    comparison_to_dict,
+    notes_lines,
+    snapshot_to_dict,
+    socket_to_dict,
+    table_lines,
+)
 from procsock.resolver import Resolver
 
 _PROTOCOL_FLAGS = (
@@ -25,6 +33,10 @@ _PROTOCOL_FLAGS = (
     ("--packet", "--packet", "packet"),
     ("--netlink", "--netlink", "netlink"),
 )
+
+
+class UsageError(Exception):
+    """Bad usage found after argument parsing (exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     src = parser.add_argument_group("where from")
     src.add_argument("--proc-root", metavar="DIR", help="read a captured /proc tree instead of this host")
+    src.add_argument(
+        "--diag-file", metavar="FILE",
+        help="decode saved sock_diag replies (ss -D format) instead of asking the kernel; owners from --proc-root",
+    )
     src.add_argument("--backend", metavar="NAME", help="use only this backend (no fallback)")
     src.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin")
 
@@ -58,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     form.add_argument("--json", action="store_true", help="one JSON document")
     form.add_argument("--jsonl", action="store_true", help="one JSON object per socket per line")
     form.add_argument("--list-backends", action="store_true", help="list backends and whether they can run here")
+    form.add_argument("--save-diag", metavar="FILE", help="save raw sock_diag replies of every kind to FILE (ss -D format)")
     out.add_argument("-H", "--no-header", action="store_true", help="no table header")
     out.add_argument("--debug", action="store_true", help="show details of failures")
     return parser
@@ -94,17 +111,33 @@ def _list_backends(registry: Registry, source) -> List[str]:
     return lines
 
 
+def _save_diag(resolver: Resolver, query, path: str) -> int:
+    dumps, notes = resolver.raw_dumps(query)
+    for note in notes:
+        print("procsock: " + note, file=sys.stderr)
+    if not dumps:
+        raise ProcsockError("no backend here can save raw sock_diag replies")
+    with open(path, "wb") as f:
+        for _, _, data in dumps:
+            f.write(data)
+    print("procsock: saved %s to %s" % (", ".join(k.name for k, _, _ in dumps), path), file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace, out) -> int:
     if args.disable_plugin:
         registry = Registry.from_entry_points(disabled=args.disable_plugin)
     else:
         registry = default_registry()
-    source = make_source(args.proc_root)
+    source = make_source(args.proc_root, args.diag_file)
     if args.list_backends:
         for line in _list_backends(registry, source):
             out.write(line + "\n")
         return 0
-    snap = Resolver(registry, source, args.backend).snapshot(_query(args))
+    resolver = Resolver(registry, source, args.backend)
+    if args.save_diag:
+        return _save_diag(resolver, _query(args), args.save_diag)
+    snap = resolver.snapshot(_query(args))
     if args.json:
         json.dump(snapshot_to_dict(snap), out, indent=1)
         out.write("\n")
@@ -118,12 +151,51 @@ def run(args: argparse.Namespace, out) -> int:
     return 0
 
 
+def build_compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="procsock compare",
+        description="Compare two backends' views of the same moment. Exit 0 when they agree "
+        "(every difference explained), 1 when they do not.",
+    )
+    parser.add_argument("backends", nargs="*", metavar="BACKEND", help="two backend names (default: the two best here)")
+    parser.add_argument("--kind", action="append", metavar="NAME", help="only this kind (tcp6, unix, ...)")
+    parser.add_argument("--proc-root", metavar="DIR", help="compare on a captured /proc tree")
+    parser.add_argument("--diag-file", metavar="FILE", help="compare on saved sock_diag replies")
+    parser.add_argument("--json", action="store_true", help="one JSON document")
+    parser.add_argument("--debug", action="store_true", help="show details of failures")
+    return parser
+
+
+def run_compare(args: argparse.Namespace, out) -> int:
+    if len(args.backends) > 2:
+        raise UsageError("compare takes at most two backend names")
+    names = list(args.backends) + [None] * (2 - len(args.backends))
+    result = compare_backends(
+        default_registry(), make_source(args.proc_root, args.diag_file), names[0], names[1],
+        make_query(kind=args.kind),
+    )
+    if args.json:
+        json.dump(comparison_to_dict(result), out, indent=1)
+        out.write("\n")
+    else:
+        for line in comparison_lines(result):
+            out.write(line + "\n")
+    return 0 if result.agree else 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        args, command = build_compare_parser().parse_args(argv[1:]), run_compare
+    else:
+        args, command = build_parser().parse_args(argv), run
     logging.basicConfig(format="procsock: %(message)s", level=logging.DEBUG if args.debug else logging.WARNING)
     try:
-        return run(args, sys.stdout)
-    except ProcsockError as exc:
+        return command(args, sys.stdout)
+    except UsageError as exc:
+        print("procsock: %s" % exc, file=sys.stderr)
+        return 2
+    except (ProcsockError, OSError) as exc:
         logging.getLogger("procsock").debug("detail", exc_info=True)
         print("procsock: %s" % exc, file=sys.stderr)
         return 1

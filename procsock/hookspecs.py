@@ -52,3 +52,14 @@ def procsock_collect(
     this kind and reports why. Any other exception is treated the same way and reported as a bug
     of the plugin. Lines or messages the backend could not decode go in ``Collected.skipped``.
     """
+
+
+@hookspec(firstresult=True)
+def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
+    """Return this backend's raw wire answer for `kind`, for saving and replaying later.
+
+    Only backends with a wire format implement it (the netlink backend returns sock_diag replies
+    in the format `ss -D` writes: netlink messages back to back, ended by NLMSG_DONE). Called by
+    ``procsock --save-diag FILE`` once per kind; None means "no raw form". Errors as for
+    ``procsock_collect``.
+    """

@@ -141,9 +141,8 @@ class InetAddress:
         return not any(self.packed)
 
     def __str__(self) -> str:
-        host = "*" if self.is_wildcard else self.host
-        if len(self.packed) == 16 and host != "*":
-            host = "[" + host + "]"
+        """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *)."""
+        host = self.host if len(self.packed) == 4 else "[" + self.host + "]"
         return host + ":" + ("*" if self.port == 0 else str(self.port))
 
     def as_dict(self) -> dict:

@@ -4,10 +4,12 @@ Tables never carry a raw control byte (names are escaped); JSON keeps exact byte
 escaped text.
 """
 
+import enum
 import os
 from typing import Iterable, Iterator, List, Optional
 
-from procsock.model import Owner, Socket, UnixAddress
+from procsock.compare import Comparison, FieldDiff
+from procsock.model import Owner, Socket, SocketRecord, UnixAddress
 from procsock.resolver import Snapshot
 from procsock.text import escape_text
 
@@ -122,3 +124,49 @@ def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterat
             "(another network namespace, or a family no backend serves)%s"
             % (len(snap.unresolved), unresolved_hint or "")
         )
+
+
+def _record_line(record: SocketRecord) -> str:
+    remote = "" if record.remote is None else " " + str(record.remote)
+    return "%s %s %s%s inode %d" % (record.kind.name, record.state.label, record.local, remote, record.inode)
+
+
+def _value_text(value: object) -> str:
+    return value.name if isinstance(value, enum.Enum) else str(value)
+
+
+def _diff_dict(diff: FieldDiff) -> dict:
+    return {
+        "kind": diff.kind, "inode": diff.inode, "field": diff.field,
+        "a": _value_text(diff.a), "b": _value_text(diff.b), "explained": diff.explained,
+    }
+
+
+def comparison_to_dict(result: Comparison) -> dict:
+    return {
+        "a": result.a,
+        "b": result.b,
+        "kinds": list(result.kinds),
+        "agree": result.agree,
+        "only_a": [socket_to_dict(Socket(r, ())) for r in result.only_a],
+        "only_b": [socket_to_dict(Socket(r, ())) for r in result.only_b],
+        "differences": [_diff_dict(d) for d in result.differences],
+    }
+
+
+def comparison_lines(result: Comparison) -> Iterator[str]:
+    """A readable diff: sockets only one backend saw, then fields that differ (explained or not)."""
+    for label, records in (("only in " + result.a, result.only_a), ("only in " + result.b, result.only_b)):
+        for record in records:
+            yield "%s: %s" % (label, _record_line(record))
+    for diff in result.differences:
+        why = " (expected: %s)" % diff.explained if diff.explained else ""
+        yield "differs: %s inode %d %s: %s=%s %s=%s%s" % (
+            diff.kind, diff.inode, diff.field, result.a, _value_text(diff.a), result.b, _value_text(diff.b), why,
+        )
+    verdict = "agree" if result.agree else "DISAGREE"
+    yield "%s vs %s on %s: %s (%d only in %s, %d only in %s, %d field differences, %d unexplained)" % (
+        result.a, result.b, ",".join(result.kinds) or "no common kinds", verdict,
+        len(result.only_a), result.a, len(result.only_b), result.b,
+        len(result.differences), len(result.unexplained),
+    )

@@ -106,6 +106,10 @@ class Resolver:
                     raise BackendUnavailable(backend.name, reason)
         return tuple(usable)
 
+    def usable_backends(self) -> Tuple[Backend, ...]:
+        """The backends that can read this source, highest priority first."""
+        return self._candidates
+
     def kinds(self, query: Query) -> Tuple[SocketKind, ...]:
         """The kinds the query asks for that a usable backend serves, in backend order."""
         seen: Dict[SocketKind, None] = {}
@@ -223,6 +227,29 @@ class Resolver:
         return Snapshot(
             tuple(sockets), answered_by, tuple(notes), tuple(skipped), scan.unreadable, unresolved
         )
+
+    def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, str, bytes]], List[str]]:
+        """Raw wire answers (kind, backend, bytes) for every kind a backend can give one for.
+
+        Returns them with notes for kinds no backend could dump. Used by ``--save-diag``.
+        """
+        dumps, notes = [], []
+        for kind in self.kinds(query):
+            failures = []
+            for backend in self._candidates:
+                if kind not in backend.info.kinds:
+                    continue
+                try:
+                    data = backend.raw_dump(kind, self.source)
+                except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
+                    failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
+                    continue
+                if data is not None:
+                    dumps.append((kind, backend.name, data))
+                    break
+            else:
+                notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures) or "no backend has a wire form"))
+        return dumps, notes
 
     def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]]):
         """(backend name, Collected, failures) from the first usable backend serving `kind`."""

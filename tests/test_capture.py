@@ -18,12 +18,12 @@ CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
 
 # (inode, kind, state, local, remote, fds of pid 3925)
 EXPECTED = [
-    (7148, "tcp", "LISTEN", "127.0.0.1:39809", "*:*", [3, 14]),
+    (7148, "tcp", "LISTEN", "127.0.0.1:39809", "0.0.0.0:*", [3, 14]),
     (0, "tcp", "TIME_WAIT", "127.0.0.1:40584", "127.0.0.1:38821", []),
     (7149, "tcp", "ESTABLISHED", "127.0.0.1:55178", "127.0.0.1:39809", [4]),
     (7150, "tcp", "ESTABLISHED", "127.0.0.1:39809", "127.0.0.1:55178", [5]),
-    (7151, "tcp6", "LISTEN", "*:49433", "*:*", [6]),
-    (7152, "udp", "CLOSE", "*:41934", "*:*", [7]),
+    (7151, "tcp6", "LISTEN", "[::]:49433", "[::]:*", [6]),
+    (7152, "udp", "CLOSE", "0.0.0.0:41934", "0.0.0.0:*", [7]),
     (7153, "udp6", "ESTABLISHED", "[::1]:49409", "[::1]:53", [8]),
     (7154, "unix", "LISTEN", "/tmp/cap/ctl sock", None, [9]),
     (7157, "unix", "ESTABLISHED", "*", None, [13]),

@@ -1,0 +1,134 @@
+"""Backend diff: two backends' views of the same moment, socket by socket and field by field.
+
+Meant for audits and for users' tests. Fields are compared only where both backends can carry them
+(neither reports None). Differences with a known cause are kept but explained, so that `agree` means
+"no difference this comparison cannot account for".
+"""
+
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import attrs
+
+from procsock.backends import Backend, Registry
+from procsock.errors import BackendUnavailable
+from procsock.model import SocketKind, SocketRecord, Source, State, UnixAddress
+from procsock.resolver import Query, Resolver
+
+COMPARED_FIELDS = (
+    "type", "protocol", "state", "local", "remote", "rx_queue", "tx_queue",
+    "uid", "peer_inode", "netns", "interface", "cookie",
+)
+
+
+@attrs.frozen
+class FieldDiff:
+    """One field of one socket on which the two backends disagree; `explained` says why if known."""
+
+    kind: str
+    inode: int
+    field: str
+    a: object
+    b: object
+    explained: Optional[str] = None
+
+
+@attrs.frozen
+class Comparison:
+    """The result of comparing backend `a` with backend `b` over `kinds`."""
+
+    a: str
+    b: str
+    kinds: Tuple[str, ...]
+    only_a: Tuple[SocketRecord, ...]
+    only_b: Tuple[SocketRecord, ...]
+    differences: Tuple[FieldDiff, ...]
+
+    @property
+    def unexplained(self) -> Tuple[FieldDiff, ...]:
+        return tuple(d for d in self.differences if d.explained is None)
+
+    @property
+    def agree(self) -> bool:
+        """True when both saw the same sockets and every field difference has a known cause."""
+        return not (self.only_a or self.only_b or self.unexplained)
+
+
+def _explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
+    """The known reason two faithful backends report a field differently, or None."""
+    if field == "local" and isinstance(a.local, UnixAddress) and isinstance(b.local, UnixAddress):
+        if b"\0" in a.local.name[1:] or b"\0" in b.local.name[1:]:
+            return "/proc/net/unix prints the NUL bytes of an abstract name as '@'"
+        if a.local.name[:1] == b"@" or b.local.name[:1] == b"@":
+            return "/proc/net/unix shows abstract names with '@', the same as a path starting with '@'"
+    if field == "tx_queue" and a.state is State.LISTEN:
+        return "for listeners inet_diag reports the backlog limit as Send-Q, /proc/net reports 0"
+    if field in ("rx_queue", "tx_queue"):
+        return "queues move with traffic between the two reads"
+    return None
+
+
+def _key(record: SocketRecord):
+    """Records match by inode; inode-0 rows (TIME_WAIT...) by their endpoints and state."""
+    if record.inode:
+        return record.inode
+    return (record.state, record.local, record.remote)
+
+
+def compare_records(
+    kind: SocketKind, a: Sequence[SocketRecord], b: Sequence[SocketRecord]
+) -> Tuple[List[SocketRecord], List[SocketRecord], List[FieldDiff]]:
+    """Match two backends' records of one kind; (only in a, only in b, field differences)."""
+    by_key: Dict[object, List[SocketRecord]] = defaultdict(list)
+    for record in b:
+        by_key[_key(record)].append(record)
+    only_a, diffs = [], []
+    for left in a:
+        candidates = by_key.get(_key(left))
+        if not candidates:
+            only_a.append(left)
+            continue
+        right = candidates.pop()
+        for field in COMPARED_FIELDS:
+            x, y = getattr(left, field), getattr(right, field)
+            if x is not None and y is not None and x != y:
+                diffs.append(FieldDiff(kind.name, left.inode, field, x, y, _explain(field, left, right)))
+    only_b = [r for rest in by_key.values() for r in rest]
+    return only_a, only_b, diffs
+
+
+def _backend(resolver: Resolver, name: Optional[str], skip: Optional[str]) -> Backend:
+    for backend in resolver.usable_backends():
+        if (name is None and backend.name != skip) or backend.name == name:
+            return backend
+    raise BackendUnavailable(name or "second", "not usable here for this source")
+
+
+def compare_backends(
+    registry: Registry,
+    source: Source,
+    a: Optional[str] = None,
+    b: Optional[str] = None,
+    query: Query = Query(),
+) -> Comparison:
+    """Compare backends `a` and `b` (default: the two highest-priority usable ones).
+
+    For each kind both serve, the two are read back to back so they see nearly the same moment.
+    """
+    resolver = Resolver(registry, source)
+    first = _backend(resolver, a, None)
+    second = _backend(resolver, b, first.name)
+    kinds = [k for k in resolver.kinds(query) if k in first.info.kinds and k in second.info.kinds]
+    only_a: List[SocketRecord] = []
+    only_b: List[SocketRecord] = []
+    diffs: List[FieldDiff] = []
+    for kind in kinds:
+        left = first.collect(kind, source, None).records
+        right = second.collect(kind, source, None).records
+        x, y, d = compare_records(kind, left, right)
+        only_a += x
+        only_b += y
+        diffs += d
+    return Comparison(
+        first.name, second.name, tuple(k.name for k in kinds), tuple(only_a), tuple(only_b), tuple(diffs)
+    )
