@@ -1,0 +1,61 @@
+"""The /proc/net text backend: reads the kernel's socket tables as text files.
+
+Works for the live host and for a captured /proc tree alike (it only reads files), without root
+and without netlink; it is less exact than sock_diag (see `parse` for what the text cannot say),
+hence priority 50, below the netlink backend's 100. All I/O is here; parsing is pure, in `parse`.
+"""
+
+import os
+from typing import FrozenSet, Optional
+
+from procsock.errors import BackendUnavailable
+from procsock.hookspecs import hookimpl
+from procsock.model import BUILTIN_KINDS, BackendInfo, Collected, SocketKind, Source
+
+from procsock_plugins.procnet import parse
+
+NAME = "procnet"
+
+
+@hookimpl
+def procsock_backend_info() -> BackendInfo:
+    """procnet serves every built-in kind, each from the /proc/net file named after it."""
+    return BackendInfo(
+        name=NAME,
+        priority=50,
+        kinds=BUILTIN_KINDS,
+        description="/proc/net text tables (live host or captured /proc tree)",
+    )
+
+
+@hookimpl
+def procsock_unavailable(source: Source) -> Optional[str]:
+    """Why `source` has no /proc/net tables to read, or None when it has."""
+    if source.diag_file is not None:
+        return "a saved sock_diag file replaces the /proc/net socket tables"
+    if source.proc_root is None:
+        return "no /proc tree to read"
+    return None
+
+
+@hookimpl
+def procsock_collect(
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]]
+) -> Collected:
+    """Read `proc_root/net/<kind.name>` in one read and parse it.
+
+    Raises BackendUnavailable when the source has no tables or the file cannot be read (missing:
+    protocol not built into this kernel, or not part of a capture).
+    """
+    reason = procsock_unavailable(source)
+    if reason is not None:
+        raise BackendUnavailable(NAME, reason)
+    path = os.path.join(source.proc_root, "net", kind.name)
+    try:
+        with open(path, "rb") as table:
+            data = table.read()
+    except OSError as exc:
+        raise BackendUnavailable(
+            NAME, "no net/%s under %s (%s)" % (kind.name, source.proc_root, exc.strerror or exc)
+        ) from exc
+    return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes)

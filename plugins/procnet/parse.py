@@ -1,0 +1,370 @@
+"""Pure parsers for the /proc/net socket tables: the bytes of one file in, `Collected` records out.
+
+No I/O and no state: the caller reads the file (one read of the whole file) and names it in
+`source`, which prefixes every skipped-line note and error. Files are split on b"\\n" only and
+fields on ASCII whitespace, never decoded, so names that are not UTF-8 survive.
+
+A file whose first line is not the header of the table it is parsed as raises `ParseError`; inside
+a table, a line that cannot be read (too few fields, bad hex, unknown state or type) is skipped and
+counted in `Collected.skipped`, never fatal: the kernel's tables change under a reader and a
+captured copy may be cut short. An empty file, or one with only its header, has no records.
+
+What the text tables cannot say, and what is reported instead:
+
+* unix: no peer, uid or queues (None, None, 0). Every NUL of an abstract name is printed as '@',
+  so an abstract name read here holds '@' where the real one holds NUL bytes; a name holding a
+  newline is split over two lines and rejoined, so a damaged line right after a named row is
+  taken as part of its name, and a crafted name can forge a whole row: sock_diag is exact, this
+  file is not.
+* packet: no connection state (CLOSE, which `ss` shows as UNCONN) and no queues: Rmem is the
+  memory of the receive queue, not a queue length (0 is reported; `ss` shows Rmem as Recv-Q).
+* netlink: no type (RAW; the file cannot tell RAW from DGRAM), no state (CLOSE), no uid (None),
+  no queues (0: Rmem/Wmem are memory, as for packet), only the first 32 multicast groups.
+"""
+
+import binascii
+import re
+import struct
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from procsock.errors import ParseError
+from procsock.model import (
+    INET_KINDS,
+    NETLINK,
+    PACKET,
+    UNIX,
+    Collected,
+    Endpoint,
+    Family,
+    InetAddress,
+    NetlinkAddress,
+    PacketAddress,
+    SocketKind,
+    SocketRecord,
+    SockType,
+    State,
+    UnixAddress,
+)
+
+Inodes = Optional[FrozenSet[int]]
+RowBuilder = Callable[[List[bytes], int], SocketRecord]
+
+# The leading header fields of each table (later kernels may append columns; these never moved).
+_INET_HEADER_TAIL = (
+    b"st", b"tx_queue", b"rx_queue", b"tr", b"tm->when", b"retrnsmt", b"uid", b"timeout", b"inode",
+)
+_INET_HEADERS = {
+    Family.INET: (b"sl", b"local_address", b"rem_address") + _INET_HEADER_TAIL,
+    Family.INET6: (b"sl", b"local_address", b"remote_address") + _INET_HEADER_TAIL,
+}
+_UNIX_HEADER = (b"Num", b"RefCount", b"Protocol", b"Flags", b"Type", b"St", b"Inode", b"Path")
+_PACKET_HEADER = (b"sk", b"RefCnt", b"Type", b"Proto", b"Iface", b"R", b"Rmem", b"User", b"Inode")
+_NETLINK_HEADER = (
+    b"sk", b"Eth", b"Pid", b"Groups", b"Rmem", b"Wmem", b"Dump", b"Locks", b"Drops", b"Inode",
+)
+
+# inet rows: "sl: local rem st tx:rx tr:when retrnsmt uid timeout inode ..." (fields 0-9 are read).
+_INET_FIELDS = 10
+_INET_UID, _INET_INODE = 7, 9
+_ADDRESS_DIGITS = {Family.INET: 8, Family.INET6: 32}
+# SOCK_* type and IP protocol number per inet protocol; raw rows carry the protocol as their port.
+_INET_PROTOCOLS = {
+    "tcp": (SockType.STREAM, 6),
+    "udp": (SockType.DGRAM, 17),
+    "udplite": (SockType.DGRAM, 136),
+    "raw": (SockType.RAW, None),
+}
+# The kernel prints each 32-bit word of an address as a number in host order: read the printed
+# digits as big-endian words, write the same words back in native order to get the packed bytes.
+_ADDRESS_WORDS = {
+    8: (struct.Struct(">I"), struct.Struct("=I")),
+    32: (struct.Struct(">4I"), struct.Struct("=4I")),
+}
+_STATES: Dict[int, State] = {int(state): state for state in State}
+_SOCK_TYPES: Dict[int, SockType] = {int(sock_type): sock_type for sock_type in SockType}
+
+# unix rows: "%pK: %08X %08X %08X %04X %02X %5lu" then, for a bound socket, " " and the raw name.
+_UNIX_LINE = re.compile(
+    rb"[0-9A-Fa-f]+: [0-9A-Fa-f]{8} [0-9A-Fa-f]{8} ([0-9A-Fa-f]{8}) ([0-9A-Fa-f]{4})"
+    rb" ([0-9A-Fa-f]{2}) +([0-9]+)(?: (.*))?",
+    re.DOTALL,
+)
+_SO_ACCEPTCON = 0x10000
+# The St column is the socket_state the kernel derives from sk_state: SS_UNCONNECTED (1) and
+# SS_CONNECTED (3) for sockets with a file, SS_CONNECTING (2, a connected embryo waiting in an
+# accept queue) and SS_DISCONNECTING (4) for those without. Listeners are told by __SO_ACCEPTCON.
+_UNIX_STATES = {1: State.CLOSE, 2: State.ESTABLISHED, 3: State.ESTABLISHED, 4: State.CLOSE}
+
+# packet rows: "%pK %-6d %-4d %04x %-5d %1d %-6u %-6u %-6lu"; netlink rows:
+# "%pK %-3d %-10u %08x %-8d %-8d %-5d %-8d %-8u %-8lu".
+_PACKET_FIELDS, _PACKET_INODE = 9, 8
+_NETLINK_FIELDS, _NETLINK_INODE = 10, 9
+
+
+def decode_address(digits: bytes) -> bytes:
+    """Packed network-order bytes of an address as /proc/net prints it (8 or 32 hex digits).
+
+    The kernel prints the address as 32-bit words, each a number in host order, so the same
+    address reads differently on little- and big-endian hosts (127.0.0.1 is 0100007F on x86).
+    """
+    words = _ADDRESS_WORDS.get(len(digits))
+    if words is None:
+        raise ValueError("address %r is not 8 or 32 hex digits" % digits)
+    printed, native = words
+    return native.pack(*printed.unpack(binascii.unhexlify(digits)))
+
+
+def decode_endpoint(token: bytes, digits: int) -> InetAddress:
+    """The `InetAddress` of a column like b"0100007F:0016" (`digits`: hex digits of the address)."""
+    address, colon, port = token.partition(b":")
+    if not colon or len(address) != digits:
+        raise ValueError("bad address %r, expected %d hex digits:port" % (token, digits))
+    try:
+        return InetAddress(decode_address(address), int(port, 16))
+    except ValueError:
+        raise ValueError("bad hex in address %r" % token) from None
+
+
+def parse(
+    kind: SocketKind, data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+) -> Collected:
+    """Parse the /proc/net table of `kind` (its file is named after `kind.name`).
+
+    `inodes`, when given, keeps only rows with those inodes, dropped before any record is built.
+    Raises ValueError for a kind that has no /proc/net table here.
+    """
+    if kind in INET_KINDS:
+        return parse_inet(kind, data, source=source, backend=backend, inodes=inodes)
+    parser = _SINGLE_KIND_PARSERS.get(kind)
+    if parser is None:
+        raise ValueError("no /proc/net table parser for socket kind %r" % kind.name)
+    return parser(data, source=source, backend=backend, inodes=inodes)
+
+
+def parse_inet(
+    kind: SocketKind, data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+) -> Collected:
+    """Parse net/{tcp,udp,udplite,raw}[6]: one layout, told apart by `kind`.
+
+    The remote endpoint is always an `InetAddress`, the wildcard with port 0 when unconnected. For
+    raw sockets the port columns hold the IP protocol number, which also becomes `protocol`.
+    """
+    sock_type, protocol = _INET_PROTOCOLS[kind.protocol]
+    digits = _ADDRESS_DIGITS[kind.family]
+    # Endpoints repeat (every unconnected remote, a server's local address): decode each once.
+    endpoints: Dict[bytes, InetAddress] = {}
+
+    def endpoint(token: bytes) -> InetAddress:
+        address = endpoints.get(token)
+        if address is None:
+            address = endpoints[token] = decode_endpoint(token, digits)
+        return address
+
+    def build(fields: List[bytes], inode: int) -> SocketRecord:
+        state = _STATES.get(int(fields[3], 16))
+        if state is None:
+            raise ValueError("unknown state 0x%s" % fields[3].decode("ascii", "replace"))
+        local = endpoint(fields[1])
+        tx_queue, _, rx_queue = fields[4].partition(b":")
+        return SocketRecord(
+            kind=kind,
+            inode=inode,
+            type=sock_type,
+            protocol=local.port if protocol is None else protocol,
+            state=state,
+            local=local,
+            remote=endpoint(fields[2]),
+            rx_queue=int(rx_queue, 16),
+            tx_queue=int(tx_queue, 16),
+            uid=int(fields[_INET_UID]),
+            backend=backend,
+        )
+
+    lines = _lines(data, source, _INET_HEADERS[kind.family], kind.name)
+    return _parse_rows(lines, source, _INET_FIELDS, _INET_INODE, build, inodes)
+
+
+def parse_packet(
+    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+) -> Collected:
+    """Parse net/packet: binding (ifindex, ethertype), type, uid; state CLOSE, queues 0.
+
+    `protocol` is the ethertype the socket was opened or bound with (host order) and `interface`
+    the ifindex it is bound to (0 = any), as in its `PacketAddress`.
+    """
+
+    def build(fields: List[bytes], inode: int) -> SocketRecord:
+        ethertype = int(fields[3], 16)
+        ifindex = int(fields[4])
+        return _local_only(
+            PACKET, inode, _sock_type(fields[2], 10), ethertype, State.CLOSE,
+            PacketAddress(ifindex, ethertype), int(fields[7]), backend, interface=ifindex,
+        )
+
+    lines = _lines(data, source, _PACKET_HEADER, "packet")
+    return _parse_rows(lines, source, _PACKET_FIELDS, _PACKET_INODE, build, inodes)
+
+
+def parse_netlink(
+    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+) -> Collected:
+    """Parse net/netlink: (protocol, portid, groups); type RAW, state CLOSE, uid None, queues 0.
+
+    `protocol` is the netlink protocol (NETLINK_ROUTE = 0, ...); `groups` the first 32 multicast
+    groups the socket joined, the only ones the file shows.
+    """
+
+    def build(fields: List[bytes], inode: int) -> SocketRecord:
+        protocol = int(fields[1])
+        local = NetlinkAddress(protocol, int(fields[2]), int(fields[3], 16))
+        return _local_only(
+            NETLINK, inode, SockType.RAW, protocol, State.CLOSE, local, None, backend
+        )
+
+    lines = _lines(data, source, _NETLINK_HEADER, "netlink")
+    return _parse_rows(lines, source, _NETLINK_FIELDS, _NETLINK_INODE, build, inodes)
+
+
+def parse_unix(
+    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+) -> Collected:
+    """Parse net/unix: type, state and name of each unix socket; no peer, uid or queues.
+
+    The name is every byte after the single space that follows the inode, kept raw (it may start
+    with or hold spaces). A leading '@' marks an abstract name, stored as NUL + the rest (the
+    kernel printed each NUL of it as '@': lossy). A line that is not a unix row right after a row
+    with a name continues that name: the name held a newline.
+    """
+    lines = _lines(data, source, _UNIX_HEADER, "unix")
+    records: List[SocketRecord] = []
+    skipped: List[str] = []
+    name: List[bytes] = []  # the name of the last row so far, one item per line it spans
+    row: Optional[Tuple[int, SockType, State]] = None  # the last row, if it is to be kept
+
+    for number, line in enumerate(lines[1:], 2):
+        match = _UNIX_LINE.fullmatch(line)
+        if match is None:
+            if name and name[0]:
+                name.append(line)
+            else:
+                skipped.append("%s:%d: not a unix socket line" % (source, number))
+            continue
+        if row is not None:
+            records.append(_unix_record(row, name, backend))
+        flags, sock_type, st, inode_digits, path = match.groups()
+        name = [b"" if path is None else path]
+        row = None
+        inode = int(inode_digits)
+        if inodes is not None and inode not in inodes:
+            continue
+        try:
+            row = (inode, _sock_type(sock_type, 16), _unix_state(flags, st))
+        except ValueError as exc:
+            skipped.append("%s:%d: %s" % (source, number, exc))
+    if row is not None:
+        records.append(_unix_record(row, name, backend))
+    return Collected(tuple(records), tuple(skipped))
+
+
+def _unix_state(flags: bytes, st: bytes) -> State:
+    """LISTEN for a socket flagged __SO_ACCEPTCON, else the state its St column stands for."""
+    if int(flags, 16) & _SO_ACCEPTCON:
+        return State.LISTEN
+    state = _UNIX_STATES.get(int(st, 16))
+    if state is None:
+        raise ValueError("unknown unix socket state St %s" % st.decode("ascii"))
+    return state
+
+
+def _unix_record(
+    row: Tuple[int, SockType, State], name: Sequence[bytes], backend: str
+) -> SocketRecord:
+    """The record of one unix row, its name rejoined from the lines it spans."""
+    inode, sock_type, state = row
+    path = b"\n".join(name)
+    if path[:1] == b"@":
+        path = b"\0" + path[1:]
+    return _local_only(UNIX, inode, sock_type, 0, state, UnixAddress(path), None, backend)
+
+
+def _local_only(
+    kind: SocketKind,
+    inode: int,
+    sock_type: SockType,
+    protocol: int,
+    state: State,
+    local: Endpoint,
+    uid: Optional[int],
+    backend: str,
+    interface: Optional[int] = None,
+) -> SocketRecord:
+    """A record from a table that shows no remote endpoint and no queues (unix, packet, netlink)."""
+    return SocketRecord(
+        kind=kind,
+        inode=inode,
+        type=sock_type,
+        protocol=protocol,
+        state=state,
+        local=local,
+        remote=None,
+        rx_queue=0,
+        tx_queue=0,
+        uid=uid,
+        backend=backend,
+        interface=interface,
+    )
+
+
+def _sock_type(digits: bytes, base: int) -> SockType:
+    """The SockType printed as `digits` in `base`; ValueError if it is not one."""
+    sock_type = _SOCK_TYPES.get(int(digits, base))
+    if sock_type is None:
+        raise ValueError("unknown socket type %s" % digits.decode("ascii", "replace"))
+    return sock_type
+
+
+def _lines(data: bytes, source: str, header: Tuple[bytes, ...], table: str) -> List[bytes]:
+    """The lines of `data` (header first, no trailing empty line); ParseError if it is not `table`.
+
+    An empty file has no lines and passes: the table was read and is empty.
+    """
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if lines and tuple(lines[0].split()[: len(header)]) != header:
+        raise ParseError(source, 1, "not a /proc/net/%s header: %r" % (table, lines[0][:60]))
+    return lines
+
+
+def _parse_rows(
+    lines: List[bytes],
+    source: str,
+    min_fields: int,
+    inode_field: int,
+    build: RowBuilder,
+    inodes: Inodes,
+) -> Collected:
+    """Records of the whitespace-separated rows after the header, one per line.
+
+    Rows whose inode is not in `inodes` (when given) are dropped before `build` runs; rows that
+    `build` rejects with ValueError, or that have too few fields, are skipped with the reason.
+    """
+    records: List[SocketRecord] = []
+    skipped: List[str] = []
+    for number, line in enumerate(lines[1:], 2):
+        fields = line.split()
+        if len(fields) < min_fields:
+            skipped.append(
+                "%s:%d: %d fields, expected at least %d" % (source, number, len(fields), min_fields)
+            )
+            continue
+        try:
+            inode = int(fields[inode_field])
+            if inodes is None or inode in inodes:
+                records.append(build(fields, inode))
+        except ValueError as exc:
+            skipped.append("%s:%d: %s" % (source, number, exc))
+    return Collected(tuple(records), tuple(skipped))
+
+
+_SINGLE_KIND_PARSERS = {UNIX: parse_unix, PACKET: parse_packet, NETLINK: parse_netlink}
