@@ -26,6 +26,7 @@ from procsock.model import (
     UnixAddress,
 )
 from procsock.resolver import Query, Resolver
+from stubs import StubBackend, registry_of
 
 
 def inode_of(sock):
@@ -38,37 +39,6 @@ def tcp_record(sock, backend):
         TCP, inode_of(sock), SockType.STREAM, 6, State.LISTEN,
         InetAddress(socket.inet_aton(host), port), InetAddress(bytes(4), 0), 0, 0, 0, backend,
     )
-
-
-class StubBackend:
-    """A backend plugin serving fixed records, or failing the way it is told to."""
-
-    def __init__(self, name, priority, kinds, records=(), error=None, unavailable=None):
-        self.name, self.priority, self.kinds = name, priority, tuple(kinds)
-        self.records, self.error, self.why_not = tuple(records), error, unavailable
-        self.calls = []
-
-    @hookimpl
-    def procsock_backend_info(self):
-        return BackendInfo(self.name, self.priority, self.kinds)
-
-    @hookimpl
-    def procsock_unavailable(self, source):
-        return self.why_not
-
-    @hookimpl
-    def procsock_collect(self, kind, source, inodes):
-        self.calls.append((kind.name, inodes))
-        if self.error is not None:
-            raise self.error
-        return Collected(tuple(r for r in self.records if r.kind == kind))
-
-
-def registry_of(*backends):
-    registry = Registry()
-    for backend in backends:
-        registry.register(backend, backend.name)
-    return registry
 
 
 @pytest.fixture

@@ -1,0 +1,42 @@
+"""A backend plugin for tests of the core: serves given records or fails as told (real pluggy plugin)."""
+
+from procsock import hookimpl
+from procsock.backends import Registry
+from procsock.model import BackendInfo, Collected
+
+
+class StubBackend:
+    """A backend plugin serving fixed records, or failing the way it is told to."""
+
+    def __init__(self, name, priority, kinds, records=(), error=None, unavailable=None):
+        self.name, self.priority, self.kinds = name, priority, tuple(kinds)
+        self.records, self.error, self.why_not = tuple(records), error, unavailable
+        self.calls = []
+
+    @hookimpl
+    def procsock_backend_info(self):
+        return BackendInfo(self.name, self.priority, self.kinds)
+
+    @hookimpl
+    def procsock_unavailable(self, source):
+        return self.why_not
+
+    @hookimpl
+    def procsock_collect(self, kind, source, inodes):
+        self.calls.append((kind.name, inodes))
+        if self.error is not None:
+            raise self.error
+        return Collected(tuple(r for r in self.records if r.kind == kind))
+
+    @hookimpl
+    def procsock_raw_dump(self, kind, source):
+        if self.error is not None:
+            raise self.error
+        return ("%s:%s;" % (self.name, kind.name)).encode()
+
+
+def registry_of(*backends):
+    registry = Registry()
+    for backend in backends:
+        registry.register(backend, backend.name)
+    return registry
