@@ -13,6 +13,8 @@ _NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 def escape_text(text: str) -> str:
     """Escape what is not printable in `text` (decoded with surrogateescape: those become \\xNN)."""
+    if text.isprintable() and "\\" not in text:
+        return text
     out = []
     for ch in text:
         named = _NAMED_ESCAPES.get(ch)
