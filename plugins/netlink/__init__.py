@@ -1,0 +1,92 @@
+"""The NETLINK_SOCK_DIAG backend: asks the kernel over netlink the way `ss` does.
+
+Exact where /proc/net is not (unix names as bytes, unix peers, uids, socket cookies), so it ranks
+first (priority 100). It also decodes saved replies (`--diag-file`, the format `ss -D` writes) and
+gives its raw replies to `--save-diag`. Requests and decoding are in `codec`, socket I/O in
+`transport`; this module only wires them to the hooks.
+"""
+
+from typing import FrozenSet, Optional
+
+from procsock.errors import BackendUnavailable
+from procsock.hookspecs import hookimpl
+from procsock.model import INET_KINDS, UNIX, BackendInfo, Collected, SocketKind, Source
+
+from procsock_plugins.netlink import codec, transport
+
+NAME = transport.NAME
+KINDS = INET_KINDS + (UNIX,)
+# Up to this many inodes, unix sockets are looked up one by one instead of dumped.
+EXACT_LOOKUP_LIMIT = 64
+
+
+@hookimpl
+def procsock_backend_info() -> BackendInfo:
+    return BackendInfo(
+        name=NAME,
+        priority=100,
+        kinds=KINDS,
+        description="NETLINK_SOCK_DIAG (inet_diag, unix_diag), or saved replies",
+    )
+
+
+@hookimpl
+def procsock_unavailable(source: Source) -> Optional[str]:
+    if source.diag_file is None and not source.kernel:
+        return "a captured /proc tree: this host's kernel knows nothing of it"
+    return None
+
+
+def _read_file(kind: SocketKind, path: str) -> Collected:
+    try:
+        with open(path, "rb") as saved:
+            data = saved.read()
+    except OSError as exc:
+        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
+    decoded = codec.decode(data, source=path, backend=NAME)
+    return Collected(tuple(r for r in decoded.records if r.kind == kind), decoded.skipped)
+
+
+def _build(kind: SocketKind):
+    if kind == UNIX:
+        return codec.unix_request
+    return lambda seq: codec.inet_request(kind, seq)
+
+
+def _dump(sock, kind: SocketKind):
+    decoded, raw, retries = transport.query(sock, _build(kind), kind=kind, backend=NAME)
+    skipped = decoded.skipped
+    if decoded.interrupted:
+        skipped += ("%s: dump still interrupted after %d retries (table changing fast)" % (kind.name, retries),)
+    return Collected(decoded.records, skipped), raw
+
+
+def _lookup_unix(sock, inodes: FrozenSet[int]) -> Collected:
+    records, skipped = [], []
+    for inode in sorted(inodes):
+        decoded, _, _ = transport.query(
+            sock, lambda seq, inode=inode: codec.unix_request(seq, inode), lookup=True, backend=NAME
+        )
+        records.extend(decoded.records)
+        skipped.extend(decoded.skipped)
+    return Collected(tuple(records), tuple(skipped))
+
+
+@hookimpl
+def procsock_collect(kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]]) -> Collected:
+    """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records."""
+    if source.diag_file is not None:
+        return _read_file(kind, source.diag_file)
+    with transport.open_diag_socket() as sock:
+        if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
+            return _lookup_unix(sock, inodes)
+        return _dump(sock, kind)[0]
+
+
+@hookimpl
+def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
+    """The raw replies of a live dump of `kind`, renumbered so a saved file names its kind."""
+    if source.diag_file is not None or not source.kernel:
+        return None
+    with transport.open_diag_socket() as sock:
+        return codec.renumber(_dump(sock, kind)[1], codec.saved_seq(kind))

@@ -1,0 +1,256 @@
+"""Pure sock_diag codec: request bytes out, reply bytes in, SocketRecords out. No I/O.
+
+Layouts follow /usr/include/linux/{netlink,sock_diag,inet_diag,unix_diag}.h, native endian except
+the ports of an inet sockid (big-endian) and addresses (network-order bytes). Truncated messages,
+unknown message types and unknown or short attributes are skipped and counted, never fatal.
+"""
+
+import errno as errnos
+import os
+import struct
+from typing import Dict, List, Optional, Tuple
+
+import attrs
+
+from procsock.model import (
+    INET_KINDS,
+    UNIX,
+    Family,
+    InetAddress,
+    SocketKind,
+    SocketRecord,
+    SockType,
+    State,
+    UnixAddress,
+)
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLM_F_DUMP_INTR = 0x10
+NETLINK_SOCK_DIAG = 4
+IPPROTO_RAW = 255
+
+INET_DIAG_PROTOCOL = 10
+UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_UID = 0, 2, 4, 7
+UDIAG_SHOW_NAME, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN, UDIAG_SHOW_UID = 0x1, 0x4, 0x10, 0x40
+UNIX_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
+ALL_STATES = 0xFFFFFFFF
+NO_COOKIE = 0xFFFFFFFF
+
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_RTATTR = struct.Struct("=HH")  # len, type
+_INET_REQ = struct.Struct("=BBBBI4s16s16sIII")  # family, protocol, ext, raw protocol, states, sockid
+_INET_MSG = struct.Struct("=BBBB2s2s16s16sIIIIIIII")  # 72 bytes
+_UNIX_REQ = struct.Struct("=BBHIIIII")
+_UNIX_MSG = struct.Struct("=BBBBIII")  # 16 bytes
+_ERRNO = struct.Struct("=i")
+_U32 = struct.Struct("=I")
+_TWO_U32 = struct.Struct("=II")
+
+# sock_diag protocol numbers and SOCK_* types of the inet kinds.
+INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW}
+_INET_TYPES = {"tcp": SockType.STREAM, "udp": SockType.DGRAM, "udplite": SockType.DGRAM, "raw": SockType.RAW}
+_INET_KIND = {(k.family, INET_PROTOCOLS[k.protocol]): k for k in INET_KINDS}
+_ADDRESS_SIZE = {Family.INET: 4, Family.INET6: 16}
+
+
+def saved_seq(kind: SocketKind) -> int:
+    """The sequence number procsock's own saved dumps carry, naming the kind they answer."""
+    protocol = INET_PROTOCOLS.get(kind.protocol, 0)
+    return 0x50530000 | (int(kind.family) << 8) | protocol
+
+
+_KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in INET_KINDS}
+
+
+def _message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, flags, seq, 0) + payload
+
+
+def inet_request(kind: SocketKind, seq: int) -> bytes:
+    """A dump request for every socket of an inet kind, in every state."""
+    protocol = INET_PROTOCOLS[kind.protocol]
+    raw_protocol = IPPROTO_RAW if protocol == IPPROTO_RAW else 0  # raw_diag: 255 dumps all
+    payload = _INET_REQ.pack(
+        int(kind.family), protocol, 0, raw_protocol, ALL_STATES, bytes(4), bytes(16), bytes(16),
+        0, NO_COOKIE, NO_COOKIE,
+    )
+    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+
+
+def unix_request(seq: int, inode: int = 0) -> bytes:
+    """A dump of every unix socket, or (inode != 0) an exact lookup of one socket by inode."""
+    cookie = NO_COOKIE if inode else 0
+    payload = _UNIX_REQ.pack(int(Family.UNIX), 0, 0, ALL_STATES, inode, UNIX_SHOW, cookie, cookie)
+    flags = NLM_F_REQUEST if inode else NLM_F_REQUEST | NLM_F_DUMP
+    return _message(SOCK_DIAG_BY_FAMILY, flags, seq, payload)
+
+
+@attrs.frozen
+class Decoded:
+    """What a run of netlink messages said.
+
+    `done` is true once NLMSG_DONE or NLMSG_ERROR ended the answer; `errno` is the positive errno
+    either carried (0: success); `interrupted` means the kernel flagged the dump NLM_F_DUMP_INTR
+    (the table changed while it was read: the caller should dump again).
+    """
+
+    records: Tuple[SocketRecord, ...]
+    skipped: Tuple[str, ...]
+    done: bool
+    errno: int
+    interrupted: bool
+
+
+def _attrs(data, start: int, end: int, source: str, skipped: List[str]) -> Dict[int, bytes]:
+    """The rtattrs between start and end, by type (4-byte aligned walk)."""
+    found = {}
+    while start + 4 <= end:
+        length, kind = _RTATTR.unpack_from(data, start)
+        if length < 4 or start + length > end:
+            skipped.append("%s: attribute %d with bad length %d" % (source, kind, length))
+            break
+        found[kind] = bytes(data[start + 4 : start + length])
+        start += (length + 3) & ~3
+    return found
+
+
+def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: int,
+                 source: str, skipped: List[str], backend: str) -> Optional[SocketRecord]:
+    (family, state, _timer, _retrans, sport, dport, src, dst, interface, cookie0, cookie1,
+     _expires, rqueue, wqueue, uid, inode) = _INET_MSG.unpack_from(data, start)
+    attributes = _attrs(data, start + _INET_MSG.size, end, source, skipped)
+    size = _ADDRESS_SIZE.get(family)
+    if kind is None:
+        protocol = attributes.get(INET_DIAG_PROTOCOL)
+        if protocol:
+            kind = _INET_KIND.get((family, protocol[0]))
+        else:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
+            kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, 6))
+    if size is None or kind is None or kind.family != family:
+        skipped.append("%s: inet message of family %d that was not asked for" % (source, family))
+        return None
+    try:
+        state = State(state)
+    except ValueError:
+        skipped.append("%s: inode %d in unknown state %d" % (source, inode, state))
+        return None
+    local_port = int.from_bytes(sport, "big")
+    protocol = local_port if kind.protocol == "raw" else INET_PROTOCOLS[kind.protocol]
+    return SocketRecord(
+        kind, inode, _INET_TYPES[kind.protocol], protocol, state,
+        InetAddress(src[:size], local_port), InetAddress(dst[:size], int.from_bytes(dport, "big")),
+        rqueue, wqueue, uid, backend, interface=interface, cookie=cookie0 | cookie1 << 32,
+    )
+
+
+def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
+                 backend: str) -> Optional[SocketRecord]:
+    _family, type_, state, _pad, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
+    attributes = _attrs(data, start + _UNIX_MSG.size, end, source, skipped)
+    try:
+        type_, state = SockType(type_), State(state)
+    except ValueError:
+        skipped.append("%s: unix inode %d of unknown type %d or state %d" % (source, inode, type_, state))
+        return None
+    name = attributes.get(UNIX_DIAG_NAME, b"")
+    if name[:1] != b"\0" and name.endswith(b"\0"):
+        name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
+    peer = attributes.get(UNIX_DIAG_PEER)
+    rqlen = attributes.get(UNIX_DIAG_RQLEN)
+    uid = attributes.get(UNIX_DIAG_UID)
+    rqueue, wqueue = _TWO_U32.unpack(rqlen) if rqlen is not None and len(rqlen) == 8 else (None, None)
+    return SocketRecord(
+        UNIX, inode, type_, 0, state, UnixAddress(name), None, rqueue, wqueue,
+        _U32.unpack(uid)[0] if uid is not None and len(uid) == 4 else None, backend,
+        peer_inode=_U32.unpack(peer)[0] if peer is not None and len(peer) == 4 else None,
+        cookie=cookie0 | cookie1 << 32,
+    )
+
+
+_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG.size, Family.INET6: _INET_MSG.size}
+
+
+def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None,
+           source: str = "netlink", backend: str = "netlink") -> Decoded:
+    """Decode back-to-back netlink messages into records.
+
+    `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
+    message (saved files). With `seq` (a live answer), messages of other requests are skipped and
+    decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
+    """
+    records: List[SocketRecord] = []
+    skipped: List[str] = []
+    done, error, interrupted = False, 0, False
+    offset, total = 0, len(data)
+    while offset + _NLMSGHDR.size <= total and not (done and seq is not None):
+        length, msg_type, flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        end = offset + length
+        where = "%s@%d" % (source, offset)
+        if length < _NLMSGHDR.size or end > total:
+            skipped.append("%s: truncated message (length %d, %d bytes left)" % (where, length, total - offset))
+            break
+        start = offset + _NLMSGHDR.size
+        offset = (end + 3) & ~3
+        if seq is not None and msg_seq != seq:
+            skipped.append("%s: message of another request (seq %d)" % (where, msg_seq))
+            continue
+        interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
+        if msg_type in (NLMSG_DONE, NLMSG_ERROR):
+            code = _ERRNO.unpack_from(data, start)[0] if end - start >= 4 else 0
+            error = error or abs(code)
+            done = True
+            continue
+        if msg_type != SOCK_DIAG_BY_FAMILY or end - start < 1:
+            skipped.append("%s: message of unknown type %d" % (where, msg_type))
+            continue
+        family = data[start]
+        need = _PAYLOAD_SIZE.get(family)
+        if need is None or end - start < need:
+            skipped.append("%s: diag message of family %d, %d bytes" % (where, family, end - start))
+            continue
+        if family == Family.UNIX:
+            record = _unix_record(data, start, end, where, skipped, backend)
+        else:
+            record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend)
+        if record is not None:
+            records.append(record)
+    return Decoded(tuple(records), tuple(skipped), done, error, interrupted)
+
+
+def answer_ended(data, seq: int, single: bool = False) -> bool:
+    """Whether `data` (one datagram) holds the NLMSG_DONE/NLMSG_ERROR ending answer `seq`.
+
+    A `single` answer (a lookup, not a dump) is one message with no NLMSG_DONE after it. A
+    malformed header also ends the reading: decode() then reports it.
+    """
+    offset, total = 0, len(data)
+    while offset + _NLMSGHDR.size <= total:
+        length, msg_type, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            return True
+        if msg_seq == seq and (single or msg_type in (NLMSG_DONE, NLMSG_ERROR)):
+            return True
+        offset += (length + 3) & ~3
+    return False
+
+
+def renumber(data: bytes, seq: int) -> bytes:
+    """`data` with every message's sequence number set to `seq` (for saved dumps)."""
+    out = bytearray(data)
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(out):
+        length = _U32.unpack_from(out, offset)[0]
+        if length < _NLMSGHDR.size:
+            break
+        _U32.pack_into(out, offset + 8, seq)
+        offset += (length + 3) & ~3
+    return bytes(out)
+
+
+def errno_text(code: int) -> str:
+    """ENOENT (No such file or directory) style text for an errno."""
+    return "%s (%s)" % (errnos.errorcode.get(code, "errno %d" % code), os.strerror(code))
