@@ -1,5 +1,6 @@
 """A zoo of real sockets of every everyday kind, with what each one must be reported as."""
 
+import ipaddress
 import os
 import socket
 import tempfile
@@ -127,3 +128,16 @@ def open_zoo(tmpdir: str) -> SocketZoo:
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (raw sockets, other users' processes)")
+
+
+def ss_endpoint(text: str):
+    """(ip or None for a wildcard, port or None) from an address as `ss -n` prints it."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]").split("%")[0]
+    ip = None if host in ("*", "0.0.0.0", "::") else ipaddress.ip_address(host)
+    return ip, None if port == "*" else int(port)
+
+
+def model_endpoint(address):
+    """The same pair from a model InetAddress, to compare with ss_endpoint()."""
+    return (None if address.is_wildcard else address.ip), (None if address.port == 0 else address.port)

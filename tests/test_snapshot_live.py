@@ -5,13 +5,12 @@ import re
 import shutil
 import socket
 import subprocess
-import ipaddress
 
 import pytest
 
 import procsock
 from procsock.model import SockType
-from sockzoo import inode_of, needs_root
+from sockzoo import inode_of, model_endpoint, needs_root, ss_endpoint
 
 TYPES = {socket.SOCK_STREAM: SockType.STREAM, socket.SOCK_DGRAM: SockType.DGRAM,
          socket.SOCK_SEQPACKET: SockType.SEQPACKET}
@@ -101,18 +100,6 @@ def test_unprivileged_caller_sees_own_sockets_and_counts_the_rest():
     assert result == b"ok"
 
 
-def _ss_endpoint(text):
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]").split("%")[0]
-    ip = None if host in ("*", "0.0.0.0", "::") else ipaddress.ip_address(host)
-    return ip, None if port == "*" else int(port)
-
-
-def _ours_endpoint(addr):
-    ip = None if addr.is_wildcard else addr.ip
-    return ip, None if addr.port == 0 else addr.port
-
-
 @pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
 def test_tcp_and_udp_match_ss(zoo):
     out = subprocess.run(["ss", "-tuanpH"], capture_output=True, text=True, check=True).stdout
@@ -121,10 +108,10 @@ def test_tcp_and_udp_match_ss(zoo):
         fields = line.split()
         for pid, fd in re.findall(r"pid=(\d+),fd=(\d+)", line):
             if int(pid) == os.getpid():
-                theirs.add((fields[0], fields[1], _ss_endpoint(fields[4]), _ss_endpoint(fields[5]), int(fd)))
+                theirs.add((fields[0], fields[1], ss_endpoint(fields[4]), ss_endpoint(fields[5]), int(fd)))
     ours = set()
     for sock in procsock.snapshot(protocol=["tcp", "udp"], pid=os.getpid()).sockets:
         rec = sock.record
         for owner in sock.owners:
-            ours.add((rec.netid, rec.state.label, _ours_endpoint(rec.local), _ours_endpoint(rec.remote), owner.fd))
+            ours.add((rec.netid, rec.state.label, model_endpoint(rec.local), model_endpoint(rec.remote), owner.fd))
     assert theirs and ours == theirs

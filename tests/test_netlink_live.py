@@ -1,0 +1,123 @@
+"""The netlink backend on the live kernel: exact names, peers, fallback, saved replies, ss -D."""
+
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+import procsock
+from procsock.model import TCP, UNIX, Source, State, UnixAddress
+from procsock_plugins import netlink
+from procsock_plugins.netlink import transport
+from sockzoo import inode_of, model_endpoint, ss_endpoint
+
+HOSTILE_NAMES = [
+    b"new\nline",
+    b"bad\xffbyte",
+    b"with space",
+    b"esc\x1b[31m",
+]
+
+
+@pytest.fixture
+def hostile_unix():
+    with tempfile.TemporaryDirectory() as tmpdir:
+        socks = []
+        names = [os.fsencode(tmpdir) + b"/" + n for n in HOSTILE_NAMES]
+        names += [b"\0procsock\0nul\0%d" % os.getpid(), b"\0procsock-abstract-%d" % os.getpid()]
+        for name in names:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(name)
+            socks.append((name, sock))
+        yield socks
+        for _, sock in socks:
+            sock.close()
+
+
+def test_unix_names_are_byte_exact(hostile_unix):
+    snap = procsock.snapshot(pid=os.getpid(), protocol="unix", backend="netlink")
+    by_inode = {s.record.inode: s.record for s in snap.sockets}
+    for name, sock in hostile_unix:
+        assert by_inode[inode_of(sock)].local == UnixAddress(name)
+        assert procsock.describe_inode(inode_of(sock)).record.local == UnixAddress(name)
+
+
+def test_dump_and_exact_lookup_agree(hostile_unix):
+    wanted = frozenset(inode_of(s) for _, s in hostile_unix)
+    dumped = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None).records if r.inode in wanted}
+    looked_up = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted).records}
+    assert dumped == looked_up and set(looked_up) == wanted
+    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1})).records == ()
+
+
+def test_socketpair_peers_and_their_owners():
+    a, b = socket.socketpair()
+    with a, b:
+        sock = procsock.describe_fd(os.getpid(), a.fileno())
+        assert sock.record.backend == "netlink"
+        assert sock.record.peer_inode == inode_of(b)
+        assert [(o.pid, o.fd) for o in sock.peer_owners] == [(os.getpid(), b.fileno())]
+        assert sock.record.uid == os.getuid()
+
+
+def test_tcp_details_only_netlink_knows():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        record = procsock.describe_fd(os.getpid(), listener.fileno()).record
+    assert record.backend == "netlink" and record.cookie and record.uid == os.getuid()
+    assert record.tx_queue == 5  # inet_diag reports a listener's backlog limit as its send queue
+
+
+def test_netlink_refused_falls_back_to_procnet_and_says_so(zoo, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(transport.socket, "socket", refuse)
+    snap = procsock.snapshot(pid=os.getpid())
+    assert set(snap.answered_by.values()) == {"procnet"}
+    assert {s.record.backend for s in snap.sockets} == {"procnet"}
+    note = next(n for n in snap.notes if n.startswith("netlink: "))
+    assert "EPERM" in note and "using procnet for tcp, tcp6" in note
+    assert {s.record.inode for s in snap.sockets} == {i.inode for i in zoo.expected}
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "procsock", *args], capture_output=True, check=True)
+
+
+def test_saved_replies_round_trip(zoo, tmp_path):
+    saved = tmp_path / "host.diag"
+    run_cli("--save-diag", str(saved))
+    replay = procsock.snapshot(diag_file=str(saved))
+    assert replay.sockets and all(not s.owners for s in replay.sockets)
+    found = {s.record.inode: s.record for s in replay.sockets}
+    live = {s.record.inode: s.record for s in procsock.snapshot(pid=os.getpid()).sockets}
+    for item in zoo.expected:
+        assert found[item.inode] == live[item.inode], item.label
+    with_owners = json.loads(run_cli("--diag-file", str(saved), "--proc-root", "/proc", "--json").stdout)
+    owned = {s["inode"]: s["owners"] for s in with_owners["sockets"]}
+    assert any(o["pid"] == os.getpid() for o in owned[zoo.expected[0].inode])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
+def test_ss_dump_file_decodes_to_what_ss_lists(zoo, tmp_path):
+    saved = tmp_path / "ss.diag"
+    subprocess.run(["ss", "-tan", "-D", str(saved)], check=True, capture_output=True)
+    listed = subprocess.run(["ss", "-tanH"], check=True, capture_output=True, text=True).stdout
+    shown = {
+        (f[0], ss_endpoint(f[3]), ss_endpoint(f[4])) for f in (line.split() for line in listed.splitlines())
+    }
+    records = procsock.snapshot(diag_file=str(saved)).sockets
+    zoo_tcp = {i.inode for i in zoo.expected if i.kind.startswith("tcp")}
+    decoded = {s.record.inode: s.record for s in records}
+    assert zoo_tcp <= set(decoded)
+    for inode in zoo_tcp:
+        rec = decoded[inode]
+        assert (rec.state.label, model_endpoint(rec.local), model_endpoint(rec.remote)) in shown
