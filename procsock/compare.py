@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import attrs
 
 from procsock.backends import Backend, Registry
-from procsock.errors import BackendUnavailable
+from procsock.errors import BackendUnavailable, ProcsockError
 from procsock.model import SocketKind, SocketRecord, Source, State, UnixAddress
 from procsock.resolver import Query, Resolver
 
@@ -43,6 +43,7 @@ class Comparison:
     only_a: Tuple[SocketRecord, ...]
     only_b: Tuple[SocketRecord, ...]
     differences: Tuple[FieldDiff, ...]
+    not_compared: Tuple[str, ...] = ()
 
     @property
     def unexplained(self) -> Tuple[FieldDiff, ...]:
@@ -122,13 +123,20 @@ def compare_backends(
     only_a: List[SocketRecord] = []
     only_b: List[SocketRecord] = []
     diffs: List[FieldDiff] = []
+    not_compared: List[str] = []
+    compared: List[str] = []
     for kind in kinds:
-        left = first.collect(kind, source, None).records
-        right = second.collect(kind, source, None).records
+        try:
+            left = first.collect(kind, source, None).records
+            right = second.collect(kind, source, None).records
+        except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
+            not_compared.append("%s: %s" % (kind.name, exc))
+            continue
+        compared.append(kind.name)
         x, y, d = compare_records(kind, left, right)
         only_a += x
         only_b += y
         diffs += d
     return Comparison(
-        first.name, second.name, tuple(k.name for k in kinds), tuple(only_a), tuple(only_b), tuple(diffs)
+        first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared)
     )

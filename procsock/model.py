@@ -230,8 +230,8 @@ class SocketRecord:
     state: State
     local: Endpoint
     remote: Optional[Endpoint]
-    rx_queue: int
-    tx_queue: int
+    rx_queue: Optional[int]
+    tx_queue: Optional[int]
     uid: Optional[int]
     backend: str
     peer_inode: Optional[int] = None

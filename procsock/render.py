@@ -86,8 +86,8 @@ def table_rows(sockets: Iterable[Socket]) -> List[List[str]]:
             [
                 rec.netid,
                 rec.state.label,
-                str(rec.rx_queue),
-                str(rec.tx_queue),
+                "-" if rec.rx_queue is None else str(rec.rx_queue),
+                "-" if rec.tx_queue is None else str(rec.tx_queue),
                 str(rec.local),
                 _peer_text(sock),
                 str(rec.inode),
@@ -151,6 +151,7 @@ def comparison_to_dict(result: Comparison) -> dict:
         "only_a": [socket_to_dict(Socket(r, ())) for r in result.only_a],
         "only_b": [socket_to_dict(Socket(r, ())) for r in result.only_b],
         "differences": [_diff_dict(d) for d in result.differences],
+        "not_compared": list(result.not_compared),
     }
 
 
@@ -164,6 +165,8 @@ def comparison_lines(result: Comparison) -> Iterator[str]:
         yield "differs: %s inode %d %s: %s=%s %s=%s%s" % (
             diff.kind, diff.inode, diff.field, result.a, _value_text(diff.a), result.b, _value_text(diff.b), why,
         )
+    for reason in result.not_compared:
+        yield "not compared: " + reason
     verdict = "agree" if result.agree else "DISAGREE"
     yield "%s vs %s on %s: %s (%d only in %s, %d only in %s, %d field differences, %d unexplained)" % (
         result.a, result.b, ",".join(result.kinds) or "no common kinds", verdict,

@@ -121,3 +121,18 @@ def test_ss_dump_file_decodes_to_what_ss_lists(zoo, tmp_path):
     for inode in zoo_tcp:
         rec = decoded[inode]
         assert (rec.state.label, model_endpoint(rec.local), model_endpoint(rec.remote)) in shown
+
+
+def test_netlink_and_procnet_agree_on_the_zoo(zoo):
+    from procsock.api import default_registry
+    from procsock.compare import compare_backends
+    from procsock.resolver import Query
+
+    result = compare_backends(default_registry(), Source.live(), "netlink", "procnet", Query())
+    assert {"tcp", "tcp6", "udp", "udp6", "unix"} <= set(result.kinds)
+    assert result.unexplained == ()
+    zoo_inodes = {i.inode for i in zoo.expected}
+    assert not zoo_inodes & {r.inode for r in result.only_a + result.only_b}
+    cli = subprocess.run([sys.executable, "-m", "procsock", "compare", "--json"], capture_output=True, text=True)
+    doc = json.loads(cli.stdout)
+    assert (doc["a"], doc["b"]) == ("netlink", "procnet") and cli.returncode == (0 if doc["agree"] else 1)

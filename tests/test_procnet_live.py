@@ -70,8 +70,8 @@ def expected(kind: SocketKind, sock: socket.socket, state: State, **fields) -> S
         protocol=sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL),
         state=state,
         remote=None,
-        rx_queue=0,
-        tx_queue=0,
+        rx_queue=0 if inet else None,
+        tx_queue=0 if inet else None,
         uid=os.geteuid() if inet else None,
         backend="procnet",
     )

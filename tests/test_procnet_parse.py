@@ -71,7 +71,7 @@ def record(kind, inode, sock_type, protocol, state, local, remote, rx=0, tx=0, u
 
 
 def unix(inode, sock_type, state, name):
-    return record(UNIX, inode, sock_type, 0, state, UnixAddress(name), None, uid=None)
+    return record(UNIX, inode, sock_type, 0, state, UnixAddress(name), None, rx=None, tx=None, uid=None)
 
 
 ANY4, ANY6 = v4("0.0.0.0", 0), v6("::", 0)
@@ -117,12 +117,12 @@ BASIC = {
         unix(7776, D, State.CLOSE, b"\0procnet-cap"),
     ],
     "packet": [
-        record(PACKET, 7780, R, 0x0003, State.CLOSE, PacketAddress(1, 0x0003), None, interface=1),
-        record(PACKET, 7781, D, 0x0800, State.CLOSE, PacketAddress(0, 0x0800), None, interface=0),
+        record(PACKET, 7780, R, 0x0003, State.CLOSE, PacketAddress(1, 0x0003), None, interface=1, rx=None, tx=None),
+        record(PACKET, 7781, D, 0x0800, State.CLOSE, PacketAddress(0, 0x0800), None, interface=0, rx=None, tx=None),
     ],
     "netlink": [
-        record(NETLINK, 7782, R, 0, State.CLOSE, NetlinkAddress(0, 4838, 1), None, uid=None),
-        record(NETLINK, 7783, R, 15, State.CLOSE, NetlinkAddress(15, 4838, 0), None, uid=None),
+        record(NETLINK, 7782, R, 0, State.CLOSE, NetlinkAddress(0, 4838, 1), None, uid=None, rx=None, tx=None),
+        record(NETLINK, 7783, R, 15, State.CLOSE, NetlinkAddress(15, 4838, 0), None, uid=None, rx=None, tx=None),
     ],
 }
 
@@ -255,13 +255,13 @@ def test_unix_path_is_raw_bytes_after_the_single_space():
 def test_odd_packet_and_netlink():
     packet = parsed("odd", "packet")
     assert list(packet.records) == [
-        record(PACKET, 9201, R, 0x0003, State.CLOSE, PacketAddress(2, 0x0003), None, interface=2),
-        record(PACKET, 9203, D, 0x88CC, State.CLOSE, PacketAddress(0, 0x88CC), None, uid=1000, interface=0),
+        record(PACKET, 9201, R, 0x0003, State.CLOSE, PacketAddress(2, 0x0003), None, interface=2, rx=None, tx=None),
+        record(PACKET, 9203, D, 0x88CC, State.CLOSE, PacketAddress(0, 0x88CC), None, uid=1000, interface=0, rx=None, tx=None),
     ]
     assert len(packet.skipped) == 1 and packet.skipped[0].startswith("net/packet:3: invalid literal")
     netlink = parsed("odd", "netlink")
     assert list(netlink.records) == [
-        record(NETLINK, 9301, R, 0, State.CLOSE, NetlinkAddress(0, 4294964001, 0xFFFFFFFF), None, uid=None)
+        record(NETLINK, 9301, R, 0, State.CLOSE, NetlinkAddress(0, 4294964001, 0xFFFFFFFF), None, uid=None, rx=None, tx=None)
     ]
     assert netlink.skipped == ("net/netlink:3: 9 fields, expected at least 10",)
 

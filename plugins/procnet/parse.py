@@ -11,7 +11,7 @@ captured copy may be cut short. An empty file, or one with only its header, has 
 
 What the text tables cannot say, and what is reported instead:
 
-* unix: no peer, uid or queues (None, None, 0). Every NUL of an abstract name is printed as '@',
+* unix: no peer, uid or queues (None). Every NUL of an abstract name is printed as '@',
   so an abstract name read here holds '@' where the real one holds NUL bytes; a name holding a
   newline is split over two lines and rejoined, so a damaged line right after a named row is
   taken as part of its name, and a crafted name can forge a whole row: sock_diag is exact, this
@@ -307,8 +307,8 @@ def _local_only(
         state=state,
         local=local,
         remote=None,
-        rx_queue=0,
-        tx_queue=0,
+        rx_queue=None,
+        tx_queue=None,
         uid=uid,
         backend=backend,
         interface=interface,
