@@ -65,6 +65,7 @@ def make_query(
     state: Union[State, str, Iterable, None] = None,
     pid: Optional[int] = None,
     port: Optional[int] = None,
+    details: bool = False,
 ) -> Query:
     """A Query from user-friendly values: each filter takes one value or several.
 
@@ -78,6 +79,7 @@ def make_query(
         states=_as_set(state, _state),
         pid=pid,
         port=port,
+        details=details,
     )
 
 
@@ -93,6 +95,7 @@ def snapshot(
     state=None,
     pid: Optional[int] = None,
     port: Optional[int] = None,
+    details: bool = False,
     proc_root: Optional[str] = None,
     diag_file: Optional[str] = None,
     backend: Optional[str] = None,
@@ -100,9 +103,12 @@ def snapshot(
 ) -> Snapshot:
     """Every socket matching the filters, joined with the fds that hold it.
 
-    With `pid`, only that process's fds are walked and only its sockets resolved.
+    With `pid`, only that process's fds are walked and only its sockets resolved. With
+    `details`, records carry ``extended`` (tcp_info, memory, ...) where the backend can give it.
     """
-    query = make_query(kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port)
+    query = make_query(
+        kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, details=details
+    )
     return _resolver(proc_root, diag_file, backend, registry).snapshot(query)
 
 
@@ -110,6 +116,7 @@ def describe_fd(
     pid: int,
     fd: int,
     *,
+    details: bool = False,
     proc_root: Optional[str] = None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
@@ -118,16 +125,17 @@ def describe_fd(
 
     Raises NoSuchProcess, AccessDenied, NotASocket or SocketNotFound.
     """
-    return _resolver(proc_root, None, backend, registry).describe_fd(pid, fd)
+    return _resolver(proc_root, None, backend, registry).describe_fd(pid, fd, details)
 
 
 def describe_inode(
     inode: int,
     *,
+    details: bool = False,
     proc_root: Optional[str] = None,
     diag_file: Optional[str] = None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Socket:
     """What is socket:[INODE]? Its socket, with every fd on the host that holds it."""
-    return _resolver(proc_root, diag_file, backend, registry).describe_inode(inode)
+    return _resolver(proc_root, diag_file, backend, registry).describe_inode(inode, details)

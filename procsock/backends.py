@@ -51,9 +51,9 @@ class Backend:
             return "availability check failed: %s: %s" % (type(exc).__name__, exc)
 
     def collect(
-        self, kind: SocketKind, source: Source, inodes: Optional[frozenset]
+        self, kind: SocketKind, source: Source, inodes: Optional[frozenset], details: bool = False
     ) -> Collected:
-        return self.hooks.procsock_collect(kind=kind, source=source, inodes=inodes)
+        return self.hooks.procsock_collect(kind=kind, source=source, inodes=inodes, details=details)
 
     def raw_dump(self, kind: SocketKind, source: Source) -> Optional[bytes]:
         return self.hooks.procsock_raw_dump(kind=kind, source=source)

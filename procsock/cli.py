@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     form.add_argument("--list-backends", action="store_true", help="list backends and whether they can run here")
     form.add_argument("--save-diag", metavar="FILE", help="save raw sock_diag replies of every kind to FILE (ss -D format)")
     out.add_argument("-H", "--no-header", action="store_true", help="no table header")
+    for flag, long, what in (("-i", "--info", "TCP internals (tcp_info)"), ("-e", "--extended", "socket cookie, "
+                             "uid, mark, cgroup, shutdown"), ("-m", "--memory", "socket memory")):
+        out.add_argument(flag, long, dest="details", action="store_true", help="details: " + what)
     out.add_argument("--debug", action="store_true", help="show details of failures")
     return parser
 
@@ -91,6 +94,7 @@ def _query(args: argparse.Namespace):
         state=states or None,
         pid=args.pid,
         port=args.port,
+        details=args.details,
     )
 
 
@@ -145,7 +149,8 @@ def run(args: argparse.Namespace, out) -> int:
         for sock in snap.sockets:
             out.write(json.dumps(socket_to_dict(sock)) + "\n")
     else:
-        out.write("\n".join(table_lines(snap.sockets, header=not args.no_header)) + "\n")
+        lines = table_lines(snap.sockets, header=not args.no_header, details=args.details)
+        out.write("\n".join(lines) + "\n")
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0

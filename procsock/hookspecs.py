@@ -38,14 +38,16 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 @hookspec(firstresult=True)
 def procsock_collect(
-    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]]
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool
 ) -> Collected:
     """Return the records of every socket of `kind` that `source` shows.
 
     Called once per kind per snapshot, only for kinds listed in ``procsock_backend_info`` and only
     when ``procsock_unavailable`` returned None. When `inodes` is not None the caller needs only
     those sockets: a backend may use it to do less work (an exact lookup), and may still return
-    others, which the resolver drops. Records carry this backend's name in ``backend``.
+    others, which the resolver drops. Records carry this backend's name in ``backend``. When
+    `details` is true the caller wants ``SocketRecord.extended`` filled where the backend can
+    (tcp_info, memory, ...); when false, a backend should not spend time on it.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for

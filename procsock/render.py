@@ -45,6 +45,7 @@ def socket_to_dict(sock: Socket) -> dict:
         "netns": rec.netns,
         "interface": rec.interface,
         "cookie": rec.cookie,
+        "extended": None if rec.extended is None else rec.extended.as_dict(),
         "backend": rec.backend,
         "owners": [owner_to_dict(o) for o in sock.owners],
         "peer_owners": [owner_to_dict(o) for o in sock.peer_owners],
@@ -97,8 +98,32 @@ def table_rows(sockets: Iterable[Socket]) -> List[List[str]]:
     return rows
 
 
-def table_lines(sockets: Iterable[Socket], header: bool = True) -> Iterator[str]:
-    """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded."""
+def details_text(rec: SocketRecord) -> str:
+    """The `ss -iem` style line of a record's details: key:value pairs, only those known."""
+    parts = []
+    if rec.uid is not None:
+        parts.append("uid:%d" % rec.uid)
+    if rec.cookie is not None:
+        parts.append("cookie:0x%x" % rec.cookie)
+    ext = rec.extended
+    if ext is not None:
+        for key in ("mark", "cgroup_id", "shutdown", "congestion"):
+            value = getattr(ext, key)
+            if value:
+                parts.append("%s:%s" % (key, value))
+        if ext.meminfo is not None:
+            parts.append("skmem:(%s)" % ",".join("%s%d" % (k, v) for k, v in ext.meminfo.as_dict().items()))
+        if ext.tcp_info is not None:
+            parts.extend("%s:%d" % kv for kv in ext.tcp_info.as_dict().items())
+    return " ".join(parts)
+
+
+def table_lines(sockets: Iterable[Socket], header: bool = True, details: bool = False) -> Iterator[str]:
+    """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded.
+
+    With `details`, each socket is followed by an indented line of its details.
+    """
+    sockets = list(sockets)
     rows = table_rows(sockets)
     if header:
         rows.insert(0, list(TABLE_HEADER))
@@ -106,12 +131,15 @@ def table_lines(sockets: Iterable[Socket], header: bool = True) -> Iterator[str]
         return
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER) - 1)]
     right = {2, 3, 6}
-    for row in rows:
+    extra = [None] * header + [details_text(s.record) for s in sockets] if details else []
+    for index, row in enumerate(rows):
         cells = [
             row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)
         ]
         cells.append(row[-1])
         yield " ".join(cells).rstrip()
+        if extra and extra[index]:
+            yield "\t " + extra[index]
 
 
 def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterator[str]:

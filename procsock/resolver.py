@@ -21,7 +21,8 @@ log = logging.getLogger("procsock")
 
 @attrs.frozen
 class Query:
-    """Which sockets to list. Each filter is None (no restriction) or a set of accepted values."""
+    """Which sockets to list. Each filter is None (no restriction) or a set of accepted values;
+    `details` asks backends for ``SocketRecord.extended`` (tcp_info, memory, ...)."""
 
     kinds: Optional[FrozenSet[str]] = None
     families: Optional[FrozenSet[Family]] = None
@@ -29,6 +30,7 @@ class Query:
     states: Optional[FrozenSet[State]] = None
     pid: Optional[int] = None
     port: Optional[int] = None
+    details: bool = False
 
     def wants_kind(self, kind: SocketKind) -> bool:
         return (
@@ -129,25 +131,25 @@ class Resolver:
         inodes = None if query.pid is None else frozenset(scan.owners)
         return self._resolve(query, self.kinds(query), scan, inodes)
 
-    def describe_inode(self, inode: int) -> Socket:
+    def describe_inode(self, inode: int, details: bool = False) -> Socket:
         """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
         scan = self._owners(None)
         holders = scan.owners.get(inode)
         hint = None
         if holders and self.source.kernel:
             hint = kind_hint(self.source.proc_root, holders[0].pid, holders[0].fd)
-        return self._one(inode, scan, hint)
+        return self._one(inode, scan, hint, details)
 
-    def describe_fd(self, pid: int, fd: int) -> Socket:
+    def describe_fd(self, pid: int, fd: int, details: bool = False) -> Socket:
         """The socket at /proc/pid/fd/fd, with the fds of `pid` that hold it."""
         if self.source.proc_root is None:
             raise ProcsockError("describing an fd needs a /proc tree")
         inode = socket_inode(self.source.proc_root, pid, fd)
         hint = kind_hint(self.source.proc_root, pid, fd) if self.source.kernel else None
-        return self._one(inode, self._owners((pid,)), hint)
+        return self._one(inode, self._owners((pid,)), hint, details)
 
-    def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind]) -> Socket:
-        query = Query()
+    def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind], details: bool) -> Socket:
+        query = Query(details=details)
         kinds = self.kinds(query)
         if hint is not None and hint in kinds:
             kinds = (hint,)
@@ -173,7 +175,7 @@ class Resolver:
         skipped: List[str] = []
         filtering = query.filters_records
         for kind in kinds:
-            backend, collected, failures = self._collect(kind, inodes)
+            backend, collected, failures = self._collect(kind, inodes, query.details)
             for failed, reason in failures:
                 fallbacks.setdefault((failed, reason), []).append(kind.name)
             if collected is None:
@@ -251,14 +253,14 @@ class Resolver:
                 notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures) or "no backend has a wire form"))
         return dumps, notes
 
-    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]]):
+    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool):
         """(backend name, Collected, failures) from the first usable backend serving `kind`."""
         failures: List[Tuple[str, str]] = []
         for backend in self._candidates:
             if kind not in backend.info.kinds:
                 continue
             try:
-                collected = backend.collect(kind, self.source, inodes)
+                collected = backend.collect(kind, self.source, inodes, details)
             except ProcsockError as exc:
                 reason = getattr(exc, "reason", None) or str(exc)
                 log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)
