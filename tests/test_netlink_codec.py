@@ -107,3 +107,13 @@ def test_renumbered_dump_names_its_kind():
     saved = codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP))
     assert summary(codec.decode(saved).records) == TCP_EXPECTED
     assert codec.answer_ended(saved, codec.saved_seq(TCP))
+
+
+def test_tcp_info_is_decoded_by_length():
+    full = struct.pack("=8B", 1, 0, 3, 0, 0, 7, 0x9A, 0) + struct.pack("=24I", *range(100, 124))
+    info = codec.tcp_info(full + bytes(200))
+    assert (info.retransmits, info.snd_wscale, info.rcv_wscale, info.rto, info.rtt) == (3, 0xA, 0x9, 100, 115)
+    assert info.snd_wnd == 0
+    old = codec.tcp_info(full)  # an older kernel's shorter struct
+    assert old.total_retrans == 123 and old.pacing_rate is None and old.snd_wnd is None
+    assert codec.tcp_info(b"").rto is None

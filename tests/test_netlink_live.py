@@ -12,9 +12,12 @@ import tempfile
 import pytest
 
 import procsock
+from procsock.api import default_registry
+from procsock.compare import compare_backends
+from procsock.resolver import Query
 from procsock.model import TCP, UNIX, Source, State, UnixAddress
 from procsock_plugins import netlink
-from procsock_plugins.netlink import transport
+from procsock_plugins.netlink import codec, transport
 from sockzoo import inode_of, model_endpoint, ss_endpoint
 
 HOSTILE_NAMES = [
@@ -50,10 +53,10 @@ def test_unix_names_are_byte_exact(hostile_unix):
 
 def test_dump_and_exact_lookup_agree(hostile_unix):
     wanted = frozenset(inode_of(s) for _, s in hostile_unix)
-    dumped = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None).records if r.inode in wanted}
-    looked_up = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted).records}
+    dumped = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False).records if r.inode in wanted}
+    looked_up = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False).records}
     assert dumped == looked_up and set(looked_up) == wanted
-    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1})).records == ()
+    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1}), False).records == ()
 
 
 def test_socketpair_peers_and_their_owners():
@@ -124,10 +127,6 @@ def test_ss_dump_file_decodes_to_what_ss_lists(zoo, tmp_path):
 
 
 def test_netlink_and_procnet_agree_on_the_zoo(zoo):
-    from procsock.api import default_registry
-    from procsock.compare import compare_backends
-    from procsock.resolver import Query
-
     result = compare_backends(default_registry(), Source.live(), "netlink", "procnet", Query())
     assert {"tcp", "tcp6", "udp", "udp6", "unix"} <= set(result.kinds)
     assert result.unexplained == ()
@@ -136,3 +135,28 @@ def test_netlink_and_procnet_agree_on_the_zoo(zoo):
     cli = subprocess.run([sys.executable, "-m", "procsock", "compare", "--json"], capture_output=True, text=True)
     doc = json.loads(cli.stdout)
     assert (doc["a"], doc["b"]) == ("netlink", "procnet") and cli.returncode == (0 if doc["agree"] else 1)
+
+
+def test_details_match_what_the_socket_itself_reports():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        with client, server:
+            client.sendall(b"x" * 1000)
+            assert len(server.recv(2000)) == 1000
+            plain = procsock.describe_fd(os.getpid(), client.fileno()).record
+            assert plain.extended is None  # details cost nothing unless asked for
+            ext = procsock.describe_fd(os.getpid(), client.fileno(), details=True).record.extended
+            own = codec.tcp_info(client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 512))
+            assert ext.tcp_info.bytes_sent == own.bytes_sent == 1000
+            assert (ext.tcp_info.snd_mss, ext.tcp_info.rcv_wscale) == (own.snd_mss, own.rcv_wscale)
+            congestion = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+            assert ext.congestion == congestion.rstrip(b"\0").decode()
+            assert ext.meminfo.sndbuf == client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            client.shutdown(socket.SHUT_WR)
+            ext = procsock.describe_fd(os.getpid(), client.fileno(), details=True).record.extended
+            assert ext.shutdown == 2
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with unix:
+        ext = procsock.describe_fd(os.getpid(), unix.fileno(), details=True).record.extended
+        assert ext.meminfo.rcvbuf == unix.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)

@@ -37,35 +37,38 @@ def procsock_unavailable(source: Source) -> Optional[str]:
     return None
 
 
-def _read_file(kind: SocketKind, path: str) -> Collected:
+def _read_file(kind: SocketKind, path: str, details: bool) -> Collected:
     try:
         with open(path, "rb") as saved:
             data = saved.read()
     except OSError as exc:
         raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
-    decoded = codec.decode(data, source=path, backend=NAME)
+    decoded = codec.decode(data, source=path, backend=NAME, details=details)
     return Collected(tuple(r for r in decoded.records if r.kind == kind), decoded.skipped)
 
 
-def _build(kind: SocketKind):
+def _build(kind: SocketKind, details: bool):
     if kind == UNIX:
-        return codec.unix_request
-    return lambda seq: codec.inet_request(kind, seq)
+        return lambda seq: codec.unix_request(seq, details=details)
+    return lambda seq: codec.inet_request(kind, seq, details)
 
 
-def _dump(sock, kind: SocketKind):
-    decoded, raw, retries = transport.query(sock, _build(kind), kind=kind, backend=NAME)
+def _dump(sock, kind: SocketKind, details: bool):
+    decoded, raw, retries = transport.query(
+        sock, _build(kind, details), kind=kind, backend=NAME, details=details
+    )
     skipped = decoded.skipped
     if decoded.interrupted:
         skipped += ("%s: dump still interrupted after %d retries (table changing fast)" % (kind.name, retries),)
     return Collected(decoded.records, skipped), raw
 
 
-def _lookup_unix(sock, inodes: FrozenSet[int]) -> Collected:
+def _lookup_unix(sock, inodes: FrozenSet[int], details: bool) -> Collected:
     records, skipped = [], []
     for inode in sorted(inodes):
         decoded, _, _ = transport.query(
-            sock, lambda seq, inode=inode: codec.unix_request(seq, inode), lookup=True, backend=NAME
+            sock, lambda seq, inode=inode: codec.unix_request(seq, inode, details),
+            lookup=True, backend=NAME, details=details,
         )
         records.extend(decoded.records)
         skipped.extend(decoded.skipped)
@@ -73,14 +76,16 @@ def _lookup_unix(sock, inodes: FrozenSet[int]) -> Collected:
 
 
 @hookimpl
-def procsock_collect(kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]]) -> Collected:
+def procsock_collect(
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool
+) -> Collected:
     """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records."""
     if source.diag_file is not None:
-        return _read_file(kind, source.diag_file)
+        return _read_file(kind, source.diag_file, details)
     with transport.open_diag_socket() as sock:
         if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
-            return _lookup_unix(sock, inodes)
-        return _dump(sock, kind)[0]
+            return _lookup_unix(sock, inodes, details)
+        return _dump(sock, kind, details)[0]
 
 
 @hookimpl
@@ -89,4 +94,4 @@ def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
     if source.diag_file is not None or not source.kernel:
         return None
     with transport.open_diag_socket() as sock:
-        return codec.renumber(_dump(sock, kind)[1], codec.saved_seq(kind))
+        return codec.renumber(_dump(sock, kind, details=True)[1], codec.saved_seq(kind))

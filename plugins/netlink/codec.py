@@ -15,12 +15,15 @@ import attrs
 from procsock.model import (
     INET_KINDS,
     UNIX,
+    Extended,
     Family,
     InetAddress,
+    MemInfo,
     SocketKind,
     SocketRecord,
     SockType,
     State,
+    TcpInfo,
     UnixAddress,
 )
 
@@ -33,9 +36,15 @@ NLM_F_DUMP_INTR = 0x10
 NETLINK_SOCK_DIAG = 4
 IPPROTO_RAW = 255
 
-INET_DIAG_PROTOCOL = 10
-UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_UID = 0, 2, 4, 7
-UDIAG_SHOW_NAME, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN, UDIAG_SHOW_UID = 0x1, 0x4, 0x10, 0x40
+INET_DIAG_INFO, INET_DIAG_CONG, INET_DIAG_SKMEMINFO, INET_DIAG_SHUTDOWN = 2, 4, 7, 8
+INET_DIAG_PROTOCOL, INET_DIAG_MARK, INET_DIAG_CGROUP_ID = 10, 15, 21
+# idiag_ext bits (1 << (attribute - 1)) of the attributes asked for with details.
+INET_DETAILS_EXT = sum(
+    1 << (a - 1) for a in (INET_DIAG_INFO, INET_DIAG_CONG, INET_DIAG_SKMEMINFO, INET_DIAG_SHUTDOWN)
+)
+UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN = 0, 2, 4
+UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID = 5, 6, 7
+UDIAG_SHOW_NAME, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x1, 0x4, 0x10, 0x20, 0x40
 UNIX_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
 ALL_STATES = 0xFFFFFFFF
 NO_COOKIE = 0xFFFFFFFF
@@ -47,8 +56,84 @@ _INET_MSG = struct.Struct("=BBBB2s2s16s16sIIIIIIII")  # 72 bytes
 _UNIX_REQ = struct.Struct("=BBHIIIII")
 _UNIX_MSG = struct.Struct("=BBBBIII")  # 16 bytes
 _ERRNO = struct.Struct("=i")
+_U8 = struct.Struct("=B")
 _U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
 _TWO_U32 = struct.Struct("=II")
+_MEMINFO = struct.Struct("=9I")
+
+
+def _tcp_info_layout():
+    """(field, offset, struct) of struct tcp_info (linux/tcp.h) in order, for the fields we keep."""
+    unused = (None, "fackets", "last_ack_sent")  # padding, bit fields read whole, long-dead fields
+    sequence = [(None, "B")] * 2 + [("retransmits", "B"), ("probes", "B"), ("backoff", "B"), (None, "B"),
+                                    ("wscale", "B"), (None, "B")]
+    for code, names in (
+        ("I", "rto ato snd_mss rcv_mss unacked sacked lost retrans fackets last_data_sent last_ack_sent "
+              "last_data_recv last_ack_recv pmtu rcv_ssthresh rtt rttvar snd_ssthresh snd_cwnd advmss "
+              "reordering rcv_rtt rcv_space total_retrans"),
+        ("Q", "pacing_rate max_pacing_rate bytes_acked bytes_received"),
+        ("I", "segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out"),
+        ("Q", "delivery_rate busy_time rwnd_limited sndbuf_limited"),
+        ("I", "delivered delivered_ce"),
+        ("Q", "bytes_sent bytes_retrans"),
+        ("I", "dsack_dups reord_seen rcv_ooopack snd_wnd"),
+    ):
+        sequence += [(name, code) for name in names.split()]
+    layout, offset = [], 0
+    for name, code in sequence:
+        unpacker = struct.Struct("=" + code)
+        if name not in unused:
+            layout.append((name, offset, unpacker))
+        offset += unpacker.size
+    return tuple(layout)
+
+
+_TCP_INFO_LAYOUT = _tcp_info_layout()
+
+
+def tcp_info(data: bytes) -> TcpInfo:
+    """Decode struct tcp_info by its length: fields past the end (an older kernel) stay None."""
+    fields = {}
+    for name, offset, unpacker in _TCP_INFO_LAYOUT:
+        if offset + unpacker.size > len(data):
+            break
+        value = unpacker.unpack_from(data, offset)[0]
+        if name == "wscale":
+            fields["snd_wscale"], fields["rcv_wscale"] = value & 0xF, value >> 4
+        else:
+            fields[name] = value
+    return TcpInfo(**fields)
+
+
+def _int(data: Optional[bytes], unpacker: struct.Struct) -> Optional[int]:
+    return unpacker.unpack_from(data)[0] if data is not None and len(data) >= unpacker.size else None
+
+
+def _meminfo(data: Optional[bytes]) -> Optional[MemInfo]:
+    if data is None or len(data) < _MEMINFO.size:
+        return None
+    return MemInfo(*_MEMINFO.unpack_from(data))
+
+
+def _inet_extended(attributes: Dict[int, bytes]) -> Extended:
+    info = attributes.get(INET_DIAG_INFO)
+    cong = attributes.get(INET_DIAG_CONG)
+    return Extended(
+        tcp_info=None if info is None else tcp_info(info),
+        meminfo=_meminfo(attributes.get(INET_DIAG_SKMEMINFO)),
+        congestion=None if cong is None else cong.split(b"\0", 1)[0].decode("ascii", "replace"),
+        shutdown=_int(attributes.get(INET_DIAG_SHUTDOWN), _U8),
+        mark=_int(attributes.get(INET_DIAG_MARK), _U32),
+        cgroup_id=_int(attributes.get(INET_DIAG_CGROUP_ID), _U64),
+    )
+
+
+def _unix_extended(attributes: Dict[int, bytes]) -> Extended:
+    return Extended(
+        meminfo=_meminfo(attributes.get(UNIX_DIAG_MEMINFO)),
+        shutdown=_int(attributes.get(UNIX_DIAG_SHUTDOWN), _U8),
+    )
 
 # sock_diag protocol numbers and SOCK_* types of the inet kinds.
 INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW}
@@ -70,21 +155,22 @@ def _message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, flags, seq, 0) + payload
 
 
-def inet_request(kind: SocketKind, seq: int) -> bytes:
-    """A dump request for every socket of an inet kind, in every state."""
+def inet_request(kind: SocketKind, seq: int, details: bool = False) -> bytes:
+    """A dump request for every socket of an inet kind in every state (+ details' attributes)."""
     protocol = INET_PROTOCOLS[kind.protocol]
     raw_protocol = IPPROTO_RAW if protocol == IPPROTO_RAW else 0  # raw_diag: 255 dumps all
     payload = _INET_REQ.pack(
-        int(kind.family), protocol, 0, raw_protocol, ALL_STATES, bytes(4), bytes(16), bytes(16),
+        int(kind.family), protocol, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES, bytes(4), bytes(16), bytes(16),
         0, NO_COOKIE, NO_COOKIE,
     )
     return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
 
 
-def unix_request(seq: int, inode: int = 0) -> bytes:
+def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
     """A dump of every unix socket, or (inode != 0) an exact lookup of one socket by inode."""
     cookie = NO_COOKIE if inode else 0
-    payload = _UNIX_REQ.pack(int(Family.UNIX), 0, 0, ALL_STATES, inode, UNIX_SHOW, cookie, cookie)
+    show = UNIX_SHOW | UDIAG_SHOW_MEMINFO if details else UNIX_SHOW
+    payload = _UNIX_REQ.pack(int(Family.UNIX), 0, 0, ALL_STATES, inode, show, cookie, cookie)
     flags = NLM_F_REQUEST if inode else NLM_F_REQUEST | NLM_F_DUMP
     return _message(SOCK_DIAG_BY_FAMILY, flags, seq, payload)
 
@@ -119,7 +205,7 @@ def _attrs(data, start: int, end: int, source: str, skipped: List[str]) -> Dict[
 
 
 def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: int,
-                 source: str, skipped: List[str], backend: str) -> Optional[SocketRecord]:
+                 source: str, skipped: List[str], backend: str, details: bool) -> Optional[SocketRecord]:
     (family, state, _timer, _retrans, sport, dport, src, dst, interface, cookie0, cookie1,
      _expires, rqueue, wqueue, uid, inode) = _INET_MSG.unpack_from(data, start)
     attributes = _attrs(data, start + _INET_MSG.size, end, source, skipped)
@@ -144,11 +230,12 @@ def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: in
         kind, inode, _INET_TYPES[kind.protocol], protocol, state,
         InetAddress(src[:size], local_port), InetAddress(dst[:size], int.from_bytes(dport, "big")),
         rqueue, wqueue, uid, backend, interface=interface, cookie=cookie0 | cookie1 << 32,
+        extended=_inet_extended(attributes) if details else None,
     )
 
 
 def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
-                 backend: str) -> Optional[SocketRecord]:
+                 backend: str, details: bool) -> Optional[SocketRecord]:
     _family, type_, state, _pad, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
     attributes = _attrs(data, start + _UNIX_MSG.size, end, source, skipped)
     try:
@@ -159,15 +246,14 @@ def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
     name = attributes.get(UNIX_DIAG_NAME, b"")
     if name[:1] != b"\0" and name.endswith(b"\0"):
         name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
-    peer = attributes.get(UNIX_DIAG_PEER)
     rqlen = attributes.get(UNIX_DIAG_RQLEN)
-    uid = attributes.get(UNIX_DIAG_UID)
     rqueue, wqueue = _TWO_U32.unpack(rqlen) if rqlen is not None and len(rqlen) == 8 else (None, None)
     return SocketRecord(
         UNIX, inode, type_, 0, state, UnixAddress(name), None, rqueue, wqueue,
-        _U32.unpack(uid)[0] if uid is not None and len(uid) == 4 else None, backend,
-        peer_inode=_U32.unpack(peer)[0] if peer is not None and len(peer) == 4 else None,
+        _int(attributes.get(UNIX_DIAG_UID), _U32), backend,
+        peer_inode=_int(attributes.get(UNIX_DIAG_PEER), _U32),
         cookie=cookie0 | cookie1 << 32,
+        extended=_unix_extended(attributes) if details else None,
     )
 
 
@@ -175,11 +261,11 @@ _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG.size, Famil
 
 
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None,
-           source: str = "netlink", backend: str = "netlink") -> Decoded:
+           source: str = "netlink", backend: str = "netlink", details: bool = False) -> Decoded:
     """Decode back-to-back netlink messages into records.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
-    message (saved files). With `seq` (a live answer), messages of other requests are skipped and
+    message (saved files). `details` fills ``extended`` from the attributes. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
     """
     records: List[SocketRecord] = []
@@ -213,9 +299,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
             skipped.append("%s: diag message of family %d, %d bytes" % (where, family, end - start))
             continue
         if family == Family.UNIX:
-            record = _unix_record(data, start, end, where, skipped, backend)
+            record = _unix_record(data, start, end, where, skipped, backend, details)
         else:
-            record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend)
+            record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details)
         if record is not None:
             records.append(record)
     return Decoded(tuple(records), tuple(skipped), done, error, interrupted)
