@@ -87,6 +87,8 @@ class Resolver:
         self.source = source
         if source.proc_root is not None and not os.path.isdir(source.proc_root):
             raise ProcsockError("proc root %s is not a directory" % source.proc_root)
+        if source.diag_file is not None and not os.path.isfile(source.diag_file):
+            raise ProcsockError("diag file %s is not a readable file" % source.diag_file)
         self._candidates = self._usable_backends(backend)
 
     def _usable_backends(self, forced: Optional[str]) -> Tuple[Backend, ...]:

@@ -78,6 +78,8 @@ def test_exit_codes():
     gone = run("--pid", str(dead), check=False)
     assert gone.returncode == 1 and "no such process %d" % dead in gone.stderr
     assert run("--backend", "nope", check=False).returncode == 1
+    no_file = run("--diag-file", "/nonexistent.diag", check=False)
+    assert no_file.returncode == 1 and "not a readable file" in no_file.stderr
 
 
 def test_list_backends_shows_builtin_backends():

@@ -117,3 +117,8 @@ def test_tcp_info_is_decoded_by_length():
     old = codec.tcp_info(full)  # an older kernel's shorter struct
     assert old.total_retrans == 123 and old.pacing_rate is None and old.snd_wnd is None
     assert codec.tcp_info(b"").rto is None
+
+
+def test_bytes_that_are_no_netlink_message_are_counted():
+    decoded = codec.decode(b"not netlink\n", source="junk")
+    assert decoded.records == () and decoded.skipped == ("junk@0: 12 trailing bytes, too short for a message",)

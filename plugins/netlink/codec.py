@@ -304,6 +304,8 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
             record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details)
         if record is not None:
             records.append(record)
+    if 0 < total - offset < _NLMSGHDR.size:
+        skipped.append("%s@%d: %d trailing bytes, too short for a message" % (source, offset, total - offset))
     return Decoded(tuple(records), tuple(skipped), done, error, interrupted)
 
 
