@@ -297,7 +297,9 @@ class Extended:
     """Details a backend gives only when asked (`procsock -i/-e/-m`, `snapshot(details=True)`).
 
     `shutdown` is the SHUT_* mask (1 read side, 2 write side); `congestion` the TCP congestion
-    control algorithm. None where the backend or kernel does not say.
+    control algorithm. For unix sockets: `vfs_inode`/`vfs_dev` identify the file a socket is bound
+    to (as stat() of the path would), `pending` the inodes of the clients whose connections wait in
+    a listener's accept queue (like `ss -x` shows for ICONS). None where the backend or kernel does not say.
     """
 
     tcp_info: Optional[TcpInfo] = None
@@ -306,9 +308,15 @@ class Extended:
     shutdown: Optional[int] = None
     mark: Optional[int] = None
     cgroup_id: Optional[int] = None
+    vfs_inode: Optional[int] = None
+    vfs_dev: Optional[int] = None
+    pending: Optional[Tuple[int, ...]] = None
 
     def as_dict(self) -> dict:
         return {
+            "vfs_inode": self.vfs_inode,
+            "vfs_dev": self.vfs_dev,
+            "pending": None if self.pending is None else list(self.pending),
             "tcp_info": None if self.tcp_info is None else self.tcp_info.as_dict(),
             "meminfo": None if self.meminfo is None else self.meminfo.as_dict(),
             "congestion": self.congestion,

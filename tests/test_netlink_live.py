@@ -160,3 +160,15 @@ def test_details_match_what_the_socket_itself_reports():
     with unix:
         ext = procsock.describe_fd(os.getpid(), unix.fileno(), details=True).record.extended
         assert ext.meminfo.rcvbuf == unix.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def test_unix_details_name_the_bound_file_and_pending_connections(tmp_path):
+    path = str(tmp_path / "listener.sock")
+    with socket.socket(socket.AF_UNIX) as listener, socket.socket(socket.AF_UNIX) as client:
+        listener.bind(path)
+        listener.listen()
+        client.connect(path)
+        ext = procsock.describe_fd(os.getpid(), listener.fileno(), details=True).record.extended
+        st = os.stat(path)
+        assert (ext.vfs_inode, ext.vfs_dev) == (st.st_ino, st.st_dev)
+        assert ext.pending == (inode_of(client),)  # the clients whose connections wait to be accepted

@@ -42,10 +42,12 @@ INET_DIAG_PROTOCOL, INET_DIAG_MARK, INET_DIAG_CGROUP_ID = 10, 15, 21
 INET_DETAILS_EXT = sum(
     1 << (a - 1) for a in (INET_DIAG_INFO, INET_DIAG_CONG, INET_DIAG_SKMEMINFO, INET_DIAG_SHUTDOWN)
 )
-UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN = 0, 2, 4
+UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_ICONS, UNIX_DIAG_RQLEN = 0, 1, 2, 3, 4
 UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID = 5, 6, 7
-UDIAG_SHOW_NAME, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x1, 0x4, 0x10, 0x20, 0x40
+UDIAG_SHOW_NAME, UDIAG_SHOW_VFS, UDIAG_SHOW_PEER, UDIAG_SHOW_ICONS = 0x1, 0x2, 0x4, 0x8
+UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
 UNIX_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
+UNIX_SHOW_DETAILS = UNIX_SHOW | UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS | UDIAG_SHOW_MEMINFO
 ALL_STATES = 0xFFFFFFFF
 NO_COOKIE = 0xFFFFFFFF
 
@@ -130,9 +132,17 @@ def _inet_extended(attributes: Dict[int, bytes]) -> Extended:
 
 
 def _unix_extended(attributes: Dict[int, bytes]) -> Extended:
+    vfs = attributes.get(UNIX_DIAG_VFS)
+    vfs_inode, vfs_dev = _TWO_U32.unpack(vfs) if vfs is not None and len(vfs) == 8 else (None, None)
+    if vfs_dev is not None:  # the kernel's dev_t (major << 20 | minor) as stat() reports it
+        vfs_dev = os.makedev(vfs_dev >> 20, vfs_dev & 0xFFFFF)
+    icons = attributes.get(UNIX_DIAG_ICONS)
     return Extended(
         meminfo=_meminfo(attributes.get(UNIX_DIAG_MEMINFO)),
         shutdown=_int(attributes.get(UNIX_DIAG_SHUTDOWN), _U8),
+        vfs_inode=vfs_inode,
+        vfs_dev=vfs_dev,
+        pending=None if icons is None else struct.unpack("=%dI" % (len(icons) // 4), icons[: len(icons) // 4 * 4]),
     )
 
 # sock_diag protocol numbers and SOCK_* types of the inet kinds.
@@ -169,7 +179,7 @@ def inet_request(kind: SocketKind, seq: int, details: bool = False) -> bytes:
 def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
     """A dump of every unix socket, or (inode != 0) an exact lookup of one socket by inode."""
     cookie = NO_COOKIE if inode else 0
-    show = UNIX_SHOW | UDIAG_SHOW_MEMINFO if details else UNIX_SHOW
+    show = UNIX_SHOW_DETAILS if details else UNIX_SHOW
     payload = _UNIX_REQ.pack(int(Family.UNIX), 0, 0, ALL_STATES, inode, show, cookie, cookie)
     flags = NLM_F_REQUEST if inode else NLM_F_REQUEST | NLM_F_DUMP
     return _message(SOCK_DIAG_BY_FAMILY, flags, seq, payload)
