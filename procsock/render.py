@@ -75,7 +75,8 @@ def _peer_text(sock: Socket) -> str:
     if rec.remote is not None:
         return str(rec.remote)
     if isinstance(rec.local, UnixAddress) and rec.peer_inode:
-        return "* %d" % rec.peer_inode
+        held_by = " " + _owners_text(sock.peer_owners) if sock.peer_owners else ""
+        return "* %d%s" % (rec.peer_inode, held_by)
     return "*"
 
 
@@ -107,10 +108,12 @@ def details_text(rec: SocketRecord) -> str:
         parts.append("cookie:0x%x" % rec.cookie)
     ext = rec.extended
     if ext is not None:
-        for key in ("mark", "cgroup_id", "shutdown", "congestion"):
+        for key in ("mark", "cgroup_id", "shutdown", "congestion", "vfs_inode", "vfs_dev"):
             value = getattr(ext, key)
             if value:
                 parts.append("%s:%s" % (key, value))
+        if ext.pending:
+            parts.append("pending:%s" % ",".join(map(str, ext.pending)))
         if ext.meminfo is not None:
             parts.append("skmem:(%s)" % ",".join("%s%d" % (k, v) for k, v in ext.meminfo.as_dict().items()))
         if ext.tcp_info is not None:

@@ -67,6 +67,12 @@ def test_socketpair_peers_and_their_owners():
         assert sock.record.peer_inode == inode_of(b)
         assert [(o.pid, o.fd) for o in sock.peer_owners] == [(os.getpid(), b.fileno())]
         assert sock.record.uid == os.getuid()
+        table = subprocess.run(
+            [sys.executable, "-m", "procsock", "-x", "--pid", str(os.getpid())], capture_output=True, text=True
+        ).stdout
+        peer_column = "* %d %s,%d,%d " % (inode_of(b), sock.peer_owners[0].name, os.getpid(), b.fileno())
+        (row,) = [line for line in table.splitlines() if peer_column in line]
+        assert row.split(peer_column)[1].split()[0] == str(inode_of(a))
 
 
 def test_tcp_details_only_netlink_knows():
