@@ -13,7 +13,6 @@ from procsock.api import default_registry, make_query, make_source
 from procsock.backends import Registry
 from procsock.compare import compare_backends
 from procsock.errors import ProcsockError
-from procsock.model import Family
 from procsock.render import (
     comparison_lines,
     comparison_to_dict,

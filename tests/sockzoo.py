@@ -3,7 +3,6 @@
 import ipaddress
 import os
 import socket
-import tempfile
 
 import attrs
 import pytest

@@ -15,7 +15,7 @@ import procsock
 from procsock.api import default_registry
 from procsock.compare import compare_backends
 from procsock.resolver import Query
-from procsock.model import TCP, UNIX, Source, State, UnixAddress
+from procsock.model import UNIX, Source, UnixAddress
 from procsock_plugins import netlink
 from procsock_plugins.netlink import codec, transport
 from sockzoo import inode_of, model_endpoint, ss_endpoint

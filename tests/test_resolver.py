@@ -16,8 +16,6 @@ from procsock.model import (
     TCP,
     UDP,
     UNIX,
-    BackendInfo,
-    Collected,
     InetAddress,
     SocketRecord,
     SockType,
