@@ -148,8 +148,8 @@ def run(args: argparse.Namespace, out) -> int:
         for sock in snap.sockets:
             out.write(json.dumps(socket_to_dict(sock)) + "\n")
     else:
-        lines = table_lines(snap.sockets, header=not args.no_header, details=args.details)
-        out.write("\n".join(lines) + "\n")
+        for line in table_lines(snap.sockets, header=not args.no_header, details=args.details):
+            out.write(line + "\n")
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0

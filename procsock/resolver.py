@@ -175,6 +175,7 @@ class Resolver:
         fallbacks: Dict[Tuple[str, str], List[str]] = {}
         notes: List[str] = []
         skipped: List[str] = []
+        seen_skips = set()
         filtering = query.filters_records
         for kind in kinds:
             backend, collected, failures = self._collect(kind, inodes, query.details)
@@ -187,11 +188,13 @@ class Resolver:
                 )
                 continue
             answered_by[kind.name] = backend
-            if collected.skipped:
-                skipped.extend(collected.skipped)
+            fresh = [entry for entry in collected.skipped if entry not in seen_skips]
+            if fresh:  # one input (a saved file) may serve several kinds: say each skip once
+                seen_skips.update(fresh)
+                skipped.extend(fresh)
                 notes.append(
                     "%s skipped %d unreadable entries of %s (first: %s)"
-                    % (backend, len(collected.skipped), kind.name, collected.skipped[0])
+                    % (backend, len(fresh), kind.name, fresh[0])
                 )
             for record in collected.records:
                 inode = record.inode

@@ -6,6 +6,8 @@ gives its raw replies to `--save-diag`. Requests and decoding are in `codec`, so
 `transport`; this module only wires them to the hooks.
 """
 
+import functools
+import os
 from typing import FrozenSet, Optional
 
 from procsock.errors import BackendUnavailable
@@ -37,13 +39,24 @@ def procsock_unavailable(source: Source) -> Optional[str]:
     return None
 
 
-def _read_file(kind: SocketKind, path: str, details: bool) -> Collected:
+@functools.lru_cache(maxsize=1)
+def _decode_file(path: str, mtime_ns: int, size: int, details: bool) -> codec.Decoded:
+    """A saved file decoded once for all the kinds of a snapshot (keyed by its stat, so a
+    rewritten file is read again)."""
     try:
         with open(path, "rb") as saved:
             data = saved.read()
     except OSError as exc:
         raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
-    decoded = codec.decode(data, source=path, backend=NAME, details=details)
+    return codec.decode(data, source=path, backend=NAME, details=details)
+
+
+def _read_file(kind: SocketKind, path: str, details: bool) -> Collected:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
+    decoded = _decode_file(path, st.st_mtime_ns, st.st_size, details)
     return Collected(tuple(r for r in decoded.records if r.kind == kind), decoded.skipped)
 
 
