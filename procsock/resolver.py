@@ -228,6 +228,8 @@ class Resolver:
                 "%d processes not readable (permission denied): their sockets have no owner here"
                 % len(scan.unreadable)
             )
+        if scan.denied_fds:
+            notes.append("%d fds not readable (permission denied): not counted as owners" % scan.denied_fds)
         unresolved = {}
         if query.selects_all:
             unresolved = {i: tuple(o) for i, o in owners.items() if i not in seen}
