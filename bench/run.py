@@ -1,0 +1,146 @@
+"""Time procsock against ss, netstat, lsof and psutil on the same live workload, in one run.
+
+    python bench/run.py --sockets 1000,10000 --procs 50 --runs 5
+
+For each scale: starts bench/workload.py, then times whole processes (start-up included, output
+to /dev/null) interleaved A B A B, and in-process library calls (procsock.snapshot() and
+psutil.net_connections('all') when psutil is installed). Prints median, min-max spread, peak RSS
+and the ratios procsock/ss and snapshot()/psutil. Tools that are missing are skipped, and said so.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def whole_process_commands():
+    procsock = [sys.executable, "-m", "procsock"]
+    commands = {
+        "procsock": procsock,
+        "procsock --backend netlink": procsock + ["--backend", "netlink"],
+        "procsock --backend procnet": procsock + ["--backend", "procnet"],
+        "ss -tuaxnp": ["ss", "-tuaxnp"],
+        "netstat -tuaxnp": ["netstat", "-tuaxnp"],
+        "lsof -nP -i -U": ["lsof", "-nP", "-i", "-U"],
+    }
+    return {name: argv for name, argv in commands.items() if shutil.which(argv[0])}
+
+
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
+def time_process(argv):
+    """Wall time and peak RSS (KiB, from GNU time; None without it) of one run of argv.
+
+    The RSS comes from a small wrapper process, not from our own wait4(): a child forked from
+    this Python would report this interpreter's memory as its peak.
+    """
+    wrapped = [GNU_TIME, "-f", "%M"] + argv if GNU_TIME else argv
+    start = time.perf_counter()
+    proc = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    lines = proc.stderr.strip().splitlines()
+    peak = int(lines[-1]) if GNU_TIME and lines and lines[-1].isdigit() else None
+    return elapsed, peak
+
+
+def library_calls():
+    import procsock
+
+    calls = {
+        "procsock.snapshot()": procsock.snapshot,
+        "procsock.snapshot(backend='netlink')": lambda: procsock.snapshot(backend="netlink"),
+        "procsock.snapshot(backend='procnet')": lambda: procsock.snapshot(backend="procnet"),
+    }
+    try:
+        import psutil
+    except ImportError:
+        print("(psutil is not installed: no psutil.net_connections figures)")
+    else:
+        calls["psutil.net_connections('all')"] = lambda: psutil.net_connections("all")
+    return calls
+
+
+def summary(name, times, rss=None):
+    med = statistics.median(times)
+    line = "%-40s median %8.4f s  spread %.4f-%.4f" % (name, med, min(times), max(times))
+    if rss and None not in rss:
+        line += "  peak RSS %6.1f MiB" % (max(rss) / 1024)
+    return med, line
+
+
+def measure(runs):
+    commands = whole_process_commands()
+    for name in ("netstat -tuaxnp", "lsof -nP -i -U", "ss -tuaxnp"):
+        if name not in commands:
+            print("(%s is not installed: skipped)" % name.split()[0])
+    times = {name: [] for name in commands}
+    rss = {name: [] for name in commands}
+    for _ in range(runs):  # interleaved, so drift hits every tool alike
+        for name, argv in commands.items():
+            elapsed, peak = time_process(argv)
+            times[name].append(elapsed)
+            rss[name].append(peak)
+    medians = {}
+    print("whole processes (output to /dev/null):")
+    for name in commands:
+        medians[name], line = summary(name, times[name], rss[name])
+        print("  " + line)
+    calls = library_calls()
+    for call in calls.values():  # warm up: plugin loading, imports
+        call()
+    lib_times = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            lib_times[name].append(time.perf_counter() - start)
+    print("in-process library calls:")
+    for name in calls:
+        medians[name], line = summary(name, lib_times[name])
+        print("  " + line)
+    return medians
+
+
+def ratio(medians, a, b):
+    if a in medians and b in medians:
+        print("  %-58s %.2fx" % ("%s / %s" % (a, b), medians[a] / medians[b]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", default="10000", help="comma-separated scale series (e.g. 1000,10000,100000)")
+    parser.add_argument("--procs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print("machine: %d cores, %s, Python %s" % (os.cpu_count(), os.uname().release, sys.version.split()[0]))
+    for count in (int(n) for n in args.sockets.split(",")):
+        workload = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "workload.py"), "--sockets", str(count), "--procs", str(args.procs)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        ready = workload.stdout.readline().strip()
+        if not ready.startswith("READY"):
+            print("workload did not start: %r" % ready)
+            return 1
+        print("\n=== %s ===" % ready)
+        try:
+            medians = measure(args.runs)
+        finally:
+            workload.stdin.close()
+            workload.wait()
+        print("ratios (lower is better for procsock):")
+        for tool in ("ss -tuaxnp", "netstat -tuaxnp", "lsof -nP -i -U"):
+            ratio(medians, "procsock", tool)
+        ratio(medians, "procsock.snapshot()", "psutil.net_connections('all')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
