@@ -258,7 +258,7 @@ def test_odd_packet_and_netlink():
         record(PACKET, 9201, R, 0x0003, State.CLOSE, PacketAddress(2, 0x0003), None, interface=2, rx=None, tx=None),
         record(PACKET, 9203, D, 0x88CC, State.CLOSE, PacketAddress(0, 0x88CC), None, uid=1000, interface=0, rx=None, tx=None),
     ]
-    assert len(packet.skipped) == 1 and packet.skipped[0].startswith("net/packet:3: invalid literal")
+    assert packet.skipped == ("net/packet:3: b'zz03' is not a hex number",)
     netlink = parsed("odd", "netlink")
     assert list(netlink.records) == [
         record(NETLINK, 9301, R, 0, State.CLOSE, NetlinkAddress(0, 4294964001, 0xFFFFFFFF), None, uid=None, rx=None, tx=None)
@@ -366,3 +366,18 @@ def test_inodes_filter_on_unix_keeps_continuations_with_their_socket():
     # The continuation lines of sockets left out are not mistaken for bad lines either.
     assert wanted.skipped == ("net/unix:8: not a unix socket line", "net/unix:9: not a unix socket line")
     assert [r.local.name for r in parsed("odd", "unix", frozenset({0})).records] == [SPACED]
+
+
+def test_numbers_the_kernel_never_prints_are_skipped_not_read():
+    # int() would take these (a sign, an underscore, a 0x prefix, a 5-digit port); the kernel
+    # never prints them, so a line holding one is damaged, not a socket with odd numbers.
+    header = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    row = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 %s\n"
+    for inode in (b"-1", b"+7", b"1_000"):
+        collected = procnet.parse(TCP, header + row % inode, source="net/tcp")
+        assert collected.records == () and len(collected.skipped) == 1
+    bad_port = header + row.replace(b"0100007F:0016", b"0100007F:10016") % b"5"
+    assert procnet.parse(TCP, bad_port, source="net/tcp").records == ()
+    hex_prefix = header + row.replace(b" 0A ", b" 0x0A ") % b"5"
+    assert procnet.parse(TCP, hex_prefix, source="net/tcp").records == ()
+    assert len(procnet.parse(TCP, header + row % b"5", source="net/tcp").records) == 1

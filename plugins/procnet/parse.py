@@ -101,6 +101,23 @@ _PACKET_FIELDS, _PACKET_INODE = 9, 8
 _NETLINK_FIELDS, _NETLINK_INODE = 10, 9
 
 
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
+
+
+def _dec(field: bytes) -> int:
+    """A decimal field as the kernel prints it: ASCII digits only (int() also takes signs, _)."""
+    if not field.isdigit():
+        raise ValueError("%r is not a decimal number" % (field,))
+    return int(field)
+
+
+def _hex(field: bytes) -> int:
+    """A hex field as the kernel prints it: hex digits only (int(x, 16) also takes 0x, signs, _)."""
+    if _HEX_DIGITS.fullmatch(field) is None:
+        raise ValueError("%r is not a hex number" % (field,))
+    return int(field, 16)
+
+
 def decode_address(digits: bytes) -> bytes:
     """Packed network-order bytes of an address as /proc/net prints it (8 or 32 hex digits).
 
@@ -117,10 +134,10 @@ def decode_address(digits: bytes) -> bytes:
 def decode_endpoint(token: bytes, digits: int) -> InetAddress:
     """The `InetAddress` of a column like b"0100007F:0016" (`digits`: hex digits of the address)."""
     address, colon, port = token.partition(b":")
-    if not colon or len(address) != digits:
-        raise ValueError("bad address %r, expected %d hex digits:port" % (token, digits))
+    if not colon or len(address) != digits or len(port) != 4:
+        raise ValueError("bad address %r, expected %d hex digits:4 hex digits" % (token, digits))
     try:
-        return InetAddress(decode_address(address), int(port, 16))
+        return InetAddress(decode_address(address), _hex(port))
     except ValueError:
         raise ValueError("bad hex in address %r" % token) from None
 
@@ -161,7 +178,7 @@ def parse_inet(
         return address
 
     def build(fields: List[bytes], inode: int) -> SocketRecord:
-        state = _STATES.get(int(fields[3], 16))
+        state = _STATES.get(_hex(fields[3]))
         if state is None:
             raise ValueError("unknown state 0x%s" % fields[3].decode("ascii", "replace"))
         local = endpoint(fields[1])
@@ -174,9 +191,9 @@ def parse_inet(
             state=state,
             local=local,
             remote=endpoint(fields[2]),
-            rx_queue=int(rx_queue, 16),
-            tx_queue=int(tx_queue, 16),
-            uid=int(fields[_INET_UID]),
+            rx_queue=_hex(rx_queue),
+            tx_queue=_hex(tx_queue),
+            uid=_dec(fields[_INET_UID]),
             backend=backend,
         )
 
@@ -194,11 +211,11 @@ def parse_packet(
     """
 
     def build(fields: List[bytes], inode: int) -> SocketRecord:
-        ethertype = int(fields[3], 16)
-        ifindex = int(fields[4])
+        ethertype = _hex(fields[3])
+        ifindex = _dec(fields[4])
         return _local_only(
             PACKET, inode, _sock_type(fields[2], 10), ethertype, State.CLOSE,
-            PacketAddress(ifindex, ethertype), int(fields[7]), backend, interface=ifindex,
+            PacketAddress(ifindex, ethertype), _dec(fields[7]), backend, interface=ifindex,
         )
 
     lines = _lines(data, source, _PACKET_HEADER, "packet")
@@ -215,8 +232,8 @@ def parse_netlink(
     """
 
     def build(fields: List[bytes], inode: int) -> SocketRecord:
-        protocol = int(fields[1])
-        local = NetlinkAddress(protocol, int(fields[2]), int(fields[3], 16))
+        protocol = _dec(fields[1])
+        local = NetlinkAddress(protocol, _dec(fields[2]), _hex(fields[3]))
         return _local_only(
             NETLINK, inode, SockType.RAW, protocol, State.CLOSE, local, None, backend
         )
@@ -317,7 +334,7 @@ def _local_only(
 
 def _sock_type(digits: bytes, base: int) -> SockType:
     """The SockType printed as `digits` in `base`; ValueError if it is not one."""
-    sock_type = _SOCK_TYPES.get(int(digits, base))
+    sock_type = _SOCK_TYPES.get(_hex(digits) if base == 16 else _dec(digits))
     if sock_type is None:
         raise ValueError("unknown socket type %s" % digits.decode("ascii", "replace"))
     return sock_type
@@ -359,7 +376,7 @@ def _parse_rows(
             )
             continue
         try:
-            inode = int(fields[inode_field])
+            inode = _dec(fields[inode_field])
             if inodes is None or inode in inodes:
                 records.append(build(fields, inode))
         except ValueError as exc:
