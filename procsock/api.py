@@ -65,6 +65,7 @@ def make_query(
     state: Union[State, str, Iterable, None] = None,
     pid: Optional[int] = None,
     port: Optional[int] = None,
+    netns: Union[int, Iterable[int], None] = None,
     details: bool = False,
 ) -> Query:
     """A Query from user-friendly values: each filter takes one value or several.
@@ -79,6 +80,7 @@ def make_query(
         states=_as_set(state, _state),
         pid=pid,
         port=port,
+        netns=_as_set(netns, int),
         details=details,
     )
 
@@ -95,6 +97,7 @@ def snapshot(
     state=None,
     pid: Optional[int] = None,
     port: Optional[int] = None,
+    netns=None,
     details: bool = False,
     proc_root: Optional[str] = None,
     diag_file: Optional[str] = None,
@@ -103,11 +106,14 @@ def snapshot(
 ) -> Snapshot:
     """Every socket matching the filters, joined with the fds that hold it.
 
-    With `pid`, only that process's fds are walked and only its sockets resolved. With
+    Sockets of every network namespace whose processes hold sockets are included (on the live
+    host); `netns` keeps those of the given namespace inodes. With `pid`, only that process's
+    fds are walked and only its sockets resolved. With
     `details`, records carry ``extended`` (tcp_info, memory, ...) where the backend can give it.
     """
     query = make_query(
-        kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, details=details
+        kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, netns=netns,
+        details=details,
     )
     return _resolver(proc_root, diag_file, backend, registry).snapshot(query)
 

@@ -13,7 +13,7 @@ import attrs
 import pluggy
 
 from procsock import hookspecs
-from procsock.model import BackendInfo, Collected, SocketKind, Source
+from procsock.model import BackendInfo, Collected, Netns, SocketKind, Source
 
 ENTRY_POINT_GROUP = "procsock"
 HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("procsock_"))
@@ -51,9 +51,16 @@ class Backend:
             return "availability check failed: %s: %s" % (type(exc).__name__, exc)
 
     def collect(
-        self, kind: SocketKind, source: Source, inodes: Optional[frozenset], details: bool = False
+        self,
+        kind: SocketKind,
+        source: Source,
+        inodes: Optional[frozenset],
+        details: bool = False,
+        netns: Netns = Netns(),
     ) -> Collected:
-        return self.hooks.procsock_collect(kind=kind, source=source, inodes=inodes, details=details)
+        return self.hooks.procsock_collect(
+            kind=kind, source=source, inodes=inodes, details=details, netns=netns
+        )
 
     def raw_dump(self, kind: SocketKind, source: Source) -> Optional[bytes]:
         return self.hooks.procsock_raw_dump(kind=kind, source=source)

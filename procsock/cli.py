@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error (one line on stderr; --debug adds the detail), 2 bad u
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--state", action="append", metavar="STATE", help="only this state (LISTEN, ESTAB, ...)")
     select.add_argument("--pid", type=int, help="only sockets held by this process (walks only its fds)")
     select.add_argument("--port", type=int, help="only sockets with this local or remote port")
+    select.add_argument("--netns", type=int, action="append", metavar="INODE",
+                        help="only sockets of this network namespace (inode of /proc/PID/ns/net)")
 
     src = parser.add_argument_group("where from")
     src.add_argument("--proc-root", metavar="DIR", help="read a captured /proc tree instead of this host")
@@ -93,6 +96,7 @@ def _query(args: argparse.Namespace):
         state=states or None,
         pid=args.pid,
         port=args.port,
+        netns=args.netns,
         details=args.details,
     )
 
@@ -148,7 +152,9 @@ def run(args: argparse.Namespace, out) -> int:
         for sock in snap.sockets:
             out.write(json.dumps(socket_to_dict(sock)) + "\n")
     else:
-        for line in table_lines(snap.sockets, header=not args.no_header, details=args.details):
+        several = bool(args.netns) or len({s.record.netns for s in snap.sockets}) > 1
+        lines = table_lines(snap.sockets, header=not args.no_header, details=args.details, netns=several)
+        for line in lines:
             out.write(line + "\n")
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
@@ -199,10 +205,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as exc:
         print("procsock: %s" % exc, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `procsock | head`: stop quietly, and let exit not flush again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ProcsockError, OSError) as exc:
         logging.getLogger("procsock").debug("detail", exc_info=True)
         print("procsock: %s" % exc, file=sys.stderr)
         return 1
-    except BrokenPipeError:  # e.g. `procsock | head`
-        sys.stderr.close()
-        return 0

@@ -55,12 +55,14 @@ class FdScan:
 
     `owners` maps inode → list of Owner in walk order (do not mutate it). `unreadable` lists the pids
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
+    `netns` maps each pid holding a socket to its network namespace inode, where readable.
     """
 
     owners: Dict[int, List[Owner]]
     processes: int
     unreadable: Tuple[int, ...]
     denied_fds: int
+    netns: Dict[int, int] = attrs.field(factory=dict)
 
 
 def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[int, int]], int]:
@@ -117,6 +119,7 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
     """
     targeted = pids is not None
     owners: Dict[int, List[Owner]] = {}
+    netns: Dict[int, int] = {}
     unreadable = []
     denied_fds = 0
     scanned = 0
@@ -142,6 +145,9 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
         if not sockets:
             continue
         name, uid = process_identity(proc_root, pid)
+        namespace = netns_inode(proc_root, pid)
+        if namespace is not None:
+            netns[pid] = namespace
         for fd, inode in sockets:
             owner = Owner(pid, fd, name, uid)
             holders = owners.get(inode)
@@ -149,7 +155,18 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
                 owners[inode] = [owner]
             else:
                 holders.append(owner)
-    return FdScan(owners, scanned, tuple(unreadable), denied_fds)
+    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns)
+
+
+def netns_inode(proc_root: str, pid) -> Optional[int]:
+    """The inode of the network namespace of `pid` ("self" works too); None if hidden or gone.
+
+    Reading /proc/PID/ns/net needs ptrace rights over PID; a captured tree usually lacks it.
+    """
+    try:
+        return os.stat("%s/%s/ns/net" % (proc_root, pid)).st_ino
+    except OSError:
+        return None
 
 
 def socket_inode(proc_root: str, pid: int, fd: int) -> int:

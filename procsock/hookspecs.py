@@ -10,7 +10,7 @@ from typing import FrozenSet, Optional
 
 import pluggy
 
-from procsock.model import BackendInfo, Collected, SocketKind, Source
+from procsock.model import BackendInfo, Collected, Netns, SocketKind, Source
 
 hookspec = pluggy.HookspecMarker("procsock")
 hookimpl = pluggy.HookimplMarker("procsock")
@@ -38,7 +38,7 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 @hookspec(firstresult=True)
 def procsock_collect(
-    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns
 ) -> Collected:
     """Return the records of every socket of `kind` that `source` shows.
 
@@ -48,6 +48,11 @@ def procsock_collect(
     others, which the resolver drops. Records carry this backend's name in ``backend``. When
     `details` is true the caller wants ``SocketRecord.extended`` filled where the backend can
     (tcp_info, memory, ...); when false, a backend should not spend time on it.
+
+    `netns` names the network namespace to read: the resolver calls once per kind for its own
+    namespace (``netns.pid`` None) and once per kind for each other namespace whose processes hold
+    sockets (through ``netns.pid``, a process inside it). Records carry ``netns.inode`` in
+    ``netns``. A backend that cannot enter that namespace raises BackendUnavailable.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for

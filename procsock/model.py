@@ -429,6 +429,19 @@ class Source:
 
 
 @attrs.frozen
+class Netns:
+    """A network namespace to read sockets in.
+
+    `inode` is its nsfs inode (what `/proc/PID/ns/net` links to; None when unknown, e.g. in a
+    captured tree). `pid` is a process inside it through which to reach it; None means the
+    namespace procsock itself runs in (the one `/proc/net` and a fresh netlink socket see).
+    """
+
+    inode: Optional[int] = None
+    pid: Optional[int] = None
+
+
+@attrs.frozen
 class BackendInfo:
     """What a backend plugin declares about itself.
 

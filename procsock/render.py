@@ -14,6 +14,7 @@ from procsock.resolver import Snapshot
 from procsock.text import escape_text
 
 TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
+NETNS_HEADER = "Netns"
 
 
 def owner_to_dict(owner: Owner) -> dict:
@@ -121,19 +122,28 @@ def details_text(rec: SocketRecord) -> str:
     return " ".join(parts)
 
 
-def table_lines(sockets: Iterable[Socket], header: bool = True, details: bool = False) -> Iterator[str]:
+def table_lines(
+    sockets: Iterable[Socket], header: bool = True, details: bool = False, netns: bool = False
+) -> Iterator[str]:
     """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded.
 
-    With `details`, each socket is followed by an indented line of its details.
+    With `details`, each socket is followed by an indented line of its details; with `netns`, a
+    first column names each socket's network namespace (inode).
     """
     sockets = list(sockets)
     rows = table_rows(sockets)
+    titles = list(TABLE_HEADER)
+    right = {2, 3, 6}
+    if netns:
+        titles.insert(0, NETNS_HEADER)
+        right = {i + 1 for i in right}
+        for row, sock in zip(rows, sockets):
+            row.insert(0, "-" if sock.record.netns is None else str(sock.record.netns))
     if header:
-        rows.insert(0, list(TABLE_HEADER))
+        rows.insert(0, titles)
     if not rows:
         return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER) - 1)]
-    right = {2, 3, 6}
+    widths = [max(len(r[i]) for r in rows) for i in range(len(titles) - 1)]
     extra = [None] * header + [details_text(s.record) for s in sockets] if details else []
     for index, row in enumerate(rows):
         cells = [

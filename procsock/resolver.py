@@ -13,8 +13,8 @@ import attrs
 
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
-from procsock.fdscan import FdScan, kind_hint, scan_fds, socket_inode
-from procsock.model import Family, Owner, Socket, SocketKind, SocketRecord, Source, State
+from procsock.fdscan import FdScan, kind_hint, netns_inode, scan_fds, socket_inode
+from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
 log = logging.getLogger("procsock")
 
@@ -30,6 +30,7 @@ class Query:
     states: Optional[FrozenSet[State]] = None
     pid: Optional[int] = None
     port: Optional[int] = None
+    netns: Optional[FrozenSet[int]] = None
     details: bool = False
 
     def wants_kind(self, kind: SocketKind) -> bool:
@@ -41,9 +42,11 @@ class Query:
 
     @property
     def filters_records(self) -> bool:
-        return self.states is not None or self.port is not None
+        return self.states is not None or self.port is not None or self.netns is not None
 
     def wants(self, record: SocketRecord) -> bool:
+        if self.netns is not None and record.netns not in self.netns:
+            return False
         if self.states is not None and record.state not in self.states:
             return False
         if self.port is not None:
@@ -90,6 +93,8 @@ class Resolver:
         if source.diag_file is not None and not os.path.isfile(source.diag_file):
             raise ProcsockError("diag file %s is not a readable file" % source.diag_file)
         self._candidates = self._usable_backends(backend)
+        live = source.kernel and source.proc_root is not None
+        self._own_netns = Netns(netns_inode(source.proc_root, "self") if live else None)
 
     def _usable_backends(self, forced: Optional[str]) -> Tuple[Backend, ...]:
         backends = self.registry.backends
@@ -169,6 +174,7 @@ class Resolver:
         inodes: Optional[FrozenSet[int]],
     ) -> Snapshot:
         owners = scan.owners
+        plans = self._namespace_plans(scan, inodes)
         sockets: List[Socket] = []
         seen = set()
         answered_by: Dict[str, str] = {}
@@ -177,17 +183,18 @@ class Resolver:
         skipped: List[str] = []
         seen_skips = set()
         filtering = query.filters_records
-        for kind in kinds:
-            backend, collected, failures = self._collect(kind, inodes, query.details)
+        for kind, netns, wanted in ((k, n, w) for k in kinds for n, w in plans):
+            label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
+            backend, collected, failures = self._collect(kind, wanted, query.details, netns)
             for failed, reason in failures:
-                fallbacks.setdefault((failed, reason), []).append(kind.name)
+                fallbacks.setdefault((failed, reason), []).append(label)
             if collected is None:
                 notes.append(
                     "%s: no backend could read it (%s)"
-                    % (kind.name, "; ".join("%s: %s" % f for f in failures) or "none serves it here")
+                    % (label, "; ".join("%s: %s" % f for f in failures) or "none serves it here")
                 )
                 continue
-            answered_by[kind.name] = backend
+            answered_by[label] = backend
             fresh = [entry for entry in collected.skipped if entry not in seen_skips]
             if fresh:  # one input (a saved file) may serve several kinds: say each skip once
                 seen_skips.update(fresh)
@@ -199,10 +206,10 @@ class Resolver:
             for record in collected.records:
                 inode = record.inode
                 if inode:
-                    if (inodes is not None and inode not in inodes) or inode in seen:
+                    if (wanted is not None and inode not in wanted) or inode in seen:
                         continue
                     seen.add(inode)
-                elif inodes is not None:
+                elif wanted is not None:
                     continue
                 if filtering and not query.wants(record):
                     continue
@@ -260,14 +267,38 @@ class Resolver:
                 notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures) or "no backend has a wire form"))
         return dumps, notes
 
-    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool):
+    def _namespace_plans(
+        self, scan: FdScan, inodes: Optional[FrozenSet[int]]
+    ) -> List[Tuple[Netns, Optional[FrozenSet[int]]]]:
+        """(namespace, inodes wanted there) to read: ours, then each other network namespace whose
+        processes hold sockets, reached through one of those processes (live host only)."""
+        own = self._own_netns
+        elsewhere: Dict[int, Tuple[int, set]] = {}
+        if own.inode is not None:
+            for inode, holders in scan.owners.items():
+                for owner in holders:
+                    namespace = scan.netns.get(owner.pid, own.inode)
+                    if namespace != own.inode:
+                        elsewhere.setdefault(namespace, (owner.pid, set()))[1].add(inode)
+        plans = []
+        foreign = set().union(*(held for _, held in elsewhere.values()))
+        own_wanted = None if inodes is None else inodes - foreign
+        if own_wanted is None or own_wanted or not elsewhere:
+            plans.append((own, own_wanted))
+        for namespace, (pid, held) in sorted(elsewhere.items()):
+            wanted = None if inodes is None else frozenset(held & inodes)
+            if wanted is None or wanted:
+                plans.append((Netns(namespace, pid), wanted))
+        return plans
+
+    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns):
         """(backend name, Collected, failures) from the first usable backend serving `kind`."""
         failures: List[Tuple[str, str]] = []
         for backend in self._candidates:
             if kind not in backend.info.kinds:
                 continue
             try:
-                collected = backend.collect(kind, self.source, inodes, details)
+                collected = backend.collect(kind, self.source, inodes, details, netns)
             except ProcsockError as exc:
                 reason = getattr(exc, "reason", None) or str(exc)
                 log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)

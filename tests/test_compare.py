@@ -7,14 +7,14 @@ import attrs
 
 import procsock
 from procsock.compare import compare_backends, compare_records
-from procsock.model import TCP, UDP, UNIX, Source, State, UnixAddress
+from procsock.model import TCP, UDP, UNIX, Netns, Source, State, UnixAddress
 from procsock.resolver import Query, Resolver
 from procsock_plugins import procnet
 from stubs import StubBackend, registry_of
 
 
 def procnet_records(kind):
-    return procnet.procsock_collect(kind, Source.live(), None).records
+    return procnet.procsock_collect(kind, Source.live(), None, netns=Netns()).records
 
 
 def with_procnet(*stubs):

@@ -34,6 +34,7 @@ from procsock.model import (
     UDPLITE6,
     UNIX,
     InetAddress,
+    Netns,
     NetlinkAddress,
     PacketAddress,
     SocketKind,
@@ -53,7 +54,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 def collect(kind: SocketKind, *socks: socket.socket):
     """procnet's records of `kind` on the live host, keyed by inode, for just these sockets."""
     wanted = frozenset(inode_of(s) for s in socks)
-    collected = backend.procsock_collect(kind, Source.live(), wanted)
+    collected = backend.procsock_collect(kind, Source.live(), wanted, netns=Netns())
     return {r.inode: r for r in collected.records}
 
 
@@ -239,7 +240,7 @@ def test_unix_embryo_in_accept_queue_then_accepted(closing):
         client.connect(path)
 
         def named():
-            collected = backend.procsock_collect(UNIX, Source.live(), None)
+            collected = backend.procsock_collect(UNIX, Source.live(), None, netns=Netns())
             rows = [r for r in collected.records if r.local == UnixAddress(path.encode())]
             return sorted((r.inode, r.state) for r in rows)
 
@@ -270,7 +271,7 @@ def test_time_wait_row_has_inode_zero(closing):
     server.close()
 
     def waiting():
-        collected = backend.procsock_collect(TCP, Source.live(), frozenset({0}))
+        collected = backend.procsock_collect(TCP, Source.live(), frozenset({0}), netns=Netns())
         rows = [r for r in collected.records if (r.local, r.remote) == (local, remote)]
         return [(r.inode, r.state) for r in rows]
 
@@ -303,9 +304,9 @@ def test_udp_receive_queue_counts_memory_of_unread_datagrams(closing):
 def test_inodes_filter_returns_only_the_asked_sockets(zoo):
     tcp = [item for item in zoo.expected if item.kind == "tcp"]
     one = tcp[0]
-    collected = backend.procsock_collect(TCP, Source.live(), frozenset({one.inode}))
+    collected = backend.procsock_collect(TCP, Source.live(), frozenset({one.inode}), netns=Netns())
     assert [r.inode for r in collected.records] == [one.inode]
-    everything = backend.procsock_collect(TCP, Source.live(), None)
+    everything = backend.procsock_collect(TCP, Source.live(), None, netns=Netns())
     assert {item.inode for item in tcp} <= {r.inode for r in everything.records}
 
 
@@ -324,13 +325,13 @@ def test_unavailable_only_without_proc_tables():
     assert "sock_diag" in backend.procsock_unavailable(Source.saved_diag("/x.diag", proc_root="/proc"))
     assert backend.procsock_unavailable(Source(proc_root=None)) == "no /proc tree to read"
     with pytest.raises(BackendUnavailable):
-        backend.procsock_collect(TCP, Source.saved_diag("/x.diag"), None)
+        backend.procsock_collect(TCP, Source.saved_diag("/x.diag"), None, netns=Netns())
 
 
 @pytest.mark.parametrize("name", ["tcp6", "unix", "packet"])
 def test_collect_reads_a_captured_tree(name):
     path = os.path.join(FIXTURES, "odd", "net", name)
-    got = backend.procsock_collect(KINDS[name], Source.capture(os.path.join(FIXTURES, "odd")), None)
+    got = backend.procsock_collect(KINDS[name], Source.capture(os.path.join(FIXTURES, "odd")), None, netns=Netns())
     with open(path, "rb") as f:
         assert got == procnet.parse(KINDS[name], f.read(), source=path)
     assert got.records and all(r.backend == "procnet" for r in got.records)
@@ -340,14 +341,14 @@ def test_collect_reads_a_captured_tree(name):
 def test_missing_or_unreadable_table_makes_the_backend_unavailable():
     root = os.path.join(FIXTURES, "odd")
     with pytest.raises(BackendUnavailable) as caught:
-        backend.procsock_collect(UDPLITE, Source.capture(root), None)
+        backend.procsock_collect(UDPLITE, Source.capture(root), None, netns=Netns())
     assert caught.value.backend == "procnet"
     assert caught.value.reason == "no net/udplite under %s (No such file or directory)" % root
     tmpdir = tempfile.mkdtemp()
     try:
         os.makedirs(os.path.join(tmpdir, "net", "tcp"))  # a directory where the file should be
         with pytest.raises(BackendUnavailable, match="no net/tcp under .*Is a directory"):
-            backend.procsock_collect(TCP, Source.capture(tmpdir), None)
+            backend.procsock_collect(TCP, Source.capture(tmpdir), None, netns=Netns())
     finally:
         shutil.rmtree(tmpdir)
 
@@ -360,5 +361,5 @@ def test_registered_through_the_entry_point_and_pluggy():
     manager.register(backend)
     manager.check_pending()
     assert manager.hook.procsock_backend_info().name == "procnet"
-    collected = manager.hook.procsock_collect(kind=TCP, source=Source.live(), inodes=frozenset(), details=False)
+    collected = manager.hook.procsock_collect(kind=TCP, source=Source.live(), inodes=frozenset(), details=False, netns=Netns())
     assert collected.records == ()

@@ -12,7 +12,7 @@ from typing import FrozenSet, Optional
 
 from procsock.errors import BackendUnavailable
 from procsock.hookspecs import hookimpl
-from procsock.model import INET_KINDS, UNIX, BackendInfo, Collected, SocketKind, Source
+from procsock.model import INET_KINDS, UNIX, BackendInfo, Collected, Netns, SocketKind, Source
 
 from procsock_plugins.netlink import codec, transport
 
@@ -66,9 +66,9 @@ def _build(kind: SocketKind, details: bool):
     return lambda seq: codec.inet_request(kind, seq, details)
 
 
-def _dump(sock, kind: SocketKind, details: bool):
+def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None):
     decoded, raw, retries = transport.query(
-        sock, _build(kind, details), kind=kind, backend=NAME, details=details
+        sock, _build(kind, details), kind=kind, backend=NAME, details=details, netns=netns
     )
     skipped = decoded.skipped
     if decoded.interrupted:
@@ -76,12 +76,12 @@ def _dump(sock, kind: SocketKind, details: bool):
     return Collected(decoded.records, skipped), raw
 
 
-def _lookup_unix(sock, inodes: FrozenSet[int], details: bool) -> Collected:
+def _lookup_unix(sock, inodes: FrozenSet[int], details: bool, netns: Optional[int]) -> Collected:
     records, skipped = [], []
     for inode in sorted(inodes):
         decoded, _, _ = transport.query(
             sock, lambda seq, inode=inode: codec.unix_request(seq, inode, details),
-            lookup=True, backend=NAME, details=details,
+            lookup=True, backend=NAME, details=details, netns=netns,
         )
         records.extend(decoded.records)
         skipped.extend(decoded.skipped)
@@ -90,15 +90,24 @@ def _lookup_unix(sock, inodes: FrozenSet[int], details: bool) -> Collected:
 
 @hookimpl
 def procsock_collect(
-    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns
 ) -> Collected:
-    """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records."""
+    """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records.
+
+    Another namespace is read through a diag socket created inside it (`transport`).
+    """
     if source.diag_file is not None:
+        if netns.pid is not None:
+            raise BackendUnavailable(NAME, "a saved file holds one namespace only")
         return _read_file(kind, source.diag_file, details)
-    with transport.open_diag_socket() as sock:
+    if netns.pid is None:
+        sock = transport.open_diag_socket()
+    else:
+        sock = transport.open_diag_socket_in(source.proc_root, netns.pid)
+    with sock:
         if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
-            return _lookup_unix(sock, inodes, details)
-        return _dump(sock, kind, details)[0]
+            return _lookup_unix(sock, inodes, details, netns.inode)
+        return _dump(sock, kind, details, netns.inode)[0]
 
 
 @hookimpl

@@ -214,8 +214,8 @@ def _attrs(data, start: int, end: int, source: str, skipped: List[str]) -> Dict[
     return found
 
 
-def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: int,
-                 source: str, skipped: List[str], backend: str, details: bool) -> Optional[SocketRecord]:
+def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: int, source: str,
+                 skipped: List[str], backend: str, details: bool, netns: Optional[int]) -> Optional[SocketRecord]:
     (family, state, _timer, _retrans, sport, dport, src, dst, interface, cookie0, cookie1,
      _expires, rqueue, wqueue, uid, inode) = _INET_MSG.unpack_from(data, start)
     attributes = _attrs(data, start + _INET_MSG.size, end, source, skipped)
@@ -239,13 +239,13 @@ def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: in
     return SocketRecord(
         kind, inode, _INET_TYPES[kind.protocol], protocol, state,
         InetAddress(src[:size], local_port), InetAddress(dst[:size], int.from_bytes(dport, "big")),
-        rqueue, wqueue, uid, backend, interface=interface, cookie=cookie0 | cookie1 << 32,
+        rqueue, wqueue, uid, backend, netns=netns, interface=interface, cookie=cookie0 | cookie1 << 32,
         extended=_inet_extended(attributes) if details else None,
     )
 
 
 def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
-                 backend: str, details: bool) -> Optional[SocketRecord]:
+                 backend: str, details: bool, netns: Optional[int]) -> Optional[SocketRecord]:
     _family, type_, state, _pad, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
     attributes = _attrs(data, start + _UNIX_MSG.size, end, source, skipped)
     try:
@@ -262,6 +262,7 @@ def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
         UNIX, inode, type_, 0, state, UnixAddress(name), None, rqueue, wqueue,
         _int(attributes.get(UNIX_DIAG_UID), _U32), backend,
         peer_inode=_int(attributes.get(UNIX_DIAG_PEER), _U32),
+        netns=netns,
         cookie=cookie0 | cookie1 << 32,
         extended=_unix_extended(attributes) if details else None,
     )
@@ -271,11 +272,13 @@ _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG.size, Famil
 
 
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None,
-           source: str = "netlink", backend: str = "netlink", details: bool = False) -> Decoded:
+           source: str = "netlink", backend: str = "netlink", details: bool = False,
+           netns: Optional[int] = None) -> Decoded:
     """Decode back-to-back netlink messages into records.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
-    message (saved files). `details` fills ``extended`` from the attributes. With `seq` (a live answer), messages of other requests are skipped and
+    message (saved files). `details` fills ``extended`` from the attributes; `netns` is the
+    namespace inode stamped on every record. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
     """
     records: List[SocketRecord] = []
@@ -309,9 +312,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
             skipped.append("%s: diag message of family %d, %d bytes" % (where, family, end - start))
             continue
         if family == Family.UNIX:
-            record = _unix_record(data, start, end, where, skipped, backend, details)
+            record = _unix_record(data, start, end, where, skipped, backend, details, netns)
         else:
-            record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details)
+            record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
         if record is not None:
             records.append(record)
     if 0 < total - offset < _NLMSGHDR.size:

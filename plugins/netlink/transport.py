@@ -1,8 +1,11 @@
 """The I/O side of sock_diag: one NETLINK_SOCK_DIAG socket, a request, the whole answer."""
 
+import ctypes
 import errno
 import itertools
+import os
 import socket
+import threading
 from typing import List, Tuple
 
 from procsock.errors import BackendUnavailable
@@ -36,6 +39,53 @@ def open_diag_socket() -> socket.socket:
         except OSError:
             continue
     return sock
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """setns(fd, CLONE_NEWNET) for the calling thread (os.setns from Python 3.12, else libc)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def open_diag_socket_in(proc_root: str, pid: int) -> socket.socket:
+    """A sock_diag socket inside the network namespace of `pid`.
+
+    A netlink socket belongs to the namespace of the thread that creates it, so a short-lived
+    thread enters the namespace, creates the socket and ends; this thread never changes namespace.
+    """
+    outcome = {}
+
+    def enter_and_open():
+        try:
+            fd = os.open("%s/%d/ns/net" % (proc_root, pid), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            outcome["error"] = BackendUnavailable(
+                NAME, "cannot enter the network namespace of pid %d %s" % (pid, codec.errno_text(exc.errno or 0))
+            )
+            return
+        try:
+            outcome["socket"] = open_diag_socket()
+        except BackendUnavailable as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=enter_and_open, name="procsock-setns")
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["socket"]
 
 
 def exchange(sock: socket.socket, request: bytes, seq: int, single: bool = False) -> List[bytes]:

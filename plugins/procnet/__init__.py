@@ -10,7 +10,7 @@ from typing import FrozenSet, Optional
 
 from procsock.errors import BackendUnavailable
 from procsock.hookspecs import hookimpl
-from procsock.model import BUILTIN_KINDS, BackendInfo, Collected, SocketKind, Source
+from procsock.model import BUILTIN_KINDS, BackendInfo, Collected, Netns, SocketKind, Source
 
 from procsock_plugins.procnet import parse
 
@@ -40,9 +40,10 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 @hookimpl
 def procsock_collect(
-    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]]
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], netns: Netns
 ) -> Collected:
-    """Read `proc_root/net/<kind.name>` in one read and parse it.
+    """Read `proc_root/net/<kind.name>` (or `proc_root/PID/net/...` for another namespace) in
+    one read and parse it.
 
     Raises BackendUnavailable when the source has no tables or the file cannot be read (missing:
     protocol not built into this kernel, or not part of a capture).
@@ -50,7 +51,10 @@ def procsock_collect(
     reason = procsock_unavailable(source)
     if reason is not None:
         raise BackendUnavailable(NAME, reason)
-    path = os.path.join(source.proc_root, "net", kind.name)
+    if netns.pid is None:
+        path = os.path.join(source.proc_root, "net", kind.name)
+    else:
+        path = os.path.join(source.proc_root, str(netns.pid), "net", kind.name)
     try:
         with open(path, "rb") as table:
             data = table.read()
@@ -58,4 +62,4 @@ def procsock_collect(
         raise BackendUnavailable(
             NAME, "no net/%s under %s (%s)" % (kind.name, source.proc_root, exc.strerror or exc)
         ) from exc
-    return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes)
+    return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes, netns=netns.inode)

@@ -143,23 +143,26 @@ def decode_endpoint(token: bytes, digits: int) -> InetAddress:
 
 
 def parse(
-    kind: SocketKind, data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+    kind: SocketKind, data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None,
+    netns: Optional[int] = None,
 ) -> Collected:
     """Parse the /proc/net table of `kind` (its file is named after `kind.name`).
 
     `inodes`, when given, keeps only rows with those inodes, dropped before any record is built.
+    `netns` is the inode of the network namespace the table shows, stamped on every record.
     Raises ValueError for a kind that has no /proc/net table here.
     """
     if kind in INET_KINDS:
-        return parse_inet(kind, data, source=source, backend=backend, inodes=inodes)
+        return parse_inet(kind, data, source=source, backend=backend, inodes=inodes, netns=netns)
     parser = _SINGLE_KIND_PARSERS.get(kind)
     if parser is None:
         raise ValueError("no /proc/net table parser for socket kind %r" % kind.name)
-    return parser(data, source=source, backend=backend, inodes=inodes)
+    return parser(data, source=source, backend=backend, inodes=inodes, netns=netns)
 
 
 def parse_inet(
-    kind: SocketKind, data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+    kind: SocketKind, data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None,
+    netns: Optional[int] = None,
 ) -> Collected:
     """Parse net/{tcp,udp,udplite,raw}[6]: one layout, told apart by `kind`.
 
@@ -195,6 +198,7 @@ def parse_inet(
             tx_queue=_hex(tx_queue),
             uid=_dec(fields[_INET_UID]),
             backend=backend,
+            netns=netns,
         )
 
     lines = _lines(data, source, _INET_HEADERS[kind.family], kind.name)
@@ -202,7 +206,8 @@ def parse_inet(
 
 
 def parse_packet(
-    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None,
+    netns: Optional[int] = None,
 ) -> Collected:
     """Parse net/packet: binding (ifindex, ethertype), type, uid; state CLOSE, queues 0.
 
@@ -215,7 +220,7 @@ def parse_packet(
         ifindex = _dec(fields[4])
         return _local_only(
             PACKET, inode, _sock_type(fields[2], 10), ethertype, State.CLOSE,
-            PacketAddress(ifindex, ethertype), _dec(fields[7]), backend, interface=ifindex,
+            PacketAddress(ifindex, ethertype), _dec(fields[7]), backend, netns, interface=ifindex,
         )
 
     lines = _lines(data, source, _PACKET_HEADER, "packet")
@@ -223,7 +228,8 @@ def parse_packet(
 
 
 def parse_netlink(
-    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None,
+    netns: Optional[int] = None,
 ) -> Collected:
     """Parse net/netlink: (protocol, portid, groups); type RAW, state CLOSE, uid None, queues 0.
 
@@ -235,7 +241,7 @@ def parse_netlink(
         protocol = _dec(fields[1])
         local = NetlinkAddress(protocol, _dec(fields[2]), _hex(fields[3]))
         return _local_only(
-            NETLINK, inode, SockType.RAW, protocol, State.CLOSE, local, None, backend
+            NETLINK, inode, SockType.RAW, protocol, State.CLOSE, local, None, backend, netns
         )
 
     lines = _lines(data, source, _NETLINK_HEADER, "netlink")
@@ -243,7 +249,8 @@ def parse_netlink(
 
 
 def parse_unix(
-    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None
+    data: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None,
+    netns: Optional[int] = None,
 ) -> Collected:
     """Parse net/unix: type, state and name of each unix socket; no peer, uid or queues.
 
@@ -267,7 +274,7 @@ def parse_unix(
                 skipped.append("%s:%d: not a unix socket line" % (source, number))
             continue
         if row is not None:
-            records.append(_unix_record(row, name, backend))
+            records.append(_unix_record(row, name, backend, netns))
         flags, sock_type, st, inode_digits, path = match.groups()
         name = [b"" if path is None else path]
         row = None
@@ -279,7 +286,7 @@ def parse_unix(
         except ValueError as exc:
             skipped.append("%s:%d: %s" % (source, number, exc))
     if row is not None:
-        records.append(_unix_record(row, name, backend))
+        records.append(_unix_record(row, name, backend, netns))
     return Collected(tuple(records), tuple(skipped))
 
 
@@ -294,14 +301,14 @@ def _unix_state(flags: bytes, st: bytes) -> State:
 
 
 def _unix_record(
-    row: Tuple[int, SockType, State], name: Sequence[bytes], backend: str
+    row: Tuple[int, SockType, State], name: Sequence[bytes], backend: str, netns: Optional[int]
 ) -> SocketRecord:
     """The record of one unix row, its name rejoined from the lines it spans."""
     inode, sock_type, state = row
     path = b"\n".join(name)
     if path[:1] == b"@":
         path = b"\0" + path[1:]
-    return _local_only(UNIX, inode, sock_type, 0, state, UnixAddress(path), None, backend)
+    return _local_only(UNIX, inode, sock_type, 0, state, UnixAddress(path), None, backend, netns)
 
 
 def _local_only(
@@ -313,6 +320,7 @@ def _local_only(
     local: Endpoint,
     uid: Optional[int],
     backend: str,
+    netns: Optional[int],
     interface: Optional[int] = None,
 ) -> SocketRecord:
     """A record from a table that shows no remote endpoint and no queues (unix, packet, netlink)."""
@@ -328,6 +336,7 @@ def _local_only(
         tx_queue=None,
         uid=uid,
         backend=backend,
+        netns=netns,
         interface=interface,
     )
 
