@@ -34,18 +34,18 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # The kernel's protocol names in the `system.sockprotoname` xattr of a socket fd.
 _KIND_BY_PROTONAME = {
-    b"TCP": TCP,
-    b"TCPv6": TCP6,
-    b"UDP": UDP,
-    b"UDPv6": UDP6,
-    b"UDP-Lite": UDPLITE,
-    b"UDPLITEv6": UDPLITE6,
-    b"RAW": RAW,
-    b"RAWv6": RAW6,
-    b"UNIX": UNIX,
-    b"UNIX-STREAM": UNIX,
-    b"NETLINK": NETLINK,
-    b"PACKET": PACKET,
+    "TCP": TCP,
+    "TCPv6": TCP6,
+    "UDP": UDP,
+    "UDPv6": UDP6,
+    "UDP-Lite": UDPLITE,
+    "UDPLITEv6": UDPLITE6,
+    "RAW": RAW,
+    "RAWv6": RAW6,
+    "UNIX": UNIX,
+    "UNIX-STREAM": UNIX,
+    "NETLINK": NETLINK,
+    "PACKET": PACKET,
 }
 
 
@@ -185,10 +185,17 @@ def socket_inode(proc_root: str, pid: int, fd: int) -> int:
     return int(inode)
 
 
-def kind_hint(proc_root: str, pid: int, fd: int) -> Optional[SocketKind]:
-    """The kind of a live socket fd from its `system.sockprotoname` xattr; None when unknown."""
+def protocol_name(proc_root: str, pid: int, fd: int) -> Optional[str]:
+    """The kernel's name for a live socket fd's protocol (TCP, UNIX-STREAM, AF_VSOCK, PING...),
+    from its `system.sockprotoname` xattr; None when it cannot be read."""
     try:
         name = os.getxattr("%s/%d/fd/%d" % (proc_root, pid, fd), "system.sockprotoname")
     except OSError:
         return None
-    return _KIND_BY_PROTONAME.get(name.rstrip(b"\0"))
+    return name.rstrip(b"\0").decode("ascii", "replace")
+
+
+def kind_hint(proc_root: str, pid: int, fd: int) -> Optional[SocketKind]:
+    """The built-in kind of a live socket fd; None when unknown or not a built-in kind."""
+    name = protocol_name(proc_root, pid, fd)
+    return None if name is None else _KIND_BY_PROTONAME.get(name)

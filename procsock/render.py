@@ -4,6 +4,7 @@ Tables never carry a raw control byte (names are escaped); JSON keeps exact byte
 escaped text.
 """
 
+import collections
 import enum
 import os
 from typing import Iterable, Iterator, List, Optional
@@ -61,8 +62,8 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
         "skipped": list(snap.skipped),
         "unreadable_processes": list(snap.unreadable_processes),
         "unresolved": [
-            {"inode": inode, "owners": [owner_to_dict(o) for o in owners]}
-            for inode, owners in sorted(snap.unresolved.items())
+            {"inode": u.inode, "owners": [owner_to_dict(o) for o in u.owners], "reason": u.reason}
+            for _, u in sorted(snap.unresolved.items())
         ],
     }
 
@@ -159,11 +160,10 @@ def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterat
     """One line per note, for standard error."""
     for note in snap.notes:
         yield "procsock: " + note
-    if snap.unresolved:
-        yield (
-            "procsock: %d socket inodes held by processes were not found by any backend "
-            "(another network namespace, or a family no backend serves)%s"
-            % (len(snap.unresolved), unresolved_hint or "")
+    reasons = collections.Counter(u.reason for u in snap.unresolved.values())
+    for reason, count in sorted(reasons.items()):
+        yield "procsock: %d socket inodes held by processes not resolved: %s%s" % (
+            count, reason, unresolved_hint or ""
         )
 
 

@@ -13,7 +13,7 @@ import attrs
 
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
-from procsock.fdscan import FdScan, kind_hint, netns_inode, scan_fds, socket_inode
+from procsock.fdscan import FdScan, kind_hint, netns_inode, protocol_name, scan_fds, socket_inode
 from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
 log = logging.getLogger("procsock")
@@ -62,13 +62,23 @@ class Query:
 
 
 @attrs.frozen
+class Unresolved:
+    """A socket inode that processes hold but no backend reported, and the likely reason."""
+
+    inode: int
+    owners: Tuple[Owner, ...]
+    reason: str
+
+
+@attrs.frozen
 class Snapshot:
     """The sockets of one moment, and how they were found.
 
     `answered_by` maps kind name → backend name. `notes` are one-line texts for the user (fallbacks,
     skipped lines, unreadable processes); `skipped` holds every skipped input line with its reason.
-    `unresolved` maps inodes that processes hold but no backend reported (other network namespaces,
-    families no backend serves) to their owners; it is filled only when no filter narrows the kinds.
+    `unresolved` maps inodes that processes hold but no backend reported (a namespace that could
+    not be read, a family no backend serves) to an Unresolved with the reason; it is filled only
+    when no filter narrows the kinds.
     """
 
     sockets: Tuple[Socket, ...]
@@ -76,7 +86,7 @@ class Snapshot:
     notes: Tuple[str, ...]
     skipped: Tuple[str, ...]
     unreadable_processes: Tuple[int, ...]
-    unresolved: Dict[int, Tuple[Owner, ...]]
+    unresolved: Dict[int, Unresolved]
 
 
 class Resolver:
@@ -179,6 +189,7 @@ class Resolver:
         seen = set()
         answered_by: Dict[str, str] = {}
         fallbacks: Dict[Tuple[str, str], List[str]] = {}
+        unread: Dict[Optional[int], str] = {}  # namespace → why one of its kinds could not be read
         notes: List[str] = []
         skipped: List[str] = []
         seen_skips = set()
@@ -189,6 +200,7 @@ class Resolver:
             for failed, reason in failures:
                 fallbacks.setdefault((failed, reason), []).append(label)
             if collected is None:
+                unread.setdefault(netns.inode, "; ".join("%s: %s" % f for f in failures) or "no backend")
                 notes.append(
                     "%s: no backend could read it (%s)"
                     % (label, "; ".join("%s: %s" % f for f in failures) or "none serves it here")
@@ -239,7 +251,11 @@ class Resolver:
             notes.append("%d fds not readable (permission denied): not counted as owners" % scan.denied_fds)
         unresolved = {}
         if query.selects_all:
-            unresolved = {i: tuple(o) for i, o in owners.items() if i not in seen}
+            unresolved = {
+                inode: Unresolved(inode, tuple(holders), self._why_unresolved(holders[0], scan, unread))
+                for inode, holders in owners.items()
+                if inode not in seen
+            }
         return Snapshot(
             tuple(sockets), answered_by, tuple(notes), tuple(skipped), scan.unreadable, unresolved
         )
@@ -266,6 +282,22 @@ class Resolver:
             else:
                 notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures) or "no backend has a wire form"))
         return dumps, notes
+
+    def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:
+        """The likely reason no backend reported a socket `owner` holds (asked of the live fd)."""
+        namespace = scan.netns.get(owner.pid, self._own_netns.inode)
+        if namespace in unread:
+            return "its network namespace %s could not be fully read (%s)" % (namespace, unread[namespace])
+        live = self.source.kernel
+        protocol = protocol_name(self.source.proc_root, owner.pid, owner.fd) if live else None
+        if protocol is not None and kind_hint(self.source.proc_root, owner.pid, owner.fd) is None:
+            return "no backend serves %s sockets" % protocol
+        if namespace is None and self._own_netns.inode is not None:
+            return "its network namespace is not readable here (needs ptrace rights over pid %d)" % owner.pid
+        return (
+            "no backend reported it (%s): closed during the snapshot, or created in a namespace "
+            "no process of ours is in" % (protocol or "protocol unknown")
+        )
 
     def _namespace_plans(
         self, scan: FdScan, inodes: Optional[FrozenSet[int]]

@@ -115,3 +115,17 @@ def test_tcp_and_udp_match_ss(zoo):
         for owner in sock.owners:
             ours.add((rec.netid, rec.state.label, model_endpoint(rec.local), model_endpoint(rec.remote), owner.fd))
     assert theirs and ours == theirs
+
+
+def test_a_socket_no_backend_serves_is_unresolved_with_the_reason():
+    try:
+        vsock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    except (AttributeError, OSError) as exc:
+        pytest.skip("no AF_VSOCK here: %s" % exc)
+    with vsock:
+        snap = procsock.snapshot()
+        unresolved = snap.unresolved[inode_of(vsock)]
+        assert unresolved.reason == "no backend serves AF_VSOCK sockets"
+        assert [(o.pid, o.fd) for o in unresolved.owners] == [(os.getpid(), vsock.fileno())]
+        filtered = procsock.snapshot(protocol="tcp")
+        assert filtered.unresolved == {}  # a filter on kinds says nothing about other kinds
