@@ -153,7 +153,10 @@ def run(args: argparse.Namespace, out) -> int:
             out.write(json.dumps(socket_to_dict(sock)) + "\n")
     else:
         several = bool(args.netns) or len({s.record.netns for s in snap.sockets}) > 1
-        lines = table_lines(snap.sockets, header=not args.no_header, details=args.details, netns=several)
+        lines = table_lines(
+            snap.sockets, header=not args.no_header, details=args.details,
+            netns=several, netns_names=snap.netns_names,
+        )
         for line in lines:
             out.write(line + "\n")
     for line in notes_lines(snap, " (see --json)"):

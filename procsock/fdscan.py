@@ -158,6 +158,21 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
     return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns)
 
 
+def named_netns(run_dir: str = "/run/netns") -> Dict[int, str]:
+    """Namespace inode → name of the namespaces `ip netns add` named (bind mounts in /run/netns)."""
+    names = {}
+    try:
+        entries = os.listdir(run_dir)
+    except OSError:
+        return names
+    for name in entries:
+        try:
+            names.setdefault(os.stat(os.path.join(run_dir, name)).st_ino, name)
+        except OSError:
+            continue
+    return names
+
+
 def netns_inode(proc_root: str, pid) -> Optional[int]:
     """The inode of the network namespace of `pid` ("self" works too); None if hidden or gone.
 

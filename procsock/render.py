@@ -7,7 +7,7 @@ escaped text.
 import collections
 import enum
 import os
-from typing import Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from procsock.compare import Comparison, FieldDiff
 from procsock.model import Owner, Socket, SocketRecord, UnixAddress
@@ -61,6 +61,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
         "notes": list(snap.notes),
         "skipped": list(snap.skipped),
         "unreadable_processes": list(snap.unreadable_processes),
+        "netns_names": {str(inode): name for inode, name in snap.netns_names.items()},
         "unresolved": [
             {"inode": u.inode, "owners": [owner_to_dict(o) for o in u.owners], "reason": u.reason}
             for _, u in sorted(snap.unresolved.items())
@@ -124,13 +125,18 @@ def details_text(rec: SocketRecord) -> str:
 
 
 def table_lines(
-    sockets: Iterable[Socket], header: bool = True, details: bool = False, netns: bool = False
+    sockets: Iterable[Socket],
+    header: bool = True,
+    details: bool = False,
+    netns: bool = False,
+    netns_names: Optional[Dict[int, str]] = None,
 ) -> Iterator[str]:
     """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded.
 
     With `details`, each socket is followed by an indented line of its details; with `netns`, a
-    first column names each socket's network namespace (inode).
+    first column names each socket's network namespace (its `ip netns` name, else its inode).
     """
+    names = netns_names or {}
     sockets = list(sockets)
     rows = table_rows(sockets)
     titles = list(TABLE_HEADER)
@@ -139,7 +145,7 @@ def table_lines(
         titles.insert(0, NETNS_HEADER)
         right = {i + 1 for i in right}
         for row, sock in zip(rows, sockets):
-            row.insert(0, "-" if sock.record.netns is None else str(sock.record.netns))
+            row.insert(0, names.get(sock.record.netns) or str(sock.record.netns or "-"))
     if header:
         rows.insert(0, titles)
     if not rows:

@@ -13,7 +13,7 @@ import attrs
 
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
-from procsock.fdscan import FdScan, kind_hint, netns_inode, protocol_name, scan_fds, socket_inode
+from procsock.fdscan import FdScan, kind_hint, named_netns, netns_inode, protocol_name, scan_fds, socket_inode
 from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
 log = logging.getLogger("procsock")
@@ -78,7 +78,8 @@ class Snapshot:
     skipped lines, unreadable processes); `skipped` holds every skipped input line with its reason.
     `unresolved` maps inodes that processes hold but no backend reported (a namespace that could
     not be read, a family no backend serves) to an Unresolved with the reason; it is filled only
-    when no filter narrows the kinds.
+    when no filter narrows the kinds. `netns_names` names the namespaces of the sockets listed
+    that `ip netns add` named (live host).
     """
 
     sockets: Tuple[Socket, ...]
@@ -87,6 +88,7 @@ class Snapshot:
     skipped: Tuple[str, ...]
     unreadable_processes: Tuple[int, ...]
     unresolved: Dict[int, Unresolved]
+    netns_names: Dict[int, str] = attrs.field(factory=dict)
 
 
 class Resolver:
@@ -256,8 +258,10 @@ class Resolver:
                 for inode, holders in owners.items()
                 if inode not in seen
             }
+        names = named_netns() if len(plans) > 1 else {}
         return Snapshot(
-            tuple(sockets), answered_by, tuple(notes), tuple(skipped), scan.unreadable, unresolved
+            tuple(sockets), answered_by, tuple(notes), tuple(skipped), scan.unreadable, unresolved,
+            {inode: name for inode, name in names.items() if any(p.inode == inode for p, _ in plans)},
         )
 
     def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, str, bytes]], List[str]]:

@@ -86,3 +86,26 @@ def test_cli_shows_and_filters_by_namespace(other_namespace):
     rows = [line for line in out[1:] if line.strip()]
     assert rows and all(line.split()[0] == str(report["netns"]) for line in rows)
     assert any("127.0.0.1:4242" in line and ",%d,%d" % (pid, report["listen"][0]) in line for line in rows)
+
+
+@needs_root
+def test_a_named_namespace_is_named():
+    if shutil.which("ip") is None:
+        pytest.skip("ip (iproute2) is not installed")
+    name = "procsock-test-%d" % os.getpid()
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", HOLDER],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            report = json.loads(proc.stdout.readline())
+            snap = procsock.snapshot()
+            assert snap.netns_names.get(report["netns"]) == name
+            check(snap, proc.pid, report)
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=30)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
