@@ -126,7 +126,7 @@ def open_zoo(tmpdir: str) -> SocketZoo:
     return SocketZoo(tmpdir).build()
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (raw sockets, other users' processes)")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (raw sockets, other users' processes, setns into other namespaces)")
 
 
 def ss_endpoint(text: str):
