@@ -126,7 +126,9 @@ def open_zoo(tmpdir: str) -> SocketZoo:
     return SocketZoo(tmpdir).build()
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (raw sockets, other users' processes, setns into other namespaces)")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root (raw sockets, other users' processes, other namespaces)"
+)
 
 
 def ss_endpoint(text: str):
