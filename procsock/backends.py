@@ -7,13 +7,13 @@ describe itself is recorded as a failure with the reason and skipped, never fata
 
 import importlib.metadata
 import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 import pluggy
 
 from procsock import hookspecs
-from procsock.model import BackendInfo, Collected, Netns, SocketKind, Source
+from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, Source
 
 ENTRY_POINT_GROUP = "procsock"
 HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("procsock_"))
@@ -57,9 +57,11 @@ class Backend:
         inodes: Optional[frozenset],
         details: bool = False,
         netns: Netns = Netns(),
+        holders: Optional[Mapping[int, Sequence[Owner]]] = None,
     ) -> Collected:
         return self.hooks.procsock_collect(
-            kind=kind, source=source, inodes=inodes, details=details, netns=netns
+            kind=kind, source=source, inodes=inodes, details=details, netns=netns,
+            holders=holders or {},
         )
 
     def raw_dump(self, kind: SocketKind, source: Source) -> Optional[bytes]:

@@ -100,7 +100,7 @@ def compare_records(
 
 def _backend(resolver: Resolver, name: Optional[str], skip: Optional[str]) -> Backend:
     for backend in resolver.usable_backends():
-        if (name is None and backend.name != skip) or backend.name == name:
+        if (name is None and backend.name != skip and not backend.info.lookup_only) or backend.name == name:
             return backend
     raise BackendUnavailable(name or "second", "not usable here for this source")
 

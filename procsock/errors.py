@@ -27,6 +27,16 @@ class BackendUnavailable(ProcsockError):
         super().__init__("backend %s unavailable: %s" % (backend, reason))
 
 
+class NotApplicable(ProcsockError):
+    """A backend does not answer this shape of request (e.g. a lookup-only backend asked for a
+    whole table): the resolver asks the next backend without reporting a failure."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        self.reason = reason
+        super().__init__("backend %s does not apply: %s" % (backend, reason))
+
+
 class NoSuchProcess(ProcsockError):
     """The process (or its fd) does not exist, or vanished while we looked."""
 

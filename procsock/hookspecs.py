@@ -6,11 +6,11 @@ backend's hooks on that backend alone, so a backend never sees another's answers
 once per kind (family/protocol) and per snapshot, never per socket.
 """
 
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Mapping, Optional, Sequence
 
 import pluggy
 
-from procsock.model import BackendInfo, Collected, Netns, SocketKind, Source
+from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, Source
 
 hookspec = pluggy.HookspecMarker("procsock")
 hookimpl = pluggy.HookimplMarker("procsock")
@@ -38,7 +38,12 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 @hookspec(firstresult=True)
 def procsock_collect(
-    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns
+    kind: SocketKind,
+    source: Source,
+    inodes: Optional[FrozenSet[int]],
+    details: bool,
+    netns: Netns,
+    holders: Mapping[int, Sequence[Owner]],
 ) -> Collected:
     """Return the records of every socket of `kind` that `source` shows.
 
@@ -53,6 +58,10 @@ def procsock_collect(
     namespace (``netns.pid`` None) and once per kind for each other namespace whose processes hold
     sockets (through ``netns.pid``, a process inside it). Records carry ``netns.inode`` in
     ``netns``. A backend that cannot enter that namespace raises BackendUnavailable.
+
+    `holders` maps socket inodes to the fds that hold them (from the fd walk), for backends that
+    read a socket through its holder (pidfd). A backend that only answers some shapes of request
+    raises ``procsock.errors.NotApplicable`` for the others: the next backend answers, silently.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for

@@ -446,13 +446,15 @@ class BackendInfo:
     """What a backend plugin declares about itself.
 
     `priority` orders backends serving the same kind (higher is tried first). The built-ins use
-    100 (netlink sock_diag) and 50 (/proc/net text).
+    150 (pidfd), 100 (netlink sock_diag) and 50 (/proc/net text). A `lookup_only` backend answers
+    only for given inodes (describe_fd, snapshot(pid=...)), never whole tables.
     """
 
     name: str
     priority: int
     kinds: Tuple[SocketKind, ...]
     description: str = ""
+    lookup_only: bool = False
 
 
 @attrs.frozen

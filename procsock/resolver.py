@@ -12,7 +12,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 import attrs
 
 from procsock.backends import Backend, Registry
-from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
+from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError, SocketNotFound
 from procsock.fdscan import FdScan, kind_hint, named_netns, netns_inode, protocol_name, scan_fds, socket_inode
 from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
@@ -198,7 +198,7 @@ class Resolver:
         filtering = query.filters_records
         for kind, netns, wanted in ((k, n, w) for k in kinds for n, w in plans):
             label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
-            backend, collected, failures = self._collect(kind, wanted, query.details, netns)
+            backend, collected, failures = self._collect(kind, wanted, query.details, netns, owners)
             for failed, reason in failures:
                 fallbacks.setdefault((failed, reason), []).append(label)
             if collected is None:
@@ -327,14 +327,17 @@ class Resolver:
                 plans.append((Netns(namespace, pid), wanted))
         return plans
 
-    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns):
+    def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns,
+                 holders: Dict[int, List[Owner]]):
         """(backend name, Collected, failures) from the first usable backend serving `kind`."""
         failures: List[Tuple[str, str]] = []
         for backend in self._candidates:
-            if kind not in backend.info.kinds:
+            if kind not in backend.info.kinds or (inodes is None and backend.info.lookup_only):
                 continue
             try:
-                collected = backend.collect(kind, self.source, inodes, details, netns)
+                collected = backend.collect(kind, self.source, inodes, details, netns, holders)
+            except NotApplicable:
+                continue
             except ProcsockError as exc:
                 reason = getattr(exc, "reason", None) or str(exc)
                 log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)

@@ -80,7 +80,7 @@ def test_tcp_details_only_netlink_knows():
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(5)
-        record = procsock.describe_fd(os.getpid(), listener.fileno()).record
+        record = procsock.describe_fd(os.getpid(), listener.fileno(), backend="netlink").record
     assert record.backend == "netlink" and record.cookie and record.uid == os.getuid()
     assert record.tx_queue == 5  # inet_diag reports a listener's backlog limit as its send queue
 
@@ -108,7 +108,7 @@ def test_saved_replies_round_trip(zoo, tmp_path):
     replay = procsock.snapshot(diag_file=str(saved))
     assert replay.sockets and all(not s.owners for s in replay.sockets)
     found = {s.record.inode: s.record for s in replay.sockets}
-    live = {s.record.inode: s.record for s in procsock.snapshot(pid=os.getpid()).sockets}
+    live = {s.record.inode: s.record for s in procsock.snapshot(pid=os.getpid(), backend="netlink").sockets}
     for item in zoo.expected:
         assert found[item.inode] == attrs.evolve(live[item.inode], netns=None), item.label  # a file has no netns
     with_owners = json.loads(run_cli("--diag-file", str(saved), "--proc-root", "/proc", "--json").stdout)

@@ -1,0 +1,68 @@
+"""The pidfd backend: reads one socket exactly through a copy of the fd that holds it.
+
+`pidfd_open` + `pidfd_getfd` (Linux 5.6+, ptrace rights over the holder: root, or the same user
+where ptrace is allowed) copy a process's socket fd into ours; getsockname, getpeername and
+getsockopt then read it exactly, in whatever network namespace it lives, with no table dump. It
+answers targeted lookups of inet sockets only (a few inodes, e.g. `describe_fd`,
+`snapshot(pid=...)`), ahead of the table backends (priority 150). Unix sockets stay with
+unix_diag's exact lookups, which know the peer; requests for details (tcp_info, memory) go to
+netlink too. Every copied fd is closed before the next is taken, on every path.
+"""
+
+import os
+from typing import FrozenSet, Mapping, Optional, Sequence
+
+from procsock.errors import BackendUnavailable, NotApplicable
+from procsock.hookspecs import hookimpl
+from procsock.model import INET_KINDS, BackendInfo, Collected, Netns, Owner, SocketKind, Source
+
+from procsock_plugins.pidfd import probe
+
+NAME = "pidfd"
+KINDS = INET_KINDS
+LOOKUP_LIMIT = 64
+
+
+@hookimpl
+def procsock_backend_info() -> BackendInfo:
+    return BackendInfo(
+        name=NAME, priority=150, kinds=KINDS, lookup_only=True,
+        description="pidfd_getfd + getsockopt on a copy of the holder's fd (targeted lookups only)",
+    )
+
+
+@hookimpl
+def procsock_unavailable(source: Source) -> Optional[str]:
+    if not source.kernel or source.proc_root is None:
+        return "copies fds of live processes: not for captured trees or saved files"
+    return probe.unsupported()
+
+
+@hookimpl
+def procsock_collect(
+    kind: SocketKind,
+    source: Source,
+    inodes: Optional[FrozenSet[int]],
+    details: bool,
+    netns: Netns,
+    holders: Mapping[int, Sequence[Owner]],
+) -> Collected:
+    """Each wanted inode read through its first holder; others (vanished, refused) are skipped."""
+    if inodes is None or len(inodes) > LOOKUP_LIMIT or details:
+        raise NotApplicable(NAME, "answers lookups of up to %d sockets, without details" % LOOKUP_LIMIT)
+    records, skipped = [], []
+    for inode in sorted(inodes):
+        owners = holders.get(inode)
+        if not owners:
+            raise NotApplicable(NAME, "socket:[%d] has no holder to copy it from" % inode)
+        owner = owners[0]
+        try:
+            record = probe.read_socket(owner.pid, owner.fd, inode, kind, netns.inode, NAME)
+        except PermissionError as exc:
+            raise BackendUnavailable(NAME, "pidfd_getfd refused for pid %d (%s)" % (owner.pid, exc.strerror)) from None
+        except OSError as exc:
+            skipped.append("pid %d fd %d: %s" % (owner.pid, owner.fd, os.strerror(exc.errno or 0)))
+            continue
+        if record is not None:
+            records.append(record)
+    return Collected(tuple(records), tuple(skipped))
