@@ -147,8 +147,19 @@ class Resolver:
 
     def snapshot(self, query: Query = Query()) -> Snapshot:
         scan = self._owners(None if query.pid is None else (query.pid,))
-        inodes = None if query.pid is None else frozenset(scan.owners)
-        return self._resolve(query, self.kinds(query), scan, inodes)
+        if query.pid is None:
+            return self._resolve(query, self.kinds(query), scan, None)
+        return self._resolve(query, self._hinted_kinds(query, scan), scan, frozenset(scan.owners))
+
+    def _hinted_kinds(self, query: Query, scan: FdScan) -> Tuple[SocketKind, ...]:
+        """For one process: only the kinds its socket fds are (xattr hints), when every fd says."""
+        kinds = self.kinds(query)
+        if not self.source.kernel:
+            return kinds
+        hints = {kind_hint(self.source.proc_root, o.pid, o.fd) for held in scan.owners.values() for o in held[:1]}
+        if None in hints:
+            return kinds
+        return tuple(kind for kind in kinds if kind in hints)
 
     def describe_inode(self, inode: int, details: bool = False) -> Socket:
         """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
@@ -319,7 +330,7 @@ class Resolver:
         plans = []
         foreign = set().union(*(held for _, held in elsewhere.values()))
         own_wanted = None if inodes is None else inodes - foreign
-        if own_wanted is None or own_wanted or not elsewhere:
+        if own_wanted is None or own_wanted:  # a pid holding no socket costs no table at all
             plans.append((own, own_wanted))
         for namespace, (pid, held) in sorted(elsewhere.items()):
             wanted = None if inodes is None else frozenset(held & inodes)

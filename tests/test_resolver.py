@@ -68,7 +68,7 @@ def test_highest_priority_backend_answers_and_owner_is_joined(listener):
 def test_a_failing_backend_falls_back_per_kind_with_a_note(listener, error, reason):
     high = StubBackend("high", 100, [TCP, UDP], error=error)
     low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
-    snap = Resolver(registry_of(high, low), Source.live()).snapshot(Query(pid=os.getpid()))
+    snap = Resolver(registry_of(high, low), Source.live()).snapshot()
     assert [s.record.backend for s in snap.sockets] == ["low"]
     assert snap.answered_by == {"tcp": "low"}
     assert "high: %s; using low for tcp" % reason in snap.notes
@@ -155,3 +155,27 @@ def test_broken_plugins_are_reported_not_fatal():
 def test_missing_proc_root_is_a_typed_error(tmp_path):
     with pytest.raises(ProcsockError, match="not a directory"):
         Resolver(Registry(), Source.capture(str(tmp_path / "nope")))
+
+
+def test_a_process_lookup_asks_only_the_kinds_its_fds_are(listener):
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # keeps only the listener (and the pipe) open
+        for fd in range(3, 1024):
+            if fd not in (listener.fileno(), read_end):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        os.read(read_end, 1)
+        os._exit(0)
+    try:
+        backend = StubBackend("b", 1, [TCP, UDP, UNIX], [tcp_record(listener, "b")])
+        snap = Resolver(registry_of(backend), Source.live()).snapshot(Query(pid=child))
+        assert [c[0] for c in backend.calls] == ["tcp"]
+        assert [(o.pid, o.fd) for o in snap.sockets[0].owners] == [(child, listener.fileno())]
+    finally:
+        os.write(write_end, b"x")
+        os.waitpid(child, 0)
+        os.close(read_end)
+        os.close(write_end)
