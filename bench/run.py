@@ -67,6 +67,25 @@ def library_calls():
     return calls
 
 
+def lookup_calls():
+    """One-process lookups (this runner holds a handful of sockets) against a full snapshot."""
+    import socket
+
+    import procsock
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = [listener, socket.create_connection(listener.getsockname()), listener.accept()[0]]
+    held += list(socket.socketpair()) + [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)]
+    pid = os.getpid()
+    calls = {"procsock.snapshot(pid=<%d sockets>)" % len(held): lambda: procsock.snapshot(pid=pid)}
+    for backend in ("pidfd", "netlink", "procnet"):
+        calls["procsock.snapshot(pid=<%d sockets>, backend=%r)" % (len(held), backend)] = (
+            lambda backend=backend: procsock.snapshot(pid=pid, backend=backend)
+        )
+    calls["procsock.describe_fd(<tcp fd>)"] = lambda: procsock.describe_fd(pid, held[1].fileno())
+    return calls, held
+
+
 def summary(name, times, rss=None):
     med = statistics.median(times)
     line = "%-40s median %8.4f s  spread %.4f-%.4f" % (name, med, min(times), max(times))
@@ -93,6 +112,8 @@ def measure(runs):
         medians[name], line = summary(name, times[name], rss[name])
         print("  " + line)
     calls = library_calls()
+    lookups, held = lookup_calls()
+    calls.update(lookups)
     for call in calls.values():  # warm up: plugin loading, imports
         call()
     lib_times = {name: [] for name in calls}
@@ -105,12 +126,14 @@ def measure(runs):
     for name in calls:
         medians[name], line = summary(name, lib_times[name])
         print("  " + line)
+    for sock in held:
+        sock.close()
     return medians
 
 
 def ratio(medians, a, b):
     if a in medians and b in medians:
-        print("  %-58s %.2fx" % ("%s / %s" % (a, b), medians[a] / medians[b]))
+        print("  %-70s %.3fx" % ("%s / %s" % (a, b), medians[a] / medians[b]))
 
 
 def main() -> int:
@@ -139,6 +162,8 @@ def main() -> int:
         for tool in ("ss -tuaxnp", "netstat -tuaxnp", "lsof -nP -i -U"):
             ratio(medians, "procsock", tool)
         ratio(medians, "procsock.snapshot()", "psutil.net_connections('all')")
+        for name in [n for n in medians if "pid=<" in n or "describe_fd" in n]:
+            ratio(medians, name, "procsock.snapshot()")
     return 0
 
 
