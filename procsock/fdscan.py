@@ -210,7 +210,11 @@ def protocol_name(proc_root: str, pid: int, fd: int) -> Optional[str]:
     return name.rstrip(b"\0").decode("ascii", "replace")
 
 
+def kind_of_protocol(name: Optional[str]) -> Optional[SocketKind]:
+    """The built-in kind of a kernel protocol name (see protocol_name); None if there is none."""
+    return None if name is None else _KIND_BY_PROTONAME.get(name)
+
+
 def kind_hint(proc_root: str, pid: int, fd: int) -> Optional[SocketKind]:
     """The built-in kind of a live socket fd; None when unknown or not a built-in kind."""
-    name = protocol_name(proc_root, pid, fd)
-    return None if name is None else _KIND_BY_PROTONAME.get(name)
+    return kind_of_protocol(protocol_name(proc_root, pid, fd))

@@ -13,7 +13,16 @@ import attrs
 
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError, SocketNotFound
-from procsock.fdscan import FdScan, kind_hint, named_netns, netns_inode, protocol_name, scan_fds, socket_inode
+from procsock.fdscan import (
+    FdScan,
+    kind_hint,
+    kind_of_protocol,
+    named_netns,
+    netns_inode,
+    protocol_name,
+    scan_fds,
+    socket_inode,
+)
 from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
 log = logging.getLogger("procsock")
@@ -156,7 +165,8 @@ class Resolver:
         kinds = self.kinds(query)
         if not self.source.kernel:
             return kinds
-        hints = {kind_hint(self.source.proc_root, o.pid, o.fd) for held in scan.owners.values() for o in held[:1]}
+        root = self.source.proc_root
+        hints = {kind_hint(root, held[0].pid, held[0].fd) for held in scan.owners.values()}
         if None in hints:
             return kinds
         return tuple(kind for kind in kinds if kind in hints)
@@ -300,12 +310,13 @@ class Resolver:
 
     def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:
         """The likely reason no backend reported a socket `owner` holds (asked of the live fd)."""
-        namespace = scan.netns.get(owner.pid, self._own_netns.inode)
-        if namespace in unread:
-            return "its network namespace %s could not be fully read (%s)" % (namespace, unread[namespace])
+        namespace = scan.netns.get(owner.pid)  # None: not readable (no ptrace rights) or unknown
+        read_as = self._own_netns.inode if namespace is None else namespace
+        if read_as in unread:
+            return "its network namespace %s could not be fully read (%s)" % (read_as, unread[read_as])
         live = self.source.kernel
         protocol = protocol_name(self.source.proc_root, owner.pid, owner.fd) if live else None
-        if protocol is not None and kind_hint(self.source.proc_root, owner.pid, owner.fd) is None:
+        if protocol is not None and kind_of_protocol(protocol) is None:
             return "no backend serves %s sockets" % protocol
         if namespace is None and self._own_netns.inode is not None:
             return "its network namespace is not readable here (needs ptrace rights over pid %d)" % owner.pid

@@ -108,6 +108,11 @@ def tcp_info(data: bytes) -> TcpInfo:
     return TcpInfo(**fields)
 
 
+def _pair(data: Optional[bytes]) -> Tuple[Optional[int], Optional[int]]:
+    """Two u32 (rqlen, vfs), or (None, None) when the attribute is absent or malformed."""
+    return _TWO_U32.unpack(data) if data is not None and len(data) == _TWO_U32.size else (None, None)
+
+
 def _int(data: Optional[bytes], unpacker: struct.Struct) -> Optional[int]:
     return unpacker.unpack_from(data)[0] if data is not None and len(data) >= unpacker.size else None
 
@@ -132,8 +137,7 @@ def _inet_extended(attributes: Dict[int, bytes]) -> Extended:
 
 
 def _unix_extended(attributes: Dict[int, bytes]) -> Extended:
-    vfs = attributes.get(UNIX_DIAG_VFS)
-    vfs_inode, vfs_dev = _TWO_U32.unpack(vfs) if vfs is not None and len(vfs) == 8 else (None, None)
+    vfs_inode, vfs_dev = _pair(attributes.get(UNIX_DIAG_VFS))
     if vfs_dev is not None:  # the kernel's dev_t (major << 20 | minor) as stat() reports it
         vfs_dev = os.makedev(vfs_dev >> 20, vfs_dev & 0xFFFFF)
     icons = attributes.get(UNIX_DIAG_ICONS)
@@ -256,8 +260,7 @@ def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
     name = attributes.get(UNIX_DIAG_NAME, b"")
     if name[:1] != b"\0" and name.endswith(b"\0"):
         name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
-    rqlen = attributes.get(UNIX_DIAG_RQLEN)
-    rqueue, wqueue = _TWO_U32.unpack(rqlen) if rqlen is not None and len(rqlen) == 8 else (None, None)
+    rqueue, wqueue = _pair(attributes.get(UNIX_DIAG_RQLEN))
     return SocketRecord(
         UNIX, inode, type_, 0, state, UnixAddress(name), None, rqueue, wqueue,
         _int(attributes.get(UNIX_DIAG_UID), _U32), backend,
