@@ -12,42 +12,11 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import attrs
 
 from procsock.errors import AccessDenied, NoSuchProcess, NotASocket
-from procsock.model import (
-    NETLINK,
-    PACKET,
-    RAW,
-    RAW6,
-    TCP,
-    TCP6,
-    UDP,
-    UDP6,
-    UDPLITE,
-    UDPLITE6,
-    UNIX,
-    Owner,
-    SocketKind,
-)
+from procsock.model import Owner
 
 _SOCKET_PREFIX = "socket:["
 _DENIED = (errno.EACCES, errno.EPERM)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-# The kernel's protocol names in the `system.sockprotoname` xattr of a socket fd.
-_KIND_BY_PROTONAME = {
-    "TCP": TCP,
-    "TCPv6": TCP6,
-    "UDP": UDP,
-    "UDPv6": UDP6,
-    "UDP-Lite": UDPLITE,
-    "UDPLITEv6": UDPLITE6,
-    "RAW": RAW,
-    "RAWv6": RAW6,
-    "UNIX": UNIX,
-    "UNIX-STREAM": UNIX,
-    "NETLINK": NETLINK,
-    "PACKET": PACKET,
-}
-
 
 @attrs.frozen
 class FdScan:
@@ -209,12 +178,3 @@ def protocol_name(proc_root: str, pid: int, fd: int) -> Optional[str]:
         return None
     return name.rstrip(b"\0").decode("ascii", "replace")
 
-
-def kind_of_protocol(name: Optional[str]) -> Optional[SocketKind]:
-    """The built-in kind of a kernel protocol name (see protocol_name); None if there is none."""
-    return None if name is None else _KIND_BY_PROTONAME.get(name)
-
-
-def kind_hint(proc_root: str, pid: int, fd: int) -> Optional[SocketKind]:
-    """The built-in kind of a live socket fd; None when unknown or not a built-in kind."""
-    return kind_of_protocol(protocol_name(proc_root, pid, fd))

@@ -91,25 +91,28 @@ class SocketKind:
 
     `name` is unique among kinds (the built-ins are named after their /proc/net files: tcp, tcp6,
     udp, ..., unix); `protocol` is the name users filter by (tcp, udp, udplite, raw, unix, ...).
-    Plugins may define kinds of their own.
+    `kernel_names` are the kernel's names for it in a socket fd's `system.sockprotoname` xattr
+    (TCP, UDPv6, PING...): they let a lookup of one fd ask only this kind. Plugins may define
+    kinds of their own.
     """
 
     name: str
     family: Family
     protocol: str
+    kernel_names: Tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
-TCP = SocketKind("tcp", Family.INET, "tcp")
-TCP6 = SocketKind("tcp6", Family.INET6, "tcp")
-UDP = SocketKind("udp", Family.INET, "udp")
-UDP6 = SocketKind("udp6", Family.INET6, "udp")
-UDPLITE = SocketKind("udplite", Family.INET, "udplite")
-UDPLITE6 = SocketKind("udplite6", Family.INET6, "udplite")
-RAW = SocketKind("raw", Family.INET, "raw")
-RAW6 = SocketKind("raw6", Family.INET6, "raw")
-UNIX = SocketKind("unix", Family.UNIX, "unix")
-PACKET = SocketKind("packet", Family.PACKET, "packet")
-NETLINK = SocketKind("netlink", Family.NETLINK, "netlink")
+TCP = SocketKind("tcp", Family.INET, "tcp", ("TCP",))
+TCP6 = SocketKind("tcp6", Family.INET6, "tcp", ("TCPv6",))
+UDP = SocketKind("udp", Family.INET, "udp", ("UDP",))
+UDP6 = SocketKind("udp6", Family.INET6, "udp", ("UDPv6",))
+UDPLITE = SocketKind("udplite", Family.INET, "udplite", ("UDP-Lite",))
+UDPLITE6 = SocketKind("udplite6", Family.INET6, "udplite", ("UDPLITEv6",))
+RAW = SocketKind("raw", Family.INET, "raw", ("RAW",))
+RAW6 = SocketKind("raw6", Family.INET6, "raw", ("RAWv6",))
+UNIX = SocketKind("unix", Family.UNIX, "unix", ("UNIX", "UNIX-STREAM"))
+PACKET = SocketKind("packet", Family.PACKET, "packet", ("PACKET",))
+NETLINK = SocketKind("netlink", Family.NETLINK, "netlink", ("NETLINK",))
 
 INET_KINDS = (TCP, TCP6, UDP, UDP6, UDPLITE, UDPLITE6, RAW, RAW6)
 BUILTIN_KINDS = INET_KINDS + (UNIX, PACKET, NETLINK)

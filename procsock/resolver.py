@@ -15,8 +15,6 @@ from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError, SocketNotFound
 from procsock.fdscan import (
     FdScan,
-    kind_hint,
-    kind_of_protocol,
     named_netns,
     netns_inode,
     protocol_name,
@@ -114,6 +112,9 @@ class Resolver:
         if source.diag_file is not None and not os.path.isfile(source.diag_file):
             raise ProcsockError("diag file %s is not a readable file" % source.diag_file)
         self._candidates = self._usable_backends(backend)
+        self._kind_by_kernel_name = {
+            name: kind for b in self._candidates for kind in b.info.kinds for name in kind.kernel_names
+        }
         live = source.kernel and source.proc_root is not None
         self._own_netns = Netns(netns_inode(source.proc_root, "self") if live else None)
 
@@ -165,8 +166,7 @@ class Resolver:
         kinds = self.kinds(query)
         if not self.source.kernel:
             return kinds
-        root = self.source.proc_root
-        hints = {kind_hint(root, held[0].pid, held[0].fd) for held in scan.owners.values()}
+        hints = {self._kind_hint(held[0].pid, held[0].fd) for held in scan.owners.values()}
         if None in hints:
             return kinds
         return tuple(kind for kind in kinds if kind in hints)
@@ -175,9 +175,7 @@ class Resolver:
         """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
         scan = self._owners(None)
         holders = scan.owners.get(inode)
-        hint = None
-        if holders and self.source.kernel:
-            hint = kind_hint(self.source.proc_root, holders[0].pid, holders[0].fd)
+        hint = self._kind_hint(holders[0].pid, holders[0].fd) if holders and self.source.kernel else None
         return self._one(inode, scan, hint, details)
 
     def describe_fd(self, pid: int, fd: int, details: bool = False) -> Socket:
@@ -185,8 +183,12 @@ class Resolver:
         if self.source.proc_root is None:
             raise ProcsockError("describing an fd needs a /proc tree")
         inode = socket_inode(self.source.proc_root, pid, fd)
-        hint = kind_hint(self.source.proc_root, pid, fd) if self.source.kernel else None
+        hint = self._kind_hint(pid, fd) if self.source.kernel else None
         return self._one(inode, self._owners((pid,)), hint, details)
+
+    def _kind_hint(self, pid: int, fd: int) -> Optional[SocketKind]:
+        """The served kind of a live socket fd, from its protocol xattr; None when unknown."""
+        return self._kind_by_kernel_name.get(protocol_name(self.source.proc_root, pid, fd))
 
     def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind], details: bool) -> Socket:
         query = Query(details=details)
@@ -316,7 +318,7 @@ class Resolver:
             return "its network namespace %s could not be fully read (%s)" % (read_as, unread[read_as])
         live = self.source.kernel
         protocol = protocol_name(self.source.proc_root, owner.pid, owner.fd) if live else None
-        if protocol is not None and kind_of_protocol(protocol) is None:
+        if protocol is not None and protocol not in self._kind_by_kernel_name:
             return "no backend serves %s sockets" % protocol
         if namespace is None and self._own_netns.inode is not None:
             return "its network namespace is not readable here (needs ptrace rights over pid %d)" % owner.pid

@@ -6,8 +6,8 @@ import socket
 import pytest
 
 from procsock.errors import NoSuchProcess, NotASocket
-from procsock.fdscan import kind_hint, process_identity, scan_fds, socket_inode
-from procsock.model import TCP, TCP6, UDP, UNIX
+from procsock.fdscan import process_identity, protocol_name, scan_fds, socket_inode
+from procsock.model import NETLINK, TCP, TCP6, UDP, UDP6, UDPLITE, UDPLITE6, UNIX
 
 
 def inode_of(sock):
@@ -85,20 +85,25 @@ def test_vanished_process_is_skipped_silently_in_a_full_walk():
     assert all(o.pid != dead for owners in scan.owners.values() for o in owners)
 
 
-@pytest.mark.parametrize(
-    "family, type_, expected",
-    [
-        (socket.AF_INET, socket.SOCK_STREAM, TCP),
-        (socket.AF_INET6, socket.SOCK_STREAM, TCP6),
-        (socket.AF_INET, socket.SOCK_DGRAM, UDP),
-        (socket.AF_UNIX, socket.SOCK_STREAM, UNIX),
-        (socket.AF_UNIX, socket.SOCK_SEQPACKET, UNIX),
-    ],
-)
-def test_kind_hint_from_xattr(family, type_, expected):
-    with socket.socket(family, type_) as sock:
-        assert kind_hint("/proc", os.getpid(), sock.fileno()) == expected
-
-
 def test_process_identity_of_missing_process_is_unknown(tmp_path):
     assert process_identity(str(tmp_path), 12345) == ("", None)
+
+
+@pytest.mark.parametrize(
+    "family, type_, proto, kind",
+    [
+        (socket.AF_INET, socket.SOCK_STREAM, 0, TCP),
+        (socket.AF_INET6, socket.SOCK_STREAM, 0, TCP6),
+        (socket.AF_INET, socket.SOCK_DGRAM, 0, UDP),
+        (socket.AF_INET6, socket.SOCK_DGRAM, 0, UDP6),
+        (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDPLITE, UDPLITE),
+        (socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDPLITE, UDPLITE6),
+        (socket.AF_UNIX, socket.SOCK_STREAM, 0, UNIX),
+        (socket.AF_UNIX, socket.SOCK_DGRAM, 0, UNIX),
+        (socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, UNIX),
+        (socket.AF_NETLINK, socket.SOCK_RAW, 0, NETLINK),
+    ],
+)
+def test_builtin_kinds_know_their_kernel_protocol_name(family, type_, proto, kind):
+    with socket.socket(family, type_, proto) as sock:
+        assert protocol_name("/proc", os.getpid(), sock.fileno()) in kind.kernel_names
