@@ -6,6 +6,8 @@ import pytest
 
 from sockzoo import open_zoo
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def zoo():

@@ -1,0 +1,98 @@
+"""The pytest plugin (entry point ``pytest11``): one test over every backend, and a socket-leak check.
+
+- ``procsock_backend``: a fixture parametrized over every backend that can run here (or those
+  named with ``--procsock-backend NAME``); it gives the ``procsock.backends.Backend``, whose
+  ``.name`` goes to ``snapshot(backend=...)``.
+- ``@pytest.mark.procsock_leaks``, or ``--procsock-leaks`` for the whole run: a test fails when,
+  after its teardown, this process holds sockets it did not hold once its setup was done; the
+  report lists them with their endpoints and fds.
+
+Backends are loaded only when a test asks for them, so the plugin costs nothing otherwise.
+"""
+
+import gc
+import os
+
+import pytest
+
+from procsock.api import default_registry
+from procsock.model import Source
+from procsock.resolver import Resolver
+from procsock.testing import describe_sockets, held_socket_inodes
+
+_BASELINE = pytest.StashKey[frozenset]()
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("procsock")
+    group.addoption(
+        "--procsock-backend", action="append", metavar="NAME",
+        help="run procsock_backend tests (and procsock.testing.conformance) on this backend only; repeatable",
+    )
+    group.addoption(
+        "--procsock-leaks", action="store_true",
+        help="fail every test that leaves sockets open that this process did not hold when it started",
+    )
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "procsock_leaks: fail the test if it leaves sockets open that it did not have at its start"
+    )
+
+
+def backend_names(config) -> list:
+    """The backends `procsock_backend` runs over: those named on the command line, else every
+    backend that can read the live host."""
+    named = config.getoption("procsock_backend")
+    if named:
+        return list(named)
+    return [b.name for b in Resolver(default_registry(), Source.live()).usable_backends()]
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "procsock_backend" in metafunc.fixturenames:
+        names = backend_names(metafunc.config)
+        metafunc.parametrize("procsock_backend", names, indirect=True, ids=names)
+
+
+@pytest.fixture
+def procsock_backend(request):
+    """One backend that can run here (the test runs once per backend)."""
+    name = request.param
+    registry = default_registry()
+    backend = registry.by_name().get(name)
+    if backend is None:
+        broken = {f.name: f.reason for f in registry.failures}
+        pytest.fail("procsock backend %r is not installed%s" % (name, ": " + broken[name] if name in broken else ""))
+    reason = backend.unavailable(Source.live())
+    if reason is not None:
+        pytest.fail("procsock backend %r cannot run here: %s" % (name, reason))
+    return backend
+
+
+def _checks_leaks(item) -> bool:
+    return item.config.getoption("procsock_leaks") or item.get_closest_marker("procsock_leaks") is not None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield
+    if _checks_leaks(item):
+        gc.collect()
+        item.stash[_BASELINE] = held_socket_inodes(os.getpid())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem) -> None:
+    baseline = item.stash.get(_BASELINE, None)
+    if baseline is None:
+        return
+    gc.collect()  # a socket only a reference cycle kept is closed by now, not leaked
+    leaked = held_socket_inodes(os.getpid()) - baseline
+    if leaked:
+        pytest.fail(
+            "test left %d socket(s) open that it did not have at its start:\n%s"
+            % (len(leaked), describe_sockets(os.getpid(), leaked)),
+            pytrace=False,
+        )

@@ -1,0 +1,184 @@
+"""procsock.testing and its pytest plugin: helpers on real sockets, the backend fixture, the leak
+check and the conformance suite, each run in a pytester subprocess where it must also fail."""
+
+import os
+import re
+import socket
+
+import pytest
+
+from procsock.api import default_registry
+from procsock.model import Source
+from procsock.resolver import Resolver
+from procsock.testing import assert_backends_agree, connections_of, listening
+from sockzoo import inode_of
+
+# A backend that lies: procnet's records with every TCP port shifted by one, as a plugin with a
+# decoding bug would report them. Registered in the pytester process's default registry.
+LYING_BACKEND = '''
+import attrs
+import procsock
+from procsock.api import default_registry
+from procsock.model import BackendInfo, InetAddress, TCP
+from procsock_plugins import procnet
+
+
+class Lying:
+    @procsock.hookimpl
+    def procsock_backend_info(self):
+        return BackendInfo("lying", 1, (TCP,))
+
+    @procsock.hookimpl
+    def procsock_unavailable(self, source):
+        return None
+
+    @procsock.hookimpl
+    def procsock_collect(self, kind, source, inodes, details, netns, holders):
+        got = procnet.procsock_collect(kind=kind, source=source, inodes=inodes, netns=netns)
+        shift = lambda a: InetAddress(a.packed, a.port + 1) if a.port else a
+        return attrs.evolve(got, records=tuple(
+            attrs.evolve(r, local=shift(r.local), backend="lying") for r in got.records))
+
+
+default_registry().register(Lying(), "lying")
+'''
+
+
+def usable_backends():
+    return [b.name for b in Resolver(default_registry(), Source.live()).usable_backends()]
+
+
+def test_listening_has_servers_not_clients():
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            found = {s.record.inode for s in listening(pid=os.getpid())}
+            assert {inode_of(server), inode_of(udp)} <= found
+            assert inode_of(client) not in found
+            (only,) = listening(pid=os.getpid(), port=port)
+            assert only.record.inode == inode_of(server)
+            assert (os.getpid(), server.fileno()) in [(o.pid, o.fd) for o in only.owners]
+    assert listening(pid=os.getpid(), port=port) == ()
+
+
+def test_connections_of_lists_every_socket_the_process_holds(zoo):
+    held = {s.record.inode for s in connections_of(os.getpid())}
+    assert {item.inode for item in zoo.expected} <= held
+    established = {s.record.inode for s in connections_of(os.getpid(), state="ESTAB", protocol="tcp")}
+    assert established == {i.inode for i in zoo.expected if i.kind.startswith("tcp") and i.state.name == "ESTABLISHED"}
+
+
+def test_backends_agree_on_the_zoo(zoo):
+    result = assert_backends_agree(kind=["tcp", "tcp6", "udp", "udp6", "unix"])
+    assert {"tcp", "unix"} <= set(result.kinds)
+
+
+def test_disagreeing_backends_fail_with_the_difference(pytester):
+    pytester.makeconftest(LYING_BACKEND)
+    pytester.makepyfile(
+        """
+        import socket
+        from procsock.testing import assert_backends_agree
+
+        def test_agree():
+            with socket.create_server(("127.0.0.1", 0)):
+                assert_backends_agree("procnet", "lying", kind="tcp")
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*backends disagree*", "*differs: tcp inode * local: procnet=127.0.0.1:* lying=127.0.0.1:*"])
+
+
+def test_backend_fixture_runs_a_test_once_per_usable_backend(pytester):
+    pytester.makepyfile(
+        """
+        import os, socket
+        from procsock.testing import listening
+
+        def test_server_seen(procsock_backend):
+            with socket.create_server(("127.0.0.1", 0)) as server:
+                port = server.getsockname()[1]
+                assert listening(pid=os.getpid(), port=port, backend=procsock_backend.name)
+        """
+    )
+    result = pytester.runpytest_subprocess("-v")
+    names = usable_backends()
+    result.assert_outcomes(passed=len(names))
+    result.stdout.fnmatch_lines(["*test_server_seen?%s? PASSED*" % name for name in names], consecutive=False)
+
+
+def test_backend_option_names_one_backend_and_unknown_names_fail(pytester):
+    pytester.makepyfile("def test_it(procsock_backend):\n    assert procsock_backend.name == 'procnet'\n")
+    pytester.runpytest_subprocess("--procsock-backend", "procnet").assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess("--procsock-backend", "nosuch")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*procsock backend 'nosuch' is not installed*"])
+
+
+LEAKY_TESTS = """
+    import socket
+    import pytest
+
+    KEPT = []
+
+    def open_listener():
+        sock = socket.create_server(("127.0.0.1", 0))
+        KEPT.append(sock)
+        return sock.getsockname()[1]
+
+    @pytest.fixture
+    def server():
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            yield sock
+
+    {mark}
+    def test_leaks():
+        print("leaked port", open_listener())
+
+    {mark}
+    def test_closes_what_it_opens(server):
+        with socket.socket() as client:
+            client.connect(server.getsockname())
+"""
+
+
+def test_leak_check_names_the_leaked_socket(pytester):
+    pytester.makepyfile(LEAKY_TESTS.format(mark="@pytest.mark.procsock_leaks"))
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=2, errors=1)
+    port = re.search(r"leaked port (\d+)", result.stdout.str()).group(1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_leaks*",
+        "*test left 1 socket(s) open that it did not have at its start:*",
+        "*tcp*LISTEN*127.0.0.1:%s*python*" % port,
+    ])
+
+
+def test_leak_check_is_off_unless_asked_and_on_for_a_whole_run(pytester):
+    pytester.makepyfile(LEAKY_TESTS.format(mark=""))
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
+    pytester.runpytest_subprocess("--procsock-leaks").assert_outcomes(passed=2, errors=1)
+
+
+@pytest.mark.parametrize("backend", ["procnet", "netlink"])
+def test_conformance_suite_runs_from_the_command_line(pytester, backend):
+    result = pytester.runpytest_subprocess("--pyargs", "procsock.testing.conformance", "--procsock-backend", backend)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) > 10 and "failed" not in outcomes and "errors" not in outcomes
+
+
+def test_conformance_suite_catches_a_lying_backend(pytester):
+    pytester.makeconftest(LYING_BACKEND)
+    pytester.makepyfile(
+        """
+        from procsock.testing.conformance import BackendConformance
+
+        class TestLying(BackendConformance):
+            backend_name = "lying"
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=4, failed=2)
+    result.stdout.fnmatch_lines(["*tcp listen (lying): local: got 127.0.0.1:*, want 127.0.0.1:*"])
