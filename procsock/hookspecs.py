@@ -18,10 +18,14 @@ hookimpl = pluggy.HookimplMarker("procsock")
 
 @hookspec(firstresult=True)
 def procsock_backend_info() -> BackendInfo:
-    """Describe this backend: its name, priority and the socket kinds it serves.
+    """Return a ``BackendInfo`` describing this backend: its name, priority and the socket kinds
+    it serves (``SocketKind`` values; a plugin may define new ones), and whether it is
+    ``lookup_only``.
 
-    Called once, when plugins are loaded. Must be cheap and must not touch the system. An exception
-    here marks the plugin as broken: it is reported by ``--list-backends`` and never used.
+    Called once, when plugins are loaded (at the first snapshot, not at ``import procsock``). Must
+    be cheap and must not touch the system. An exception here, or a value that is not a
+    BackendInfo, marks the plugin as broken: ``--list-backends`` shows it with the reason, and it
+    is never used.
     """
 
 
@@ -76,6 +80,7 @@ def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
 
     Only backends with a wire format implement it (the netlink backend returns sock_diag replies
     in the format `ss -D` writes: netlink messages back to back, ended by NLMSG_DONE). Called by
-    ``procsock --save-diag FILE`` once per kind; None means "no raw form". Errors as for
-    ``procsock_collect``.
+    ``procsock --save-diag FILE`` once per kind; None means "no raw form". An exception is
+    handled as for ``procsock_collect``: the next backend with a raw form is asked, and the
+    reason is noted.
     """

@@ -179,3 +179,12 @@ def test_unix_details_name_the_bound_file_and_pending_connections(tmp_path):
         st = os.stat(path)
         assert (ext.vfs_inode, ext.vfs_dev) == (st.st_ino, st.st_dev)
         assert ext.pending == (inode_of(client),)  # the clients whose connections wait to be accepted
+
+
+def test_raw_dump_is_the_same_sockets_as_a_collect(hostile_unix):
+    """procsock_raw_dump's bytes decode (as --diag-file reads them) to what procsock_collect saw."""
+    raw = netlink.procsock_raw_dump(UNIX, Source.live())
+    saved = {r.inode: r.local for r in codec.decode(raw).records}
+    assert {inode_of(sock): saved.get(inode_of(sock)) for _, sock in hostile_unix} == {
+        inode_of(sock): UnixAddress(name) for name, sock in hostile_unix
+    }

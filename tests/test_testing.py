@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from procsock.api import default_registry
-from procsock.model import Source
+from procsock.model import TCP, Source
 from procsock.resolver import Resolver
 from procsock.testing import assert_backends_agree, connections_of, listening
 from sockzoo import inode_of
@@ -44,8 +44,9 @@ default_registry().register(Lying(), "lying")
 '''
 
 
-def usable_backends():
-    return [b.name for b in Resolver(default_registry(), Source.live()).usable_backends()]
+def usable_tcp_backends():
+    usable = Resolver(default_registry(), Source.live()).usable_backends()
+    return [b.name for b in usable if TCP in b.info.kinds]
 
 
 def test_listening_has_servers_not_clients():
@@ -95,8 +96,10 @@ def test_backend_fixture_runs_a_test_once_per_usable_backend(pytester):
     pytester.makepyfile(
         """
         import os, socket
+        import pytest
         from procsock.testing import listening
 
+        @pytest.mark.procsock_kinds("tcp")
         def test_server_seen(procsock_backend):
             with socket.create_server(("127.0.0.1", 0)) as server:
                 port = server.getsockname()[1]
@@ -104,7 +107,7 @@ def test_backend_fixture_runs_a_test_once_per_usable_backend(pytester):
         """
     )
     result = pytester.runpytest_subprocess("-v")
-    names = usable_backends()
+    names = usable_tcp_backends()
     result.assert_outcomes(passed=len(names))
     result.stdout.fnmatch_lines(["*test_server_seen?%s? PASSED*" % name for name in names], consecutive=False)
 

@@ -2,7 +2,8 @@
 
 - ``procsock_backend``: a fixture parametrized over every backend that can run here (or those
   named with ``--procsock-backend NAME``); it gives the ``procsock.backends.Backend``, whose
-  ``.name`` goes to ``snapshot(backend=...)``.
+  ``.name`` goes to ``snapshot(backend=...)``. ``@pytest.mark.procsock_kinds("tcp", ...)`` keeps
+  the backends that serve at least one of those kinds.
 - ``@pytest.mark.procsock_leaks``, or ``--procsock-leaks`` for the whole run: a test fails when,
   after its teardown, this process holds sockets it did not hold once its setup was done; the
   report lists them with their endpoints and fds.
@@ -37,22 +38,27 @@ def pytest_addoption(parser) -> None:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
+        "markers", "procsock_kinds(*names): run procsock_backend only over backends serving one of these kinds"
+    )
+    config.addinivalue_line(
         "markers", "procsock_leaks: fail the test if it leaves sockets open that it did not have at its start"
     )
 
 
-def backend_names(config) -> list:
+def backend_names(config, kinds=None) -> list:
     """The backends `procsock_backend` runs over: those named on the command line, else every
-    backend that can read the live host."""
+    backend that can read the live host (and serves one of `kinds`, when given)."""
     named = config.getoption("procsock_backend")
     if named:
         return list(named)
-    return [b.name for b in Resolver(default_registry(), Source.live()).usable_backends()]
+    usable = Resolver(default_registry(), Source.live()).usable_backends()
+    return [b.name for b in usable if kinds is None or any(k.name in kinds for k in b.info.kinds)]
 
 
 def pytest_generate_tests(metafunc) -> None:
     if "procsock_backend" in metafunc.fixturenames:
-        names = backend_names(metafunc.config)
+        marker = metafunc.definition.get_closest_marker("procsock_kinds")
+        names = backend_names(metafunc.config, marker.args if marker else None)
         metafunc.parametrize("procsock_backend", names, indirect=True, ids=names)
 
 

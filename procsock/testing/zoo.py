@@ -46,13 +46,15 @@ class Expected:
     """One socket of the zoo and what a backend must report for it: kind name, state, endpoints.
 
     `remote` is None for families without a remote endpoint in the model (unix, packet, netlink);
-    for inet sockets it is the wildcard with port 0 when unconnected.
+    for inet sockets it is the wildcard with port 0 when unconnected. `connected_to` gives it for
+    sockets whose getpeername() refuses (raw and ping sockets have no peer port).
     """
 
     label: str
     sock: socket.socket = attrs.field(eq=False)
     kind: str
     state: State
+    connected_to: Optional[Endpoint] = None
 
     @property
     def inode(self) -> int:
@@ -64,6 +66,8 @@ class Expected:
 
     @property
     def remote(self) -> Optional[Endpoint]:
+        if self.connected_to is not None:
+            return self.connected_to
         if self.sock.family not in (socket.AF_INET, socket.AF_INET6):
             return None
         return endpoint_of(self.sock, peer_of(self.sock))
@@ -82,8 +86,10 @@ class SocketZoo:
         self.expected: List[Expected] = []
         self.missing: Dict[str, str] = {}
 
-    def add(self, label: str, sock: socket.socket, kind: str, state: State) -> socket.socket:
-        self.expected.append(Expected(label, sock, kind, state))
+    def add(
+        self, label: str, sock: socket.socket, kind: str, state: State, connected_to: Optional[Endpoint] = None
+    ) -> socket.socket:
+        self.expected.append(Expected(label, sock, kind, state, connected_to))
         return sock
 
     def open(self, kind: str, *args) -> Optional[socket.socket]:
