@@ -267,6 +267,11 @@ class Resolver:
                     by_backend.setdefault(answered_by[name], []).append(name)
             for answered, names in by_backend.items():
                 notes.append("%s: %s; using %s for %s" % (failed, reason, answered, ", ".join(names)))
+        notes.extend(
+            "plugin %s%s is broken and was skipped: %s"
+            % (f.name, " (from %s)" % f.distribution if f.distribution else "", f.reason)
+            for f in self.registry.failures
+        )
         if scan.unreadable:
             notes.append(
                 "%d processes not readable (permission denied): their sockets have no owner here"
