@@ -13,6 +13,7 @@ import attrs
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError
 from procsock.model import SocketKind, SocketRecord, Source, State, UnixAddress
+from procsock.fdscan import scan_fds
 from procsock.resolver import Query, Resolver
 
 COMPARED_FIELDS = (
@@ -98,6 +99,10 @@ def compare_records(
     return only_a, only_b, diffs
 
 
+def _held(records: Tuple[SocketRecord, ...], inodes: Optional[frozenset]) -> Tuple[SocketRecord, ...]:
+    return records if inodes is None else tuple(r for r in records if r.inode in inodes)
+
+
 def _backend(resolver: Resolver, name: Optional[str], skip: Optional[str]) -> Backend:
     for backend in resolver.usable_backends():
         if (name is None and backend.name != skip and not backend.info.lookup_only) or backend.name == name:
@@ -115,8 +120,13 @@ def compare_backends(
     """Compare backends `a` and `b` (default: the two highest-priority usable ones).
 
     For each kind both serve, the two are read back to back so they see nearly the same moment.
+    With ``query.pid`` only the sockets that process holds are compared (asked for by inode), so
+    a busy host's churn elsewhere cannot make the two disagree.
     """
     resolver = Resolver(registry, source)
+    inodes = None
+    if query.pid is not None and source.proc_root is not None:
+        inodes = frozenset(scan_fds(source.proc_root, (query.pid,)).owners)
     first = _backend(resolver, a, None)
     second = _backend(resolver, b, first.name)
     kinds = [k for k in resolver.kinds(query) if k in first.info.kinds and k in second.info.kinds]
@@ -127,8 +137,8 @@ def compare_backends(
     compared: List[str] = []
     for kind in kinds:
         try:
-            left = first.collect(kind, source, None).records
-            right = second.collect(kind, source, None).records
+            left = _held(first.collect(kind, source, inodes).records, inodes)
+            right = _held(second.collect(kind, source, inodes).records, inodes)
         except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
             not_compared.append("%s: %s" % (kind.name, exc))
             continue

@@ -31,3 +31,12 @@ def ss_endpoint(text: str):
 def model_endpoint(address):
     """The same pair from a model InetAddress, to compare with ss_endpoint()."""
     return (None if address.is_wildcard else address.ip), (None if address.port == 0 else address.port)
+
+
+def usable_backends_serving(kind):
+    """Names of the backends that can read the live host and serve `kind`."""
+    from procsock.api import default_registry
+    from procsock.model import Source
+    from procsock.resolver import Resolver
+
+    return [b.name for b in Resolver(default_registry(), Source.live()).usable_backends() if kind in b.info.kinds]

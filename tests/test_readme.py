@@ -6,6 +6,8 @@ import types
 
 import procsock
 from procsock.backends import Registry
+from procsock.model import TCP
+from sockzoo import usable_backends_serving
 
 README = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
 
@@ -27,3 +29,14 @@ def test_plugin_example_registers_and_answers_its_kind():
     assert [b.name for b in registry.backends] == ["myvsock"] and registry.failures == ()
     snap = procsock.snapshot(kind="vsock", registry=registry)
     assert snap.answered_by == {"vsock": "myvsock"} and snap.sockets == ()
+
+
+def test_testing_example_passes_under_pytest(pytester):
+    pytester.makepyfile(test_example=block("import os, socket, subprocess, sys"))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3 + len(usable_backends_serving(TCP)))
+
+
+def test_ci_runs_the_readme_test_command():
+    command = re.search(r"## Set up and test\n\n```sh\n(.*?)\n```", README, re.S).group(1)
+    ci = open(os.path.join(os.path.dirname(__file__), "..", ".ci", "run"), encoding="utf-8").read()
+    assert command.replace("python3 ", "python ") in ci

@@ -70,8 +70,9 @@ def test_a_failing_backend_falls_back_per_kind_with_a_note(listener, error, reas
     low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
     snap = Resolver(registry_of(high, low), Source.live()).snapshot()
     assert [s.record.backend for s in snap.sockets] == ["low"]
-    assert snap.answered_by == {"tcp": "low"}
-    assert "high: %s; using low for tcp" % reason in snap.notes
+    # Other network namespaces of a busy host add "tcp (netns N)" entries: all answered by low too.
+    assert snap.answered_by["tcp"] == "low" and set(snap.answered_by.values()) == {"low"}
+    assert any(n.startswith("high: %s; using low for tcp" % reason) for n in snap.notes)
     assert any(n.startswith("udp: no backend could read it (high: ") for n in snap.notes)
 
 
@@ -79,7 +80,7 @@ def test_unavailable_backend_is_passed_over_silently(listener):
     high = StubBackend("high", 100, [TCP], unavailable="not for captured trees")
     low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
     snap = Resolver(registry_of(high, low), Source.live()).snapshot()
-    assert snap.answered_by == {"tcp": "low"} and high.calls == []
+    assert snap.answered_by["tcp"] == "low" and set(snap.answered_by.values()) == {"low"} and high.calls == []
     assert not any("high" in note for note in snap.notes)
 
 

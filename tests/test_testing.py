@@ -7,11 +7,9 @@ import socket
 
 import pytest
 
-from procsock.api import default_registry
-from procsock.model import TCP, Source
-from procsock.resolver import Resolver
+from procsock.model import TCP
 from procsock.testing import assert_backends_agree, connections_of, listening
-from sockzoo import inode_of
+from sockzoo import inode_of, usable_backends_serving
 
 # A backend that lies: procnet's records with every TCP port shifted by one, as a plugin with a
 # decoding bug would report them. Registered in the pytester process's default registry.
@@ -44,11 +42,6 @@ default_registry().register(Lying(), "lying")
 '''
 
 
-def usable_tcp_backends():
-    usable = Resolver(default_registry(), Source.live()).usable_backends()
-    return [b.name for b in usable if TCP in b.info.kinds]
-
-
 def test_listening_has_servers_not_clients():
     with socket.create_server(("127.0.0.1", 0)) as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))
@@ -71,20 +64,22 @@ def test_connections_of_lists_every_socket_the_process_holds(zoo):
 
 
 def test_backends_agree_on_the_zoo(zoo):
-    result = assert_backends_agree(kind=["tcp", "tcp6", "udp", "udp6", "unix"])
+    result = assert_backends_agree(pid=os.getpid(), kind=["tcp", "tcp6", "udp", "udp6", "unix"])
     assert {"tcp", "unix"} <= set(result.kinds)
+    assert result.differences  # listeners' Send-Q: inet_diag's backlog vs /proc's 0, explained
+
 
 
 def test_disagreeing_backends_fail_with_the_difference(pytester):
     pytester.makeconftest(LYING_BACKEND)
     pytester.makepyfile(
         """
-        import socket
+        import os, socket
         from procsock.testing import assert_backends_agree
 
         def test_agree():
             with socket.create_server(("127.0.0.1", 0)):
-                assert_backends_agree("procnet", "lying", kind="tcp")
+                assert_backends_agree("procnet", "lying", pid=os.getpid(), kind="tcp")
         """
     )
     result = pytester.runpytest_subprocess()
@@ -107,7 +102,7 @@ def test_backend_fixture_runs_a_test_once_per_usable_backend(pytester):
         """
     )
     result = pytester.runpytest_subprocess("-v")
-    names = usable_tcp_backends()
+    names = usable_backends_serving(TCP)
     result.assert_outcomes(passed=len(names))
     result.stdout.fnmatch_lines(["*test_server_seen?%s? PASSED*" % name for name in names], consecutive=False)
 

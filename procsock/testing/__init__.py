@@ -6,7 +6,6 @@ check and ``--procsock-backend``; ``procsock.testing.conformance`` is the suite 
 runs against itself.
 """
 
-import os
 from typing import FrozenSet, Optional, Tuple
 
 from procsock.api import default_registry, make_query, make_source, snapshot
@@ -62,14 +61,18 @@ def assert_backends_agree(
     a: Optional[str] = None,
     b: Optional[str] = None,
     *,
+    pid: Optional[int] = None,
     kind=None,
     proc_root: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Comparison:
     """Read the same kinds through backends `a` and `b` (default: the two best here) and raise
-    AssertionError listing the sockets only one saw and the unexplained field differences."""
+    AssertionError listing the sockets only one saw and the unexplained field differences.
+
+    With `pid`, only that process's sockets are compared: the check to use on a busy host, where
+    sockets elsewhere come and go between the two reads."""
     result = compare_backends(
-        registry or default_registry(), make_source(proc_root), a, b, make_query(kind=kind)
+        registry or default_registry(), make_source(proc_root), a, b, make_query(kind=kind, pid=pid)
     )
     if not result.agree:
         raise AssertionError("backends disagree:\n" + "\n".join(comparison_lines(result)))

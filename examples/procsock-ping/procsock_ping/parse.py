@@ -7,7 +7,7 @@ The rows have the udp layout (``sl local rem st tx:rx tr tm retrnsmt uid timeout
 
 import socket
 import sys
-from typing import FrozenSet, List, Optional, Tuple
+from typing import FrozenSet, List, Optional
 
 from procsock import Collected, InetAddress, ParseError, SocketKind, SocketRecord, SockType, State
 
