@@ -102,16 +102,17 @@ def _query(args: argparse.Namespace):
 
 
 def _list_backends(registry: Registry, source) -> List[str]:
-    """One line per backend (name, priority, kinds, origin, whether it can read `source`)."""
+    """One line per backend (name, priority, whether it can read `source`, kinds, families, origin)."""
     lines = []
     for backend in registry.backends:
         reason = backend.unavailable(source)
         status = "ready" if reason is None else "unavailable: " + reason
         dist = "%s %s" % (backend.distribution, backend.version) if backend.distribution else "-"
         kinds = ",".join(k.name for k in backend.info.kinds)
+        families = ",".join(dict.fromkeys(k.family.name.lower() for k in backend.info.kinds))
         lines.append(
-            "%-10s priority=%-4d %s [%s] plugin %s from %s"
-            % (backend.name, backend.info.priority, status, kinds, backend.plugin_name, dist)
+            "%-10s priority=%-4d %s [%s] (%s) plugin %s from %s"
+            % (backend.name, backend.info.priority, status, kinds, families, backend.plugin_name, dist)
         )
     for failure in registry.failures:
         lines.append("%-10s broken: %s (from %s)" % (failure.name, failure.reason, failure.distribution or "-"))

@@ -84,3 +84,5 @@ def test_exit_codes():
 def test_list_backends_shows_builtin_backends():
     out = run("--list-backends").stdout
     assert any(line.startswith("procnet ") and "ready" in line for line in out.splitlines())
+    (netlink,) = [line for line in out.splitlines() if line.startswith("netlink ")]
+    assert "(inet,inet6,unix) plugin netlink from procsock " in netlink
