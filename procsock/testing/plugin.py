@@ -62,10 +62,9 @@ def pytest_generate_tests(metafunc) -> None:
         metafunc.parametrize("procsock_backend", names, indirect=True, ids=names)
 
 
-@pytest.fixture
-def procsock_backend(request):
-    """One backend that can run here (the test runs once per backend)."""
-    name = request.param
+def usable_backend(name: str):
+    """The installed backend `name`, failing the test with the reason when it is not installed
+    (or broken) or cannot read the live host."""
     registry = default_registry()
     backend = registry.by_name().get(name)
     if backend is None:
@@ -75,6 +74,12 @@ def procsock_backend(request):
     if reason is not None:
         pytest.fail("procsock backend %r cannot run here: %s" % (name, reason))
     return backend
+
+
+@pytest.fixture
+def procsock_backend(request):
+    """One backend that can run here (the test runs once per backend)."""
+    return usable_backend(request.param)
 
 
 def _checks_leaks(item) -> bool:

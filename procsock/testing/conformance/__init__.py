@@ -29,7 +29,7 @@ from procsock.model import (
     Source,
     UnixAddress,
 )
-from procsock.testing.plugin import backend_names
+from procsock.testing.plugin import backend_names, usable_backend
 from procsock.testing.zoo import KNOWN_KINDS, Expected, SocketZoo, inode_of
 
 
@@ -132,14 +132,7 @@ class BackendConformance:
 
     @pytest.fixture
     def conformance_backend(self, request) -> Backend:
-        backend = default_registry().by_name().get(request.param)
-        if backend is None:
-            failures = {f.name: f.reason for f in default_registry().failures}
-            pytest.fail("backend %r is not installed %s" % (request.param, failures.get(request.param, "")))
-        reason = backend.unavailable(Source.live())
-        if reason is not None:
-            pytest.fail("backend %r cannot run on this host: %s" % (request.param, reason))
-        return backend
+        return usable_backend(request.param)
 
     @pytest.fixture
     def zoo(self, kind: SocketKind):
