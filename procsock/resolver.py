@@ -248,15 +248,9 @@ class Resolver:
                     continue
                 if filtering and not query.wants(record):
                     continue
-                holders = owners.get(inode) if inode else None
                 peer = record.peer_inode
-                peer_holders = owners.get(peer) if peer else None
                 sockets.append(
-                    Socket(
-                        record,
-                        tuple(holders) if holders else (),
-                        tuple(peer_holders) if peer_holders else (),
-                    )
+                    Socket(record, owners.get(inode, ()) if inode else (), owners.get(peer, ()) if peer else ())
                 )
         for (failed, reason), kind_names in fallbacks.items():
             by_backend: Dict[str, List[str]] = {}
@@ -275,7 +269,7 @@ class Resolver:
         unresolved = {}
         if query.selects_all:
             unresolved = {
-                inode: Unresolved(inode, tuple(holders), self._why_unresolved(holders[0], scan, unread))
+                inode: Unresolved(inode, holders, self._why_unresolved(holders[0], scan, unread))
                 for inode, holders in owners.items()
                 if inode not in seen
             }
@@ -332,7 +326,7 @@ class Resolver:
         processes hold sockets, reached through one of those processes (live host only)."""
         own = self._own_netns
         elsewhere: Dict[int, Tuple[int, set]] = {}
-        if own.inode is not None:
+        if own.inode is not None and any(namespace != own.inode for namespace in scan.netns.values()):
             for inode, holders in scan.owners.items():
                 for owner in holders:
                     namespace = scan.netns.get(owner.pid, own.inode)
@@ -350,7 +344,7 @@ class Resolver:
         return plans
 
     def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns,
-                 holders: Dict[int, List[Owner]]):
+                 holders: Dict[int, Tuple[Owner, ...]]):
         """(backend name, Collected, failures) from the first usable backend serving `kind`."""
         failures: List[Tuple[str, str]] = []
         for backend in self._candidates:
