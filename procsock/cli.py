@@ -153,12 +153,12 @@ def run(args: argparse.Namespace, out) -> int:
             out.write(json.dumps(socket_to_dict(sock)) + "\n")
     else:
         several = bool(args.netns) or len({s.record.netns for s in snap.sockets}) > 1
-        lines = table_lines(
+        lines = list(table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
             netns=several, netns_names=snap.netns_names,
-        )
-        for line in lines:
-            out.write(line + "\n")
+        ))
+        if lines:
+            out.write("\n".join(lines) + "\n")
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0
