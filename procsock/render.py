@@ -7,9 +7,10 @@ escaped text.
 import collections
 import enum
 import os
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from procsock.compare import Comparison, FieldDiff
+if TYPE_CHECKING:  # imported by `procsock compare` only
+    from procsock.compare import Comparison, FieldDiff
 from procsock.model import Owner, Socket, SocketRecord, UnixAddress
 from procsock.resolver import Snapshot
 from procsock.text import escape_text
@@ -182,14 +183,14 @@ def _value_text(value: object) -> str:
     return value.name if isinstance(value, enum.Enum) else str(value)
 
 
-def _diff_dict(diff: FieldDiff) -> dict:
+def _diff_dict(diff: "FieldDiff") -> dict:
     return {
         "kind": diff.kind, "inode": diff.inode, "field": diff.field,
         "a": _value_text(diff.a), "b": _value_text(diff.b), "explained": diff.explained,
     }
 
 
-def comparison_to_dict(result: Comparison) -> dict:
+def comparison_to_dict(result: "Comparison") -> dict:
     return {
         "a": result.a,
         "b": result.b,
@@ -202,7 +203,7 @@ def comparison_to_dict(result: Comparison) -> dict:
     }
 
 
-def comparison_lines(result: Comparison) -> Iterator[str]:
+def comparison_lines(result: "Comparison") -> Iterator[str]:
     """A readable diff: sockets only one backend saw, then fields that differ (explained or not)."""
     for label, records in (("only in " + result.a, result.only_a), ("only in " + result.b, result.only_b)):
         for record in records:
