@@ -5,7 +5,7 @@
 The mix: TCP listeners and established pairs (IPv4 and IPv6), UDP bound and connected, unix
 stream listeners with connections, dgram and seqpacket sockets with filesystem, abstract and no
 names, and socketpairs. With --netns K, K of the processes each open theirs in a network namespace
-of their own (root). Holds them until stdin closes or SIGTERM; TCP sockets close with SO_LINGER 0,
+of their own (root). Holds them until stdin closes or SIGTERM (to this process or a worker); TCP sockets close with SO_LINGER 0,
 so no TIME_WAIT is left behind. Raises RLIMIT_NOFILE as needed.
 """
 
@@ -135,6 +135,7 @@ def main() -> int:
         return 1
     elsewhere = " (%d in namespaces of their own)" % min(args.netns, args.procs) if args.netns else ""
     print("READY %d sockets in %d processes%s" % (per * args.procs, len(workers), elsewhere), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a SIGTERM cleans up too, no orphans
     try:
         sys.stdin.read()  # until the runner closes our stdin
     finally:
