@@ -1,14 +1,19 @@
 """Time procsock against ss, netstat, lsof and psutil on the same live workload, in one run.
 
-    python bench/run.py --sockets 1000,10000 --procs 50 --runs 5
+    python bench/run.py --sockets 1000,10000,100000 --procs 50 --runs 5 [--netns 5]
 
 For each scale: starts bench/workload.py, then times whole processes (start-up included, output
 to /dev/null) interleaved A B A B, and in-process library calls (procsock.snapshot() and
 psutil.net_connections('all') when psutil is installed). Prints median, min-max spread, peak RSS
-and the ratios procsock/ss and snapshot()/psutil. Tools that are missing are skipped, and said so.
+and the ratios procsock/ss and snapshot()/psutil, then how each grows from scale to scale. Tools
+that are missing are skipped, and said so. procsock's bytecode is compiled first, as `pip install`
+does: an editable install run with PYTHONDONTWRITEBYTECODE would compile its sources every run.
+With --netns K, K of the processes hold their sockets in namespaces of their own: procsock reads
+them, ss, netstat, lsof and psutil see only the bench's own namespace.
 """
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -136,16 +141,46 @@ def ratio(medians, a, b):
         print("  %-70s %.3fx" % ("%s / %s" % (a, b), medians[a] / medians[b]))
 
 
+GROWTH = ("procsock", "ss -tuaxnp", "procsock.snapshot()", "psutil.net_connections('all')")
+
+
+def growth(by_scale):
+    """Each headline tool's median per scale, and how many times it grew from the previous scale."""
+    scales = sorted(by_scale)
+    print("\ngrowth (median per scale; xN: times the previous scale):")
+    for name in GROWTH:
+        cells, previous = [], None
+        for count in scales:
+            median = by_scale[count].get(name)
+            if median is None:
+                continue
+            cells.append("%d: %.4f s%s" % (count, median, "" if previous is None else " (x%.1f)" % (median / previous)))
+            previous = median
+        print("  %-32s %s" % (name, "   ".join(cells)))
+
+
+def compile_bytecode():
+    import procsock
+    import procsock_plugins
+
+    for package in (procsock, procsock_plugins):
+        compileall.compile_dir(os.path.dirname(package.__file__), quiet=1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", default="10000", help="comma-separated scale series (e.g. 1000,10000,100000)")
     parser.add_argument("--procs", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--netns", type=int, default=0, help="processes with a network namespace of their own (root)")
     args = parser.parse_args()
     print("machine: %d cores, %s, Python %s" % (os.cpu_count(), os.uname().release, sys.version.split()[0]))
+    compile_bytecode()
+    by_scale = {}
     for count in (int(n) for n in args.sockets.split(",")):
         workload = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "workload.py"), "--sockets", str(count), "--procs", str(args.procs)],
+            [sys.executable, os.path.join(HERE, "workload.py"), "--sockets", str(count), "--procs", str(args.procs),
+             "--netns", str(args.netns)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         ready = workload.stdout.readline().strip()
@@ -164,6 +199,9 @@ def main() -> int:
         ratio(medians, "procsock.snapshot()", "psutil.net_connections('all')")
         for name in [n for n in medians if "pid=<" in n or "describe_fd" in n]:
             ratio(medians, name, "procsock.snapshot()")
+        by_scale[count] = medians
+    if len(by_scale) > 1:
+        growth(by_scale)
     return 0
 
 

@@ -1,14 +1,17 @@
 """Open N real sockets of a realistic mix over P processes, print READY, hold them, clean up.
 
-    python bench/workload.py --sockets 10000 --procs 50
+    python bench/workload.py --sockets 10000 --procs 50 [--netns 5]
 
 The mix: TCP listeners and established pairs (IPv4 and IPv6), UDP bound and connected, unix
 stream listeners with connections, dgram and seqpacket sockets with filesystem, abstract and no
-names, and socketpairs. Holds them until stdin closes or SIGTERM; TCP sockets close with
-SO_LINGER 0, so no TIME_WAIT is left behind. Raises RLIMIT_NOFILE as needed.
+names, and socketpairs. With --netns K, K of the processes each open theirs in a network namespace
+of their own (root). Holds them until stdin closes or SIGTERM (to this process or a worker); TCP sockets close with SO_LINGER 0,
+so no TIME_WAIT is left behind. Raises RLIMIT_NOFILE as needed.
 """
 
 import argparse
+import ctypes
+import fcntl
 import os
 import resource
 import signal
@@ -18,6 +21,20 @@ import sys
 import tempfile
 
 LINGER_OFF = struct.pack("ii", 1, 0)
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IFREQ_FLAGS = struct.Struct("16sH14x")  # struct ifreq: name, ifr_flags
+
+
+def enter_new_netns() -> None:
+    """Move this process into a new network namespace and bring its loopback up (needs root)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, "unshare(CLONE_NEWNET): %s" % os.strerror(code))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        _, flags = IFREQ_FLAGS.unpack(fcntl.ioctl(sock, SIOCGIFFLAGS, IFREQ_FLAGS.pack(b"lo", 0)))
+        fcntl.ioctl(sock, SIOCSIFFLAGS, IFREQ_FLAGS.pack(b"lo", flags | IFF_UP))
 
 
 def tcp_pair(family, host, held):
@@ -61,11 +78,14 @@ MIX = (
 )
 
 
-def hold(count: int, directory: str, ready_fd: int) -> None:
-    """In a worker: open `count` sockets, report, then sleep until killed."""
+def hold(count: int, directory: str, ready_fd: int, own_netns: bool) -> None:
+    """In a worker: open `count` sockets (in a new network namespace if asked), report, then
+    sleep until killed."""
     held = []
     index = 0
     try:
+        if own_netns:
+            enter_new_netns()
         while len(held) < count:
             MIX[index % len(MIX)](directory, index, held)
             index += 1
@@ -90,6 +110,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=10000)
     parser.add_argument("--procs", type=int, default=50)
+    parser.add_argument("--netns", type=int, default=0, help="how many processes get a network namespace of their own")
     args = parser.parse_args()
     per = max(1, args.sockets // args.procs)
     limit = per + 256
@@ -99,11 +120,11 @@ def main() -> int:
     directory = tempfile.mkdtemp(prefix="procsock-bench-")
     read_end, write_end = os.pipe()
     workers = []
-    for _ in range(args.procs):
+    for number in range(args.procs):
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
-            hold(per, directory, write_end)
+            hold(per, directory, write_end, number < args.netns)
         workers.append(pid)
     os.close(write_end)
     answers = b"".join(os.read(read_end, 1) for _ in workers)
@@ -112,7 +133,9 @@ def main() -> int:
             os.kill(pid, signal.SIGKILL)
         print("workload: some workers could not open their sockets", file=sys.stderr)
         return 1
-    print("READY %d sockets in %d processes" % (per * args.procs, len(workers)), flush=True)
+    elsewhere = " (%d in namespaces of their own)" % min(args.netns, args.procs) if args.netns else ""
+    print("READY %d sockets in %d processes%s" % (per * args.procs, len(workers), elsewhere), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a SIGTERM cleans up too, no orphans
     try:
         sys.stdin.read()  # until the runner closes our stdin
     finally:

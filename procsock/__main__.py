@@ -1,7 +1,5 @@
 """`python -m procsock` runs the command."""
 
-import sys
+from procsock.cli import command
 
-from procsock.cli import main
-
-sys.exit(main())
+command()

@@ -5,7 +5,6 @@ group naming a module (or object) with hookimpls. A plugin that fails to import,
 describe itself is recorded as a failure with the reason and skipped, never fatal.
 """
 
-import importlib.metadata
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -13,6 +12,7 @@ import attrs
 import pluggy
 
 from procsock import hookspecs
+from procsock.entrypoints import entry_points
 from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, Source
 
 ENTRY_POINT_GROUP = "procsock"
@@ -82,18 +82,6 @@ def disabled_from_env() -> Tuple[str, ...]:
     return tuple(n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip())
 
 
-def _entry_points() -> List[Tuple[importlib.metadata.EntryPoint, str, str]]:
-    """(entry point, distribution name, version) of the `procsock` group, first one per name."""
-    seen = set()
-    found = []
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP and ep.name not in seen:
-                seen.add(ep.name)
-                found.append((ep, dist.metadata["Name"], dist.version))
-    return found
-
-
 class Registry:
     """The set of usable backends, highest priority first, and the plugins that failed."""
 
@@ -110,16 +98,16 @@ class Registry:
         """Load every plugin of the entry-point group, except those named in `disabled`."""
         registry = cls()
         blocked = set(disabled) | set(disabled_from_env())
-        for ep, dist, version in _entry_points():
+        for ep in entry_points(ENTRY_POINT_GROUP):
             if ep.name in blocked:
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:
                 reason = "import failed: %s: %s" % (type(exc).__name__, exc)
-                registry._load_failures.append(PluginFailure(ep.name, dist, reason))
+                registry._load_failures.append(PluginFailure(ep.name, ep.distribution, reason))
                 continue
-            failure = registry._add(plugin, ep.name, dist, version)
+            failure = registry._add(plugin, ep.name, ep.distribution, ep.version)
             if failure:
                 registry._load_failures.append(failure)
         registry._rebuild()

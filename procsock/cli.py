@@ -4,7 +4,7 @@ Exit codes: 0 ok, 1 error (one line on stderr; --debug adds the detail), 2 bad u
 """
 
 import argparse
-import json
+import gc
 import logging
 import os
 import sys
@@ -12,7 +12,6 @@ from typing import List, Optional
 
 from procsock.api import default_registry, make_query, make_source
 from procsock.backends import Registry
-from procsock.compare import compare_backends
 from procsock.errors import ProcsockError
 from procsock.render import (
     comparison_lines,
@@ -132,6 +131,18 @@ def _save_diag(resolver: Resolver, query, path: str) -> int:
     return 0
 
 
+def _write_json(snap, per_socket: bool, out) -> None:
+    """One JSON document, or (`per_socket`) one socket per line."""
+    import json  # only here: the table, the common case, needs none of it
+
+    if per_socket:
+        for sock in snap.sockets:
+            out.write(json.dumps(socket_to_dict(sock)) + "\n")
+    else:
+        json.dump(snapshot_to_dict(snap), out, indent=1)
+        out.write("\n")
+
+
 def run(args: argparse.Namespace, out) -> int:
     if args.disable_plugin:
         registry = Registry.from_entry_points(disabled=args.disable_plugin)
@@ -146,20 +157,16 @@ def run(args: argparse.Namespace, out) -> int:
     if args.save_diag:
         return _save_diag(resolver, _query(args), args.save_diag)
     snap = resolver.snapshot(_query(args))
-    if args.json:
-        json.dump(snapshot_to_dict(snap), out, indent=1)
-        out.write("\n")
-    elif args.jsonl:
-        for sock in snap.sockets:
-            out.write(json.dumps(socket_to_dict(sock)) + "\n")
+    if args.json or args.jsonl:
+        _write_json(snap, args.jsonl, out)
     else:
         several = bool(args.netns) or len({s.record.netns for s in snap.sockets}) > 1
-        lines = table_lines(
+        lines = list(table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
             netns=several, netns_names=snap.netns_names,
-        )
-        for line in lines:
-            out.write(line + "\n")
+        ))
+        if lines:
+            out.write("\n".join(lines) + "\n")
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0
@@ -183,6 +190,10 @@ def build_compare_parser() -> argparse.ArgumentParser:
 def run_compare(args: argparse.Namespace, out) -> int:
     if len(args.backends) > 2:
         raise UsageError("compare takes at most two backend names")
+    import json
+
+    from procsock.compare import compare_backends  # only this subcommand needs it
+
     names = list(args.backends) + [None] * (2 - len(args.backends))
     result = compare_backends(
         default_registry(), make_source(args.proc_root, args.diag_file), names[0], names[1],
@@ -216,3 +227,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.getLogger("procsock").debug("detail", exc_info=True)
         print("procsock: %s" % exc, file=sys.stderr)
         return 1
+
+
+def command() -> None:
+    """The `procsock` command as a process: main(), then exit.
+
+    A short-lived process builds tens of thousands of acyclic objects: the cyclic collector is
+    off while it runs, and its objects are frozen before exit so the interpreter's final
+    collections do not walk them all once more.
+    """
+    gc.disable()
+    code = main()
+    gc.freeze()
+    sys.exit(code)

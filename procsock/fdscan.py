@@ -22,33 +22,33 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 class FdScan:
     """The result of one walk: owners by socket inode, and what could not be read.
 
-    `owners` maps inode → list of Owner in walk order (do not mutate it). `unreadable` lists the pids
+    `owners` maps inode → the Owners holding it, in walk order. `unreadable` lists the pids
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
     `netns` maps each pid holding a socket to its network namespace inode, where readable.
     """
 
-    owners: Dict[int, List[Owner]]
+    owners: Dict[int, Tuple[Owner, ...]]
     processes: int
     unreadable: Tuple[int, ...]
     denied_fds: int
     netns: Dict[int, int] = attrs.field(factory=dict)
 
 
-def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[int, int]], int]:
-    """(fd, inode) of every socket in the open fd directory, and how many fds were unreadable."""
+def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[str, str]], int]:
+    """(fd name, inode digits) of every socket in the open fd directory, and how many fds were
+    unreadable. Only socket links are kept; the caller checks and converts the digits."""
     found = []
     denied = 0
+    readlink = os.readlink
     for name in os.listdir(fd_dir):
         try:
-            target = os.readlink(name, dir_fd=fd_dir)
+            target = readlink(name, dir_fd=fd_dir)
         except OSError as exc:
             if exc.errno in _DENIED:
                 denied += 1
             continue
         if target.startswith(_SOCKET_PREFIX):
-            inode = target[8:-1]
-            if inode.isdigit() and name.isdigit():  # guards against odd captured trees
-                found.append((int(name), int(inode)))
+            found.append((name, target[8:-1]))
     return found, denied
 
 
@@ -87,7 +87,7 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
     raises AccessDenied: the caller asked about that process by name.
     """
     targeted = pids is not None
-    owners: Dict[int, List[Owner]] = {}
+    owners: Dict[int, Tuple[Owner, ...]] = {}
     netns: Dict[int, int] = {}
     unreadable = []
     denied_fds = 0
@@ -118,12 +118,12 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
         if namespace is not None:
             netns[pid] = namespace
         for fd, inode in sockets:
-            owner = Owner(pid, fd, name, uid)
+            if not (inode.isdecimal() and fd.isdecimal()):
+                continue  # guards against odd captured trees
+            inode = int(inode)
+            owner = Owner(pid, int(fd), name, uid)
             holders = owners.get(inode)
-            if holders is None:
-                owners[inode] = [owner]
-            else:
-                holders.append(owner)
+            owners[inode] = (owner,) if holders is None else holders + (owner,)
     return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns)
 
 

@@ -145,8 +145,9 @@ class InetAddress:
 
     def __str__(self) -> str:
         """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *)."""
-        host = self.host if len(self.packed) == 4 else "[" + self.host + "]"
-        return host + ":" + ("*" if self.port == 0 else str(self.port))
+        if len(self.packed) == 4:
+            return "%s:%s" % (socket.inet_ntop(socket.AF_INET, self.packed), self.port or "*")
+        return "[%s]:%s" % (socket.inet_ntop(socket.AF_INET6, self.packed), self.port or "*")
 
     def as_dict(self) -> dict:
         return {"address": self.host, "port": self.port}

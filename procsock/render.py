@@ -7,9 +7,10 @@ escaped text.
 import collections
 import enum
 import os
-from typing import Dict, Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from procsock.compare import Comparison, FieldDiff
+if TYPE_CHECKING:  # imported by `procsock compare` only
+    from procsock.compare import Comparison, FieldDiff
 from procsock.model import Owner, Socket, SocketRecord, UnixAddress
 from procsock.resolver import Snapshot
 from procsock.text import escape_text
@@ -69,8 +70,10 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
     }
 
 
-def _owners_text(owners: Iterable[Owner]) -> str:
-    return " ".join("%s,%d,%d" % (escape_text(o.name), o.pid, o.fd) for o in owners)
+def _owners_text(owners: Sequence[Owner]) -> str:
+    if len(owners) == 1:
+        return "%s,%d,%d" % (escape_text(owners[0].name), owners[0].pid, owners[0].fd)
+    return " ".join(["%s,%d,%d" % (escape_text(o.name), o.pid, o.fd) for o in owners])
 
 
 def _peer_text(sock: Socket) -> str:
@@ -83,22 +86,21 @@ def _peer_text(sock: Socket) -> str:
     return "*"
 
 
-def table_rows(sockets: Iterable[Socket]) -> List[List[str]]:
+def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
     rows = []
     for sock in sockets:
         rec = sock.record
-        rows.append(
-            [
-                rec.netid,
-                rec.state.label,
-                "-" if rec.rx_queue is None else str(rec.rx_queue),
-                "-" if rec.tx_queue is None else str(rec.tx_queue),
-                str(rec.local),
-                _peer_text(sock),
-                str(rec.inode),
-                _owners_text(sock.owners),
-            ]
-        )
+        rx_queue, tx_queue = rec.rx_queue, rec.tx_queue
+        rows.append((
+            rec.netid,
+            rec.state.label,
+            "-" if rx_queue is None else str(rx_queue),
+            "-" if tx_queue is None else str(tx_queue),
+            str(rec.local),
+            _peer_text(sock),
+            str(rec.inode),
+            _owners_text(sock.owners),
+        ))
     return rows
 
 
@@ -139,25 +141,24 @@ def table_lines(
     names = netns_names or {}
     sockets = list(sockets)
     rows = table_rows(sockets)
-    titles = list(TABLE_HEADER)
+    titles = TABLE_HEADER
     right = {2, 3, 6}
     if netns:
-        titles.insert(0, NETNS_HEADER)
+        titles = (NETNS_HEADER,) + titles
         right = {i + 1 for i in right}
-        for row, sock in zip(rows, sockets):
-            row.insert(0, names.get(sock.record.netns) or str(sock.record.netns or "-"))
+        rows = [
+            (names.get(sock.record.netns) or str(sock.record.netns or "-"),) + row
+            for row, sock in zip(rows, sockets)
+        ]
     if header:
         rows.insert(0, titles)
     if not rows:
         return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(titles) - 1)]
+    widths = [max(map(len, column)) for column in zip(*rows)][:-1]
+    line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths)] + ["%s"])
     extra = [None] * header + [details_text(s.record) for s in sockets] if details else []
     for index, row in enumerate(rows):
-        cells = [
-            row[i].rjust(w) if i in right else row[i].ljust(w) for i, w in enumerate(widths)
-        ]
-        cells.append(row[-1])
-        yield " ".join(cells).rstrip()
+        yield (line % row).rstrip()
         if extra and extra[index]:
             yield "\t " + extra[index]
 
@@ -182,14 +183,14 @@ def _value_text(value: object) -> str:
     return value.name if isinstance(value, enum.Enum) else str(value)
 
 
-def _diff_dict(diff: FieldDiff) -> dict:
+def _diff_dict(diff: "FieldDiff") -> dict:
     return {
         "kind": diff.kind, "inode": diff.inode, "field": diff.field,
         "a": _value_text(diff.a), "b": _value_text(diff.b), "explained": diff.explained,
     }
 
 
-def comparison_to_dict(result: Comparison) -> dict:
+def comparison_to_dict(result: "Comparison") -> dict:
     return {
         "a": result.a,
         "b": result.b,
@@ -202,7 +203,7 @@ def comparison_to_dict(result: Comparison) -> dict:
     }
 
 
-def comparison_lines(result: Comparison) -> Iterator[str]:
+def comparison_lines(result: "Comparison") -> Iterator[str]:
     """A readable diff: sockets only one backend saw, then fields that differ (explained or not)."""
     for label, records in (("only in " + result.a, result.only_a), ("only in " + result.b, result.only_b)):
         for record in records:

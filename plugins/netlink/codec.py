@@ -54,9 +54,16 @@ NO_COOKIE = 0xFFFFFFFF
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _RTATTR = struct.Struct("=HH")  # len, type
 _INET_REQ = struct.Struct("=BBBBI4s16s16sIII")  # family, protocol, ext, raw protocol, states, sockid
-_INET_MSG = struct.Struct("=BBBB2s2s16s16sIIIIIIII")  # 72 bytes
+# inet_diag_msg (72 bytes) without its ports: state, src, dst, interface, cookie[2], rqueue,
+# wqueue, uid, inode; one layout per family, so addresses come out at their size.
+_INET_MSG = {
+    Family.INET: struct.Struct("=xB6x4s12x4s12xIII4xIIII"),
+    Family.INET6: struct.Struct("=xB6x16s16sIII4xIIII"),
+}
+_INET_MSG_SIZE = _INET_MSG[Family.INET].size
+_PORTS = struct.Struct(">4xHH")  # sport, dport of the sockid: big-endian
 _UNIX_REQ = struct.Struct("=BBHIIIII")
-_UNIX_MSG = struct.Struct("=BBBBIII")  # 16 bytes
+_UNIX_MSG = struct.Struct("=xBBxIII")  # type, state, inode, cookie[2]: 16 bytes
 _ERRNO = struct.Struct("=i")
 _U8 = struct.Struct("=B")
 _U32 = struct.Struct("=I")
@@ -153,7 +160,8 @@ def _unix_extended(attributes: Dict[int, bytes]) -> Extended:
 INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW}
 _INET_TYPES = {"tcp": SockType.STREAM, "udp": SockType.DGRAM, "udplite": SockType.DGRAM, "raw": SockType.RAW}
 _INET_KIND = {(k.family, INET_PROTOCOLS[k.protocol]): k for k in INET_KINDS}
-_ADDRESS_SIZE = {Family.INET: 4, Family.INET6: 16}
+_STATES = {int(s): s for s in State}
+_SOCK_TYPES = {int(t): t for t in SockType}
 
 
 def saved_seq(kind: SocketKind) -> int:
@@ -205,73 +213,77 @@ class Decoded:
     interrupted: bool
 
 
-def _attrs(data, start: int, end: int, source: str, skipped: List[str]) -> Dict[int, bytes]:
+def _where(source: str, offset: int) -> str:
+    """How a skipped-entry note names a message: source@offset (built only when one is skipped)."""
+    return "%s@%d" % (source, offset)
+
+
+def _attrs(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str]) -> Dict[int, bytes]:
     """The rtattrs between start and end, by type (4-byte aligned walk)."""
     found = {}
+    unpack = _RTATTR.unpack_from
     while start + 4 <= end:
-        length, kind = _RTATTR.unpack_from(data, start)
+        length, kind = unpack(data, start)
         if length < 4 or start + length > end:
-            skipped.append("%s: attribute %d with bad length %d" % (source, kind, length))
+            skipped.append("%s: attribute %d with bad length %d" % (_where(*where), kind, length))
             break
-        found[kind] = bytes(data[start + 4 : start + length])
+        found[kind] = data[start + 4 : start + length]
         start += (length + 3) & ~3
     return found
 
 
-def _inet_record(data, start: int, end: int, kind: Optional[SocketKind], seq: int, source: str,
+def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], seq: int, where: Tuple[str, int],
                  skipped: List[str], backend: str, details: bool, netns: Optional[int]) -> Optional[SocketRecord]:
-    (family, state, _timer, _retrans, sport, dport, src, dst, interface, cookie0, cookie1,
-     _expires, rqueue, wqueue, uid, inode) = _INET_MSG.unpack_from(data, start)
-    attributes = _attrs(data, start + _INET_MSG.size, end, source, skipped)
-    size = _ADDRESS_SIZE.get(family)
+    """One inet_diag_msg. Its attributes are read only for details, or to tell the kind of a
+    message whose request is unknown (a saved file)."""
+    family = data[start]
+    (state, src, dst, interface, cookie0, cookie1, rqueue, wqueue, uid, inode) = _INET_MSG[family].unpack_from(data, start)
+    attributes = _attrs(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
     if kind is None:
         protocol = attributes.get(INET_DIAG_PROTOCOL)
         if protocol:
             kind = _INET_KIND.get((family, protocol[0]))
         else:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
             kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, 6))
-    if size is None or kind is None or kind.family != family:
-        skipped.append("%s: inet message of family %d that was not asked for" % (source, family))
+    if kind is None or kind.family != family:
+        skipped.append("%s: inet message of family %d that was not asked for" % (_where(*where), family))
         return None
-    try:
-        state = State(state)
-    except ValueError:
-        skipped.append("%s: inode %d in unknown state %d" % (source, inode, state))
+    known = _STATES.get(state)
+    if known is None:
+        skipped.append("%s: inode %d in unknown state %d" % (_where(*where), inode, state))
         return None
-    local_port = int.from_bytes(sport, "big")
+    local_port, remote_port = _PORTS.unpack_from(data, start)
     protocol = local_port if kind.protocol == "raw" else INET_PROTOCOLS[kind.protocol]
     return SocketRecord(
-        kind, inode, _INET_TYPES[kind.protocol], protocol, state,
-        InetAddress(src[:size], local_port), InetAddress(dst[:size], int.from_bytes(dport, "big")),
-        rqueue, wqueue, uid, backend, netns=netns, interface=interface, cookie=cookie0 | cookie1 << 32,
-        extended=_inet_extended(attributes) if details else None,
+        kind, inode, _INET_TYPES[kind.protocol], protocol, known,
+        InetAddress(src, local_port), InetAddress(dst, remote_port),
+        rqueue, wqueue, uid, backend, None, netns, interface, cookie0 | cookie1 << 32,
+        _inet_extended(attributes) if details else None,
     )
 
 
-def _unix_record(data, start: int, end: int, source: str, skipped: List[str],
+def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str],
                  backend: str, details: bool, netns: Optional[int]) -> Optional[SocketRecord]:
-    _family, type_, state, _pad, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
-    attributes = _attrs(data, start + _UNIX_MSG.size, end, source, skipped)
-    try:
-        type_, state = SockType(type_), State(state)
-    except ValueError:
-        skipped.append("%s: unix inode %d of unknown type %d or state %d" % (source, inode, type_, state))
+    type_, state, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
+    attributes = _attrs(data, start + _UNIX_MSG.size, end, where, skipped)
+    known_type, known_state = _SOCK_TYPES.get(type_), _STATES.get(state)
+    if known_type is None or known_state is None:
+        skipped.append("%s: unix inode %d of unknown type %d or state %d" % (_where(*where), inode, type_, state))
         return None
     name = attributes.get(UNIX_DIAG_NAME, b"")
     if name[:1] != b"\0" and name.endswith(b"\0"):
         name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
     rqueue, wqueue = _pair(attributes.get(UNIX_DIAG_RQLEN))
     return SocketRecord(
-        UNIX, inode, type_, 0, state, UnixAddress(name), None, rqueue, wqueue,
+        UNIX, inode, known_type, 0, known_state, UnixAddress(name), None, rqueue, wqueue,
         _int(attributes.get(UNIX_DIAG_UID), _U32), backend,
-        peer_inode=_int(attributes.get(UNIX_DIAG_PEER), _U32),
-        netns=netns,
-        cookie=cookie0 | cookie1 << 32,
-        extended=_unix_extended(attributes) if details else None,
+        _int(attributes.get(UNIX_DIAG_PEER), _U32), netns, None, cookie0 | cookie1 << 32,
+        _unix_extended(attributes) if details else None,
     )
 
 
-_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG.size, Family.INET6: _INET_MSG.size}
+_AF_UNIX = int(Family.UNIX)
+_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE}
 
 
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None,
@@ -284,44 +296,48 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     namespace inode stamped on every record. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
     """
+    if not isinstance(data, bytes):
+        data = bytes(data)
     records: List[SocketRecord] = []
     skipped: List[str] = []
     done, error, interrupted = False, 0, False
     offset, total = 0, len(data)
-    while offset + _NLMSGHDR.size <= total and not (done and seq is not None):
-        length, msg_type, flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+    header, header_size = _NLMSGHDR.unpack_from, _NLMSGHDR.size
+    while offset + header_size <= total and not (done and seq is not None):
+        length, msg_type, flags, msg_seq, _pid = header(data, offset)
         end = offset + length
-        where = "%s@%d" % (source, offset)
-        if length < _NLMSGHDR.size or end > total:
-            skipped.append("%s: truncated message (length %d, %d bytes left)" % (where, length, total - offset))
+        where = (source, offset)
+        if length < header_size or end > total:
+            skipped.append("%s: truncated message (length %d, %d bytes left)" % (_where(*where), length, total - offset))
             break
-        start = offset + _NLMSGHDR.size
+        start = offset + header_size
         offset = (end + 3) & ~3
         if seq is not None and msg_seq != seq:
-            skipped.append("%s: message of another request (seq %d)" % (where, msg_seq))
+            skipped.append("%s: message of another request (seq %d)" % (_where(*where), msg_seq))
             continue
-        interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
+        if flags & NLM_F_DUMP_INTR:
+            interrupted = True
         if msg_type in (NLMSG_DONE, NLMSG_ERROR):
             code = _ERRNO.unpack_from(data, start)[0] if end - start >= 4 else 0
             error = error or abs(code)
             done = True
             continue
-        if msg_type != SOCK_DIAG_BY_FAMILY or end - start < 1:
-            skipped.append("%s: message of unknown type %d" % (where, msg_type))
+        if msg_type != SOCK_DIAG_BY_FAMILY or end == start:
+            skipped.append("%s: message of unknown type %d" % (_where(*where), msg_type))
             continue
         family = data[start]
         need = _PAYLOAD_SIZE.get(family)
         if need is None or end - start < need:
-            skipped.append("%s: diag message of family %d, %d bytes" % (where, family, end - start))
+            skipped.append("%s: diag message of family %d, %d bytes" % (_where(*where), family, end - start))
             continue
-        if family == Family.UNIX:
+        if family == _AF_UNIX:
             record = _unix_record(data, start, end, where, skipped, backend, details, netns)
         else:
             record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
         if record is not None:
             records.append(record)
-    if 0 < total - offset < _NLMSGHDR.size:
-        skipped.append("%s@%d: %d trailing bytes, too short for a message" % (source, offset, total - offset))
+    if 0 < total - offset < header_size:
+        skipped.append("%s: %d trailing bytes, too short for a message" % (_where(source, offset), total - offset))
     return Decoded(tuple(records), tuple(skipped), done, error, interrupted)
 
 

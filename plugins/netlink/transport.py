@@ -1,6 +1,5 @@
 """The I/O side of sock_diag: one NETLINK_SOCK_DIAG socket, a request, the whole answer."""
 
-import ctypes
 import errno
 import itertools
 import os
@@ -49,6 +48,8 @@ def _setns(fd: int) -> None:
     if hasattr(os, "setns"):
         os.setns(fd, CLONE_NEWNET)
         return
+    import ctypes  # only for Python < 3.12
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
