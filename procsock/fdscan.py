@@ -6,12 +6,14 @@ counted, so a non-root user gets its own sockets plus "N processes not readable"
 """
 
 import errno
+import marshal
 import os
-from typing import Dict, Iterable, List, Optional, Tuple
+from itertools import starmap
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
-from procsock.errors import AccessDenied, NoSuchProcess, NotASocket
+from procsock.errors import AccessDenied, NoSuchProcess, NotASocket, ProcsockError
 from procsock.model import Owner
 
 _SOCKET_PREFIX = "socket:["
@@ -80,11 +82,14 @@ def _all_pids(proc_root: str) -> List[int]:
     return [int(name) for name in os.listdir(proc_root) if name.isdigit()]
 
 
-def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> FdScan:
-    """Walk the fd tables of `pids` (default: every process) under `proc_root`.
+def scan_fds(
+    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner
+) -> FdScan:
+    """Walk the fd tables of `pids` (default: every process but those in `skip`) under `proc_root`.
 
     When `pids` is given, a pid that does not exist raises NoSuchProcess and one we may not read
-    raises AccessDenied: the caller asked about that process by name.
+    raises AccessDenied: the caller asked about that process by name. `make_owner(pid, fd, name,
+    uid)` builds each holder (the background walker sends plain tuples instead of Owners).
     """
     targeted = pids is not None
     owners: Dict[int, Tuple[Owner, ...]] = {}
@@ -93,6 +98,8 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
     denied_fds = 0
     scanned = 0
     for pid in (pids if targeted else _all_pids(proc_root)):
+        if pid in skip:
+            continue
         try:
             fd_dir = os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
         except OSError as exc:
@@ -121,10 +128,63 @@ def scan_fds(proc_root: str = "/proc", pids: Optional[Iterable[int]] = None) -> 
             if not (inode.isdecimal() and fd.isdecimal()):
                 continue  # guards against odd captured trees
             inode = int(inode)
-            owner = Owner(pid, int(fd), name, uid)
+            owner = make_owner(pid, int(fd), name, uid)
             holders = owners.get(inode)
             owners[inode] = (owner,) if holders is None else holders + (owner,)
     return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns)
+
+
+def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int]) -> tuple:
+    return (pid, fd, name, uid)
+
+
+def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
+    """Start the walk of every process and return a function that waits for its result.
+
+    The walk is mostly kernel time (a readlink per fd), so on a machine with a second CPU a forked
+    child does it while the caller reads the socket tables, and sends plain tuples back through a
+    pipe. The child skips itself (it holds copies of our fds) and us: a process that changed its
+    uid is not dumpable, so only it may read its own fd table; we walk ours when the child is
+    done, and the owners are merged in pid order, as one walk lists them. Where forking is not safe
+    (this process runs other threads) or not useful (one CPU), or the child fails, the walk runs
+    here instead.
+    """
+    if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1:
+        return lambda: scan_fds(proc_root)
+    parent = os.getpid()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (measured in the child, which never returns)
+        status = 1
+        try:
+            os.close(reader)
+            scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
+            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns)
+            with os.fdopen(writer, "wb") as out:
+                out.write(marshal.dumps(plain))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writer)
+
+    def result() -> FdScan:
+        with os.fdopen(reader, "rb") as answer:
+            data = answer.read()
+        _, status = os.waitpid(child, 0)
+        if status != 0 or not data:
+            return scan_fds(proc_root)
+        owners, processes, unreadable, denied_fds, netns = marshal.loads(data)
+        owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
+        try:
+            ours = scan_fds(proc_root, (parent,))
+        except ProcsockError:  # this /proc is of another pid namespace, where our pid is not ours
+            ours = FdScan({}, 0, (), 0)
+        for inode, held in ours.owners.items():
+            owners[inode] = tuple(sorted(owners.get(inode, ()) + held, key=lambda o: o.pid))
+        netns.update(ours.netns)
+        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns)
+
+    return result
 
 
 def named_netns(run_dir: str = "/run/netns") -> Dict[int, str]:

@@ -20,6 +20,7 @@ from procsock.fdscan import (
     named_netns,
     netns_inode,
     protocol_name,
+    scan_all_in_background,
     scan_fds,
     socket_inode,
 )
@@ -176,10 +177,20 @@ class Resolver:
 
     @_without_gc_passes
     def snapshot(self, query: Query = Query()) -> Snapshot:
-        scan = self._owners(None if query.pid is None else (query.pid,))
         if query.pid is None:
-            return self._resolve(query, self.kinds(query), scan, None)
+            return self._snapshot_all(query)
+        scan = self._owners((query.pid,))
         return self._resolve(query, self._hinted_kinds(query, scan), scan, frozenset(scan.owners))
+
+    def _snapshot_all(self, query: Query) -> Snapshot:
+        """Every socket. On the live host the fd walk runs in the background while our own
+        namespace's tables are read; the other namespaces are known only after the walk."""
+        kinds = self.kinds(query)
+        if not (self.source.kernel and self.source.proc_root is not None and self._own_netns.inode is not None):
+            return self._resolve(query, kinds, self._owners(None), None)
+        walk = scan_all_in_background(self.source.proc_root)
+        early = {kind: self._collect(kind, None, query.details, self._own_netns, {}) for kind in kinds}
+        return self._resolve(query, kinds, walk(), None, early)
 
     def _hinted_kinds(self, query: Query, scan: FdScan) -> Tuple[SocketKind, ...]:
         """For one process: only the kinds its socket fds are (xattr hints), when every fd says."""
@@ -228,7 +239,10 @@ class Resolver:
         kinds: Sequence[SocketKind],
         scan: FdScan,
         inodes: Optional[FrozenSet[int]],
+        early: Optional[Dict[SocketKind, tuple]] = None,
     ) -> Snapshot:
+        """Collect `kinds` in each namespace the scan shows and join the owners. `early` holds
+        the whole-table answers of our own namespace, already read while the walk ran."""
         owners = scan.owners
         plans = self._namespace_plans(scan, inodes)
         sockets: List[Socket] = []
@@ -242,7 +256,10 @@ class Resolver:
         filtering = query.filters_records
         for kind, netns, wanted in ((k, n, w) for k in kinds for n, w in plans):
             label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
-            backend, collected, failures = self._collect(kind, wanted, query.details, netns, owners)
+            if early is not None and netns.pid is None:
+                backend, collected, failures = early[kind]
+            else:
+                backend, collected, failures = self._collect(kind, wanted, query.details, netns, owners)
             for failed, reason in failures:
                 fallbacks.setdefault((failed, reason), []).append(label)
             if collected is None:

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from procsock.errors import NoSuchProcess, NotASocket
-from procsock.fdscan import process_identity, protocol_name, scan_fds, socket_inode
+from procsock.fdscan import process_identity, protocol_name, scan_all_in_background, scan_fds, socket_inode
 from procsock.model import NETLINK, TCP, TCP6, UDP, UDP6, UDPLITE, UDPLITE6, UNIX
 
 
@@ -107,3 +107,16 @@ def test_process_identity_of_missing_process_is_unknown(tmp_path):
 def test_builtin_kinds_know_their_kernel_protocol_name(family, type_, proto, kind):
     with socket.socket(family, type_, proto) as sock:
         assert protocol_name("/proc", os.getpid(), sock.fileno()) in kind.kernel_names
+
+
+def test_background_walk_finds_what_a_walk_here_finds_and_leaves_nothing_behind(zoo):
+    fds_before = set(os.listdir("/proc/self/fd"))
+    background = scan_all_in_background("/proc")()
+    here = scan_fds("/proc")
+    assert set(os.listdir("/proc/self/fd")) == fds_before  # the pipe is closed
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # and the walker reaped
+    for item in zoo.expected:
+        assert background.owners[item.inode] == here.owners[item.inode], item.label
+    assert background.netns[os.getpid()] == here.netns[os.getpid()]
+    assert abs(background.processes - here.processes) <= 2  # processes come and go meanwhile
