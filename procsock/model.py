@@ -463,7 +463,10 @@ class BackendInfo:
 
 @attrs.frozen
 class Collected:
-    """A backend's answer for one kind: its records, and lines it skipped with the reason."""
+    """A backend's answer for one kind: its records, lines it skipped with the reason, and how
+    many times it read the table again because the kernel said it changed mid-read
+    (NLM_F_DUMP_INTR)."""
 
     records: Tuple[SocketRecord, ...]
     skipped: Tuple[str, ...] = ()
+    retries: int = 0

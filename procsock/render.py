@@ -63,6 +63,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
         "skipped": list(snap.skipped),
         "unreadable_processes": list(snap.unreadable_processes),
         "netns_names": {str(inode): name for inode, name in snap.netns_names.items()},
+        "retries": snap.retries,
         "unresolved": [
             {"inode": u.inode, "owners": [owner_to_dict(o) for o in u.owners], "reason": u.reason}
             for _, u in sorted(snap.unresolved.items())

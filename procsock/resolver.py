@@ -106,7 +106,8 @@ class Snapshot:
     `unresolved` maps inodes that processes hold but no backend reported (a namespace that could
     not be read, a family no backend serves) to an Unresolved with the reason; it is filled only
     when no filter narrows the kinds. `netns_names` names the namespaces of the sockets listed
-    that `ip netns add` named (live host).
+    that `ip netns add` named (live host). `retries` counts the tables read again because the
+    kernel flagged them changed mid-dump (NLM_F_DUMP_INTR).
     """
 
     sockets: Tuple[Socket, ...]
@@ -116,6 +117,7 @@ class Snapshot:
     unreadable_processes: Tuple[int, ...]
     unresolved: Dict[int, Unresolved]
     netns_names: Dict[int, str] = attrs.field(factory=dict)
+    retries: int = 0
 
 
 class Resolver:
@@ -253,6 +255,7 @@ class Resolver:
         notes: List[str] = []
         skipped: List[str] = []
         seen_skips = set()
+        retries = 0
         filtering = query.filters_records
         for kind, netns, wanted in ((k, n, w) for k in kinds for n, w in plans):
             label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
@@ -270,6 +273,7 @@ class Resolver:
                 )
                 continue
             answered_by[label] = backend
+            retries += collected.retries
             fresh = [entry for entry in collected.skipped if entry not in seen_skips]
             if fresh:  # one input (a saved file) may serve several kinds: say each skip once
                 seen_skips.update(fresh)
@@ -322,6 +326,7 @@ class Resolver:
         return Snapshot(
             tuple(sockets), answered_by, tuple(notes), tuple(skipped), scan.unreadable, unresolved,
             {inode: name for inode, name in names.items() if any(p.inode == inode for p, _ in plans)},
+            retries,
         )
 
     def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, str, bytes]], List[str]]:

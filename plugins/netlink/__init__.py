@@ -73,7 +73,7 @@ def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None):
     skipped = decoded.skipped
     if decoded.interrupted:
         skipped += ("%s: dump still interrupted after %d retries (table changing fast)" % (kind.name, retries),)
-    return Collected(decoded.records, skipped), raw
+    return Collected(decoded.records, skipped, retries), raw
 
 
 def _lookup_unix(sock, inodes: FrozenSet[int], details: bool, netns: Optional[int]) -> Collected:
