@@ -9,7 +9,9 @@ tcp.bin cut short and with an attribute of unknown type added.
 
 import errno
 import os
+import socket
 import struct
+import threading
 
 import pytest
 
@@ -122,3 +124,36 @@ def test_tcp_info_is_decoded_by_length():
 def test_bytes_that_are_no_netlink_message_are_counted():
     decoded = codec.decode(b"not netlink\n", source="junk")
     assert decoded.records == () and decoded.skipped == ("junk@0: 12 trailing bytes, too short for a message",)
+
+
+def answered_as(data: bytes, seq: int, extra_flags: int = 0) -> bytes:
+    """A saved reply re-addressed to request `seq`, with `extra_flags` set on every message."""
+    out = bytearray(data)
+    offset = 0
+    while offset < len(out):
+        length, _, flags = struct.unpack_from("=IHH", out, offset)
+        struct.pack_into("=HI", out, offset + 6, flags | extra_flags, seq)
+        offset += (length + 3) & ~3
+    return bytes(out)
+
+
+def test_an_interrupted_dump_is_read_again_and_counted():
+    """A peer that answers the first dump flagged NLM_F_DUMP_INTR and the second one clean: the
+    records come from the second, and the retry is counted in the Collected."""
+    from procsock_plugins import netlink
+
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    answers = [codec.NLM_F_DUMP_INTR, 0]
+
+    def answer():
+        for flags in answers:
+            request = kernel.recv(4096)
+            kernel.send(answered_as(fixture("tcp.bin"), struct.unpack_from("=I", request, 8)[0], flags))
+
+    peer = threading.Thread(target=answer)
+    peer.start()
+    with ours, kernel:
+        collected, _ = netlink._dump(ours, TCP, False)
+        peer.join()
+    assert collected.retries == 1 and collected.skipped == ()
+    assert summary(collected.records) == TCP_EXPECTED
