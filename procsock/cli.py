@@ -88,16 +88,19 @@ def _query(args: argparse.Namespace):
     states = list(args.state or [])
     if args.listening:
         states.append("LISTEN")
-    return make_query(
-        kind=args.kind,
-        family=args.families,
-        protocol=args.protocols,
-        state=states or None,
-        pid=args.pid,
-        port=args.port,
-        netns=args.netns,
-        details=args.details,
-    )
+    try:
+        return make_query(
+            kind=args.kind,
+            family=args.families,
+            protocol=args.protocols,
+            state=states or None,
+            pid=args.pid,
+            port=args.port,
+            netns=args.netns,
+            details=args.details,
+        )
+    except ProcsockError as exc:  # a state name that does not exist: the user's typo
+        raise UsageError(str(exc)) from None
 
 
 def _list_backends(registry: Registry, source) -> List[str]:
@@ -119,12 +122,12 @@ def _list_backends(registry: Registry, source) -> List[str]:
 
 
 def _save_diag(resolver: Resolver, query, path: str) -> int:
-    dumps, notes = resolver.raw_dumps(query)
-    for note in notes:
-        print("procsock: " + note, file=sys.stderr)
-    if not dumps:
-        raise ProcsockError("no backend here can save raw sock_diag replies")
-    with open(path, "wb") as f:
+    with open(path, "wb") as f:  # a path that cannot be written fails before any dump
+        dumps, notes = resolver.raw_dumps(query)
+        for note in notes:
+            print("procsock: " + note, file=sys.stderr)
+        if not dumps:
+            raise ProcsockError("no backend here can save raw sock_diag replies")
         for _, _, data in dumps:
             f.write(data)
     print("procsock: saved %s to %s" % (", ".join(k.name for k, _, _ in dumps), path), file=sys.stderr)
@@ -153,6 +156,10 @@ def run(args: argparse.Namespace, out) -> int:
         for line in _list_backends(registry, source):
             out.write(line + "\n")
         return 0
+    unknown = sorted(set(args.kind or ()) - {k.name for k in registry.kinds()})
+    if unknown:
+        known = ", ".join(k.name for k in registry.kinds())
+        raise UsageError("unknown kind %s (known: %s)" % (", ".join(unknown), known))
     resolver = Resolver(registry, source, args.backend)
     if args.save_diag:
         return _save_diag(resolver, _query(args), args.save_diag)
@@ -225,8 +232,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     except (ProcsockError, OSError) as exc:
         logging.getLogger("procsock").debug("detail", exc_info=True)
-        print("procsock: %s" % exc, file=sys.stderr)
+        print("procsock: %s" % _one_line(exc), file=sys.stderr)
         return 1
+
+
+def _one_line(exc: Exception) -> str:
+    """What failed and why: an OSError as "FILE: reason", anything else as its message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return "%s: %s" % (exc.filename, exc.strerror) if exc.filename else exc.strerror
+    return str(exc)
 
 
 def command() -> None:

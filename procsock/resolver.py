@@ -332,7 +332,8 @@ class Resolver:
     def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, str, bytes]], List[str]]:
         """Raw wire answers (kind, backend, bytes) for every kind a backend can give one for.
 
-        Returns them with notes for kinds no backend could dump. Used by ``--save-diag``.
+        Returns them with notes for kinds whose backends with a raw form failed. Used by
+        ``--save-diag``.
         """
         dumps, notes = [], []
         for kind in self.kinds(query):
@@ -349,7 +350,8 @@ class Resolver:
                     dumps.append((kind, backend.name, data))
                     break
             else:
-                notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures) or "no backend has a wire form"))
+                if failures:  # a kind no backend has a wire form for is simply not saved
+                    notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures)))
         return dumps, notes
 
     def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:

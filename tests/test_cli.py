@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 
 from sockzoo import inode_of
 
@@ -86,3 +87,34 @@ def test_list_backends_shows_builtin_backends():
     assert any(line.startswith("procnet ") and "ready" in line for line in out.splitlines())
     (netlink,) = [line for line in out.splitlines() if line.startswith("netlink ")]
     assert "(inet,inet6,unix) plugin netlink from procsock " in netlink
+
+
+CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
+
+
+@pytest.mark.parametrize("args, code, says", [
+    (["--proc-root", "/nonexistent/proc"], 1, "proc root /nonexistent/proc is not a directory"),
+    (["--diag-file", "/nonexistent.diag"], 1, "diag file /nonexistent.diag is not a readable file"),
+    (["--backend", "nope"], 1, "backend nope unavailable: no such backend (installed: "),
+    (["--backend", "netlink", "--proc-root", CAPTURE], 1, "backend netlink unavailable: a captured /proc tree"),
+    (["--save-diag", "/nonexistent/dir/saved.diag"], 1, "/nonexistent/dir/saved.diag: No such file or directory"),
+    (["--pid", str(2 ** 22 + 7)], 1, "no such process %d" % (2 ** 22 + 7)),
+    (["--kind", "nosuch"], 2, "unknown kind nosuch (known: tcp, tcp6, "),
+    (["--state", "BOGUS"], 2, "unknown socket state 'BOGUS'"),
+])
+def test_errors_are_one_line_saying_what_and_why_and_debug_adds_the_detail(args, code, says):
+    failed = run(*args, check=False)
+    assert (failed.returncode, failed.stdout) == (code, "")
+    lines = failed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("procsock: ") and says in lines[0]
+    if code == 1:
+        detailed = run("--debug", *args, check=False)
+        assert detailed.returncode == 1 and "Traceback (most recent call last)" in detailed.stderr
+        assert detailed.stderr.splitlines()[-1] == failed.stderr.splitlines()[0]
+
+
+def test_a_closed_pipe_ends_the_output_quietly():
+    proc = subprocess.Popen([sys.executable, "-m", "procsock"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes anything: like `procsock | true`
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr
