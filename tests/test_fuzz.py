@@ -6,6 +6,7 @@ what the model says they are.
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from procsock.errors import ParseError
@@ -93,3 +94,30 @@ def test_netlink_decoder_survives_random_bytes(data, details):
 def test_valid_replies_round_trip_through_save_numbering():
     for sample in DIAG_SAMPLES:
         assert codec.decode(codec.renumber(sample, 7)).records == codec.decode(sample).records
+
+
+CORPUS = os.path.join(FIXTURES, "fuzz")
+KIND_BY_NAME = {kind.name: kind for kind in BUILTIN_KINDS}
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(CORPUS, "net"))))
+def test_procnet_corpus_of_nasty_tables(name):
+    """Each nasty table is a ParseError (not such a table) or records plus counted skips."""
+    kind = KIND_BY_NAME[name.split(".")[0]]
+    try:
+        collected = parse.parse(kind, read("fuzz", "net", name), source=name)
+    except ParseError as exc:
+        assert exc.args and name in str(exc)
+        return
+    for record in collected.records:
+        check_record(record)
+    assert all(skip.startswith(name + ":") for skip in collected.skipped)
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(CORPUS, "diag"))))
+def test_netlink_corpus_of_nasty_replies(name):
+    """Each nasty reply decodes, with details or not, to valid records and counted skips."""
+    for details in (False, True):
+        decoded = codec.decode(read("fuzz", "diag", name), details=details)
+        for record in decoded.records:
+            check_record(record)
