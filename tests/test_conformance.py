@@ -1,7 +1,15 @@
-"""The conformance suite (procsock.testing.conformance) on every built-in backend that runs here."""
+"""The conformance suite (procsock.testing.conformance) on each built-in backend."""
 
 from procsock.testing.conformance import BackendConformance
 
 
-class TestBuiltinBackends(BackendConformance):
-    """Each check once per backend that can run here and per kind it serves."""
+class TestProcnet(BackendConformance):
+    backend_name = "procnet"
+
+
+class TestNetlink(BackendConformance):
+    backend_name = "netlink"
+
+
+class TestPidfd(BackendConformance):
+    backend_name = "pidfd"
