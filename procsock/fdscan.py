@@ -153,8 +153,13 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         return lambda: scan_fds(proc_root)
     parent = os.getpid()
     reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover (measured in the child, which never returns)
+    try:
+        child = os.fork()
+    except OSError:  # out of processes or memory: walk here
+        os.close(reader)
+        os.close(writer)
+        return lambda: scan_fds(proc_root)
+    if child == 0:  # the walker: it never returns
         status = 1
         try:
             os.close(reader)

@@ -191,8 +191,11 @@ class Resolver:
         if not (self.source.kernel and self.source.proc_root is not None and self._own_netns.inode is not None):
             return self._resolve(query, kinds, self._owners(None), None)
         walk = scan_all_in_background(self.source.proc_root)
-        early = {kind: self._collect(kind, None, query.details, self._own_netns, {}) for kind in kinds}
-        return self._resolve(query, kinds, walk(), None, early)
+        try:
+            early = {kind: self._collect(kind, None, query.details, self._own_netns, {}) for kind in kinds}
+        finally:  # even when interrupted: the walker is read to its end and reaped
+            scan = walk()
+        return self._resolve(query, kinds, scan, None, early)
 
     def _hinted_kinds(self, query: Query, scan: FdScan) -> Tuple[SocketKind, ...]:
         """For one process: only the kinds its socket fds are (xattr hints), when every fd says."""
