@@ -14,6 +14,8 @@ import tempfile
 import pytest
 
 import procsock
+from procsock.model import UNIX, UnixAddress
+from sockzoo import usable_backends_serving
 
 SUN_PATH_MAX = 108
 HOSTILE = [
@@ -86,3 +88,23 @@ def test_json_carries_the_exact_bytes_and_only_escaped_text(hostile_sockets):
         local = by_inode[os.fstat(sock.fileno()).st_ino]
         assert bytes.fromhex(local["name_hex"]) == name
         assert not UNSAFE.search(local["name"].encode("utf-8", "surrogatepass"))
+
+
+def test_a_name_forging_the_row_of_a_real_socket_is_not_believed():
+    """/proc/net/unix prints names raw: a name holding a newline can forge a whole row. A forged
+    row naming a real socket's inode disagrees with that socket's own row: both are left out and
+    reported, never shown under the forger's name; netlink still reports the socket exactly."""
+    with socket.socket(socket.AF_UNIX) as victim, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as forger:
+        victim.bind(b"\0procsock-victim-%d" % os.getpid())
+        victim.listen()
+        victim_inode = os.fstat(victim.fileno()).st_ino
+        forged_row = b"\n0000000000000000: 00000002 00000000 00000000 0002 01 %d /run/fake.sock"
+        forger.bind(b"\0procsock-forger-%d" % os.getpid() + forged_row % victim_inode)
+        for snap in (procsock.snapshot(backend="procnet", protocol="unix"),
+                     procsock.snapshot(pid=os.getpid(), backend="procnet")):
+            assert victim_inode not in {s.record.inode for s in snap.sockets}
+            assert UnixAddress(b"/run/fake.sock") not in {s.record.local for s in snap.sockets}
+            assert any("socket:[%d] on rows that disagree" % victim_inode in line for line in snap.skipped)
+        if "netlink" in usable_backends_serving(UNIX):
+            exact = procsock.describe_inode(victim_inode, backend="netlink").record.local
+            assert exact == UnixAddress(b"\0procsock-victim-%d" % os.getpid())

@@ -157,3 +157,8 @@ def test_an_interrupted_dump_is_read_again_and_counted():
         peer.join()
     assert collected.retries == 1 and collected.skipped == ()
     assert summary(collected.records) == TCP_EXPECTED
+
+
+@pytest.mark.parametrize("code", [errno.ENOENT, 0, 4095, -(2 ** 31), 2 ** 31 - 1])
+def test_errno_text_takes_any_number_a_reply_carries(code):
+    assert codec.errno_text(code)

@@ -372,5 +372,9 @@ def renumber(data: bytes, seq: int) -> bytes:
 
 
 def errno_text(code: int) -> str:
-    """ENOENT (No such file or directory) style text for an errno."""
-    return "%s (%s)" % (errnos.errorcode.get(code, "errno %d" % code), os.strerror(code))
+    """ENOENT (No such file or directory) style text for an errno (any number a reply carries)."""
+    try:
+        text = os.strerror(code)
+    except (ValueError, OverflowError):
+        text = "not an errno"
+    return "%s (%s)" % (errnos.errorcode.get(code, "errno %d" % code), text)

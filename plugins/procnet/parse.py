@@ -15,7 +15,8 @@ What the text tables cannot say, and what is reported instead:
   so an abstract name read here holds '@' where the real one holds NUL bytes; a name holding a
   newline is split over two lines and rejoined, so a damaged line right after a named row is
   taken as part of its name, and a crafted name can forge a whole row: sock_diag is exact, this
-  file is not.
+  file is not. A forged row naming the inode of a real socket is caught (two rows disagree about
+  one inode: both are left out and reported); one naming an unused inode is not.
 * packet: no connection state (CLOSE, which `ss` shows as UNCONN) and no queues: Rmem is the
   memory of the receive queue, not a queue length (0 is reported; `ss` shows Rmem as Recv-Q).
 * netlink: no type (RAW; the file cannot tell RAW from DGRAM), no state (CLOSE), no uid (None),
@@ -105,8 +106,9 @@ _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
 def _dec(field: bytes) -> int:
-    """A decimal field as the kernel prints it: ASCII digits only (int() also takes signs, _)."""
-    if not field.isdigit():
+    """A decimal field as the kernel prints it: ASCII digits only (int() also takes signs, _), and
+    no more than an unsigned long has."""
+    if not field.isdigit() or len(field) > 20:
         raise ValueError("%r is not a decimal number" % (field,))
     return int(field)
 
@@ -287,7 +289,20 @@ def parse_unix(
             skipped.append("%s:%d: %s" % (source, number, exc))
     if row is not None:
         records.append(_unix_record(row, name, backend, netns))
-    return Collected(tuple(records), tuple(skipped))
+    return Collected(_without_forgeries(records, skipped, source), tuple(skipped))
+
+
+def _without_forgeries(records: List[SocketRecord], skipped: List[str], source: str) -> Tuple[SocketRecord, ...]:
+    """The records, less those of any inode listed on rows that disagree: a name holding a newline
+    forged one of them, and which one is unknowable (each such inode is reported in `skipped`)."""
+    seen: Dict[int, SocketRecord] = {}
+    forged = set()
+    for record in records:
+        if seen.setdefault(record.inode, record) != record and record.inode:
+            forged.add(record.inode)
+    for inode in sorted(forged):
+        skipped.append("%s: socket:[%d] on rows that disagree (a name forging a line?): left out" % (source, inode))
+    return tuple(r for r in records if r.inode not in forged)
 
 
 def _unix_state(flags: bytes, st: bytes) -> State:
