@@ -160,10 +160,17 @@ def run(args: argparse.Namespace, out) -> int:
     if unknown:
         known = ", ".join(k.name for k in registry.kinds())
         raise UsageError("unknown kind %s (known: %s)" % (", ".join(unknown), known))
+    forced = registry.by_name().get(args.backend) if args.backend else None
+    if forced is not None and forced.info.lookup_only and args.pid is None:
+        raise UsageError("backend %s answers lookups only: use it with --pid" % forced.name)
     resolver = Resolver(registry, source, args.backend)
     if args.save_diag:
         return _save_diag(resolver, _query(args), args.save_diag)
     snap = resolver.snapshot(_query(args))
+    unread = [note for note in snap.notes if ": no backend could read it (" in note]
+    if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table
+        more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""
+        raise ProcsockError("no socket table could be read: %s%s" % (unread[0], more))
     if args.json or args.jsonl:
         _write_json(snap, args.jsonl, out)
     else:

@@ -107,6 +107,9 @@ def _backend(resolver: Resolver, name: Optional[str], skip: Optional[str]) -> Ba
     for backend in resolver.usable_backends():
         if (name is None and backend.name != skip and not backend.info.lookup_only) or backend.name == name:
             return backend
+    if name is not None and name not in resolver.registry.by_name():
+        installed = ", ".join(b.name for b in resolver.registry.backends) or "none"
+        raise BackendUnavailable(name, "no such backend (installed: %s)" % installed)
     raise BackendUnavailable(name or "second", "not usable here for this source")
 
 

@@ -27,6 +27,7 @@ class FdScan:
     `owners` maps inode → the Owners holding it, in walk order. `unreadable` lists the pids
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
     `netns` maps each pid holding a socket to its network namespace inode, where readable.
+    `hidden` is the hidepid= option of a /proc that hid other users' processes from the walk.
     """
 
     owners: Dict[int, Tuple[Owner, ...]]
@@ -34,6 +35,7 @@ class FdScan:
     unreadable: Tuple[int, ...]
     denied_fds: int
     netns: Dict[int, int] = attrs.field(factory=dict)
+    hidden: Optional[str] = None
 
 
 def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[str, str]], int]:
@@ -131,7 +133,32 @@ def scan_fds(
             owner = make_owner(pid, int(fd), name, uid)
             holders = owners.get(inode)
             owners[inode] = (owner,) if holders is None else holders + (owner,)
-    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns)
+    hidden = None if targeted else hidden_processes(proc_root)
+    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns, hidden)
+
+
+def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
+    """The hidepid= option of the proc mount at `proc_root` when it hides other users' processes
+    from this one (hidepid=2 or invisible; not for root, nor for a member of its gid=), else None."""
+    if os.geteuid() == 0:
+        return None
+    where = os.path.realpath(proc_root).encode()
+    try:
+        with open(mountinfo, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        mount, _, super_part = line.partition(b" - ")
+        fields, supers = mount.split(), super_part.split()
+        if len(fields) < 5 or fields[4] != where or supers[:1] != [b"proc"] or len(supers) < 3:
+            continue
+        options = dict(o.partition(b"=")[::2] for o in supers[2].split(b","))
+        gid = options.get(b"gid", b"")
+        exempt = gid.isdigit() and (int(gid) == os.getegid() or int(gid) in os.getgroups())
+        if options.get(b"hidepid") in (b"2", b"invisible") and not exempt:
+            return "hidepid=" + options[b"hidepid"].decode()
+    return None
 
 
 def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int]) -> tuple:
@@ -164,7 +191,7 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         try:
             os.close(reader)
             scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
-            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns)
+            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden)
             with os.fdopen(writer, "wb") as out:
                 out.write(marshal.dumps(plain))
             status = 0
@@ -178,7 +205,7 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         _, status = os.waitpid(child, 0)
         if status != 0 or not data:
             return scan_fds(proc_root)
-        owners, processes, unreadable, denied_fds, netns = marshal.loads(data)
+        owners, processes, unreadable, denied_fds, netns, hidden = marshal.loads(data)
         owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
             ours = scan_fds(proc_root, (parent,))
@@ -187,7 +214,7 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         for inode, held in ours.owners.items():
             owners[inode] = tuple(sorted(owners.get(inode, ()) + held, key=lambda o: o.pid))
         netns.update(ours.netns)
-        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns)
+        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden)
 
     return result
 

@@ -316,6 +316,11 @@ class Resolver:
                 "%d processes not readable (permission denied): their sockets have no owner here"
                 % len(scan.unreadable)
             )
+        if scan.hidden:
+            notes.append(
+                "/proc is mounted %s: other users' processes are hidden, their sockets have no owner here"
+                % scan.hidden
+            )
         if scan.denied_fds:
             notes.append("%d fds not readable (permission denied): not counted as owners" % scan.denied_fds)
         unresolved = {}

@@ -101,6 +101,9 @@ CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
     (["--pid", str(2 ** 22 + 7)], 1, "no such process %d" % (2 ** 22 + 7)),
     (["--kind", "nosuch"], 2, "unknown kind nosuch (known: tcp, tcp6, "),
     (["--state", "BOGUS"], 2, "unknown socket state 'BOGUS'"),
+    (["--backend", "pidfd"], 2, "backend pidfd answers lookups only: use it with --pid"),
+    (["--proc-root", os.path.join(CAPTURE, "3925")], 1, "no socket table could be read: tcp: no backend could read it"),
+    (["compare", "nope"], 1, "backend nope unavailable: no such backend (installed: "),
 ])
 def test_errors_are_one_line_saying_what_and_why_and_debug_adds_the_detail(args, code, says):
     failed = run(*args, check=False)
@@ -108,7 +111,7 @@ def test_errors_are_one_line_saying_what_and_why_and_debug_adds_the_detail(args,
     lines = failed.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("procsock: ") and says in lines[0]
     if code == 1:
-        detailed = run("--debug", *args, check=False)
+        detailed = run(*args, "--debug", check=False)
         assert detailed.returncode == 1 and "Traceback (most recent call last)" in detailed.stderr
         assert detailed.stderr.splitlines()[-1] == failed.stderr.splitlines()[0]
 

@@ -86,3 +86,5 @@ def test_nobody_under_hidepid_2_sees_only_itself_and_still_resolves_its_sockets(
     check_own_sockets(report)
     assert report["visible_pids"] == 1  # hidepid=2: only our own process is in /proc
     assert report["unreadable"] == 0 and not any("not readable" in note for note in report["notes"])
+    assert any(note.startswith("/proc is mounted hidepid=") and "other users' processes are hidden" in note
+               for note in report["notes"])  # the kernel names hidepid=2 "invisible" in mountinfo
