@@ -3,6 +3,7 @@
 from procsock.errors import (
     AccessDenied,
     BackendUnavailable,
+    InputError,
     NoSuchProcess,
     NotApplicable,
     NotASocket,
@@ -38,6 +39,7 @@ __all__ = [
     "Collected",
     "Family",
     "InetAddress",
+    "InputError",
     "Netns",
     "NetlinkAddress",
     "NoSuchProcess",

@@ -129,7 +129,7 @@ def compare_backends(
     resolver = Resolver(registry, source)
     inodes = None
     if query.pid is not None and source.proc_root is not None:
-        inodes = frozenset(scan_fds(source.proc_root, (query.pid,)).owners)
+        inodes = frozenset(scan_fds(source.proc_root, (query.pid,), captured=not source.kernel).owners)
     first = _backend(resolver, a, None)
     second = _backend(resolver, b, first.name)
     kinds = [k for k in resolver.kinds(query) if k in first.info.kinds and k in second.info.kinds]

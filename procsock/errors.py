@@ -18,6 +18,15 @@ class ParseError(ProcsockError):
         super().__init__("%s: %s" % (where, reason))
 
 
+class InputError(ProcsockError):
+    """A file of a captured tree or a saved file that is refused or cannot be read; never quotes it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__("%s: %s" % (path, reason))
+
+
 class BackendUnavailable(ProcsockError):
     """A backend cannot answer here (refused, not built into this kernel, wrong source); says why."""
 

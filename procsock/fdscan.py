@@ -1,6 +1,9 @@
 """Who holds which socket: a walk of PROC/PID/fd that maps socket inodes to their owners.
 
-Reads a live /proc or a captured tree the same way (fd entries are symlinks `socket:[INODE]`).
+Reads a live /proc or a captured tree the same way (fd entries are symlinks `socket:[INODE]`,
+read and never followed); a captured tree (`captured=True`) is reached through `procsock.inputs`,
+never through a link, and its fd entries that are not `socket:[INODE]` as the kernel writes them
+are counted in `FdScan.malformed`.
 Processes and fds that vanish mid-walk are skipped silently; processes we may not look into are
 counted, so a non-root user gets its own sockets plus "N processes not readable".
 """
@@ -13,7 +16,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
-from procsock.errors import AccessDenied, NoSuchProcess, NotASocket, ProcsockError
+from procsock.errors import AccessDenied, InputError, NoSuchProcess, NotASocket, ProcsockError
+from procsock.inputs import DIRECTORY, INT_MAX, decimal, open_beneath, read_tree, readlink_beneath
 from procsock.model import Owner
 
 _SOCKET_PREFIX = "socket:["
@@ -28,6 +32,8 @@ class FdScan:
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
     `netns` maps each pid holding a socket to its network namespace inode, where readable.
     `hidden` is the hidepid= option of a /proc that hid other users' processes from the walk.
+    `malformed` counts socket fd entries of a captured tree that were skipped: an fd name or
+    socket inode that is not a bounded ASCII decimal, a link not ending in "]".
     """
 
     owners: Dict[int, Tuple[Owner, ...]]
@@ -36,6 +42,7 @@ class FdScan:
     denied_fds: int
     netns: Dict[int, int] = attrs.field(factory=dict)
     hidden: Optional[str] = None
+    malformed: int = 0
 
 
 def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[str, str]], int]:
@@ -52,46 +59,77 @@ def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[str, str]], int]:
                 denied += 1
             continue
         if target.startswith(_SOCKET_PREFIX):
-            found.append((name, target[8:-1]))
+            found.append((name, target))
     return found, denied
 
 
-def _read_small(path: str) -> Optional[bytes]:
+def _link_inode(target: str, prefix: str = _SOCKET_PREFIX) -> int:
+    """The inode of a `socket:[INODE]` (or `net:[INODE]`...) link target; ValueError unless
+    exactly that shape."""
+    if not (target.startswith(prefix) and target.endswith("]")):
+        raise ValueError("not a link of the form %sINODE]" % prefix)
+    return decimal(target[len(prefix) : -1])
+
+
+def _read_small(proc_root: str, pid: int, name: str, captured: bool) -> Optional[bytes]:
+    """The head of a small per-process file (comm, status); None when it cannot be read."""
+    if captured:
+        try:
+            return read_tree(proc_root, (str(pid), name), True, 65536)
+        except InputError:
+            return None
     try:
-        with open(path, "rb", buffering=0) as f:
+        with open("%s/%d/%s" % (proc_root, pid, name), "rb", buffering=0) as f:
             return f.read(4096)
     except OSError:
         return None
 
 
-def process_identity(proc_root: str, pid: int) -> Tuple[str, Optional[int]]:
+def process_identity(proc_root: str, pid: int, captured: bool = False) -> Tuple[str, Optional[int]]:
     """The process's name (comm, surrogateescape-decoded) and real uid; ("", None) where unknown."""
-    base = "%s/%d/" % (proc_root, pid)
-    comm = _read_small(base + "comm")
+    comm = _read_small(proc_root, pid, "comm", captured)
     name = "" if comm is None else os.fsdecode(comm[:-1] if comm.endswith(b"\n") else comm)
     uid = None
-    status = _read_small(base + "status")
+    status = _read_small(proc_root, pid, "status", captured)
     if status is not None:
         start = status.find(b"\nUid:")
         if start >= 0:
             fields = status[start + 5 : status.find(b"\n", start + 5)].split()
-            if fields and fields[0].isdigit():
-                uid = int(fields[0])
+            try:
+                uid = decimal(fields[0], 2**32 - 1) if fields else None
+            except ValueError:
+                uid = None
     return name, uid
 
 
 def _all_pids(proc_root: str) -> List[int]:
-    return [int(name) for name in os.listdir(proc_root) if name.isdigit()]
+    """The pids of the process directories of `proc_root` (names of ASCII digits, up to INT_MAX)."""
+    pids = []
+    for name in os.listdir(proc_root):
+        if name[:1].isdigit():
+            try:
+                pids.append(decimal(name, INT_MAX))
+            except ValueError:
+                continue
+    return pids
+
+
+def _open_fd_dir(proc_root: str, pid: int, captured: bool) -> int:
+    if captured:
+        return open_beneath(proc_root, (str(pid), "fd"), DIRECTORY)
+    return os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
 
 
 def scan_fds(
-    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner
+    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner,
+    captured: bool = False,
 ) -> FdScan:
     """Walk the fd tables of `pids` (default: every process but those in `skip`) under `proc_root`.
 
     When `pids` is given, a pid that does not exist raises NoSuchProcess and one we may not read
     raises AccessDenied: the caller asked about that process by name. `make_owner(pid, fd, name,
     uid)` builds each holder (the background walker sends plain tuples instead of Owners).
+    `captured`: `proc_root` is a captured tree, not the kernel's (see `procsock.inputs`).
     """
     targeted = pids is not None
     owners: Dict[int, Tuple[Owner, ...]] = {}
@@ -99,11 +137,12 @@ def scan_fds(
     unreadable = []
     denied_fds = 0
     scanned = 0
+    malformed = 0
     for pid in (pids if targeted else _all_pids(proc_root)):
         if pid in skip:
             continue
         try:
-            fd_dir = os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
+            fd_dir = _open_fd_dir(proc_root, pid, captured)
         except OSError as exc:
             if exc.errno in _DENIED:
                 if targeted:
@@ -122,19 +161,21 @@ def scan_fds(
         denied_fds += denied
         if not sockets:
             continue
-        name, uid = process_identity(proc_root, pid)
-        namespace = netns_inode(proc_root, pid)
+        name, uid = process_identity(proc_root, pid, captured)
+        namespace = netns_inode(proc_root, pid, captured)
         if namespace is not None:
             netns[pid] = namespace
-        for fd, inode in sockets:
-            if not (inode.isdecimal() and fd.isdecimal()):
-                continue  # guards against odd captured trees
-            inode = int(inode)
-            owner = make_owner(pid, int(fd), name, uid)
+        for fd, target in sockets:
+            try:
+                inode = _link_inode(target)
+                owner = make_owner(pid, decimal(fd, INT_MAX), name, uid)
+            except ValueError:  # only a captured tree has such entries
+                malformed += 1
+                continue
             holders = owners.get(inode)
             owners[inode] = (owner,) if holders is None else holders + (owner,)
     hidden = None if targeted else hidden_processes(proc_root)
-    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns, hidden)
+    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns, hidden, malformed)
 
 
 def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
@@ -191,7 +232,8 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         try:
             os.close(reader)
             scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
-            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden)
+            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
+                     scan.malformed)
             with os.fdopen(writer, "wb") as out:
                 out.write(marshal.dumps(plain))
             status = 0
@@ -205,7 +247,7 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         _, status = os.waitpid(child, 0)
         if status != 0 or not data:
             return scan_fds(proc_root)
-        owners, processes, unreadable, denied_fds, netns, hidden = marshal.loads(data)
+        owners, processes, unreadable, denied_fds, netns, hidden, malformed = marshal.loads(data)
         owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
             ours = scan_fds(proc_root, (parent,))
@@ -214,7 +256,9 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         for inode, held in ours.owners.items():
             owners[inode] = tuple(sorted(owners.get(inode, ()) + held, key=lambda o: o.pid))
         netns.update(ours.netns)
-        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden)
+        return FdScan(
+            owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden, malformed
+        )
 
     return result
 
@@ -234,31 +278,46 @@ def named_netns(run_dir: str = "/run/netns") -> Dict[int, str]:
     return names
 
 
-def netns_inode(proc_root: str, pid) -> Optional[int]:
+def netns_inode(proc_root: str, pid, captured: bool = False) -> Optional[int]:
     """The inode of the network namespace of `pid` ("self" works too); None if hidden or gone.
 
-    Reading /proc/PID/ns/net needs ptrace rights over PID; a captured tree usually lacks it.
+    Reading /proc/PID/ns/net needs ptrace rights over PID; a captured tree usually lacks it. In a
+    captured tree the link is read, never followed (or stat-ed): `net:[INODE]` as the kernel wrote it.
     """
+    if not captured:
+        try:
+            return os.stat("%s/%s/ns/net" % (proc_root, pid)).st_ino
+        except OSError:
+            return None
     try:
-        return os.stat("%s/%s/ns/net" % (proc_root, pid)).st_ino
-    except OSError:
+        target = readlink_beneath(proc_root, (str(pid), "ns", "net"))
+    except (OSError, InputError):
+        return None
+    try:
+        return _link_inode(target, "net:[")
+    except ValueError:
         return None
 
 
-def socket_inode(proc_root: str, pid: int, fd: int) -> int:
+def socket_inode(proc_root: str, pid: int, fd: int, captured: bool = False) -> int:
     """The inode of the socket at PROC/pid/fd/fd; typed errors when it is gone, hidden or no socket."""
     try:
-        target = os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd))
+        if captured:
+            target = readlink_beneath(proc_root, (str(pid), "fd", str(fd)))
+        else:
+            target = os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd))
     except OSError as exc:
         if exc.errno in _DENIED:
             raise AccessDenied(pid) from None
-        if os.path.isdir("%s/%d" % (proc_root, pid)):
-            raise NoSuchProcess(pid, fd) from None
-        raise NoSuchProcess(pid) from None
-    inode = target[8:-1]
-    if not (target.startswith(_SOCKET_PREFIX) and inode.isdigit()):
-        raise NotASocket(pid, fd, target)
-    return int(inode)
+        try:
+            os.close(_open_fd_dir(proc_root, pid, captured))
+        except OSError:
+            raise NoSuchProcess(pid) from None
+        raise NoSuchProcess(pid, fd) from None
+    try:
+        return _link_inode(target)
+    except ValueError:
+        raise NotASocket(pid, fd, target) from None
 
 
 def protocol_name(proc_root: str, pid: int, fd: int) -> Optional[str]:

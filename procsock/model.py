@@ -402,6 +402,10 @@ class Socket:
     peer_owners: Tuple[Owner, ...] = ()
 
 
+# The default bound on one captured or saved file: far above any real socket table.
+DEFAULT_MAX_INPUT_BYTES = 256 * 1024 * 1024
+
+
 @attrs.frozen
 class Source:
     """Where sockets are read from.
@@ -409,11 +413,15 @@ class Source:
     The live host reads /proc and may ask this kernel (netlink, pidfd). A captured /proc tree
     (sosreport, copy of a broken host) is read from files only: this kernel knows nothing of it. A
     saved sock_diag file replaces the kernel for netlink backends; owners come from `proc_root` if set.
+
+    `max_input_bytes` bounds each file read from a capture or a saved file (`procsock.inputs`):
+    a larger one is refused rather than read into memory.
     """
 
     proc_root: Optional[str] = "/proc"
     kernel: bool = True
     diag_file: Optional[str] = None
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
 
     @classmethod
     def live(cls) -> "Source":

@@ -175,7 +175,7 @@ class Resolver:
     def _owners(self, pids: Optional[Iterable[int]]) -> FdScan:
         if self.source.proc_root is None:
             return FdScan({}, 0, (), 0)
-        return scan_fds(self.source.proc_root, pids)
+        return scan_fds(self.source.proc_root, pids, captured=not self.source.kernel)
 
     @_without_gc_passes
     def snapshot(self, query: Query = Query()) -> Snapshot:
@@ -219,7 +219,7 @@ class Resolver:
         """The socket at /proc/pid/fd/fd, with the fds of `pid` that hold it."""
         if self.source.proc_root is None:
             raise ProcsockError("describing an fd needs a /proc tree")
-        inode = socket_inode(self.source.proc_root, pid, fd)
+        inode = socket_inode(self.source.proc_root, pid, fd, not self.source.kernel)
         hint = self._kind_hint(pid, fd) if self.source.kernel else None
         return self._one(inode, self._owners((pid,)), hint, details)
 
@@ -323,6 +323,8 @@ class Resolver:
             )
         if scan.denied_fds:
             notes.append("%d fds not readable (permission denied): not counted as owners" % scan.denied_fds)
+        if scan.malformed:
+            notes.append("%d socket fd entries skipped: not socket:[INODE] with a decimal fd and inode" % scan.malformed)
         unresolved = {}
         if query.selects_all:
             unresolved = {

@@ -286,7 +286,7 @@ def test_a_file_that_is_not_the_table_raises_parse_error(kind, data):
     with pytest.raises(ParseError) as caught:
         procnet.parse(kind, data, source="net/" + kind.name)
     assert (caught.value.source, caught.value.line) == ("net/" + kind.name, 1)
-    assert caught.value.reason.startswith("not a /proc/net/%s header" % kind.name)
+    assert caught.value.reason == "not a /proc/net/%s table (header does not match)" % kind.name
 
 
 def test_unknown_kind_is_a_value_error():

@@ -29,6 +29,7 @@ import struct
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from procsock.errors import ParseError
+from procsock.inputs import decimal as _dec, hexadecimal as _hex
 from procsock.model import (
     INET_KINDS,
     NETLINK,
@@ -100,24 +101,6 @@ _UNIX_STATES = {1: State.CLOSE, 2: State.ESTABLISHED, 3: State.ESTABLISHED, 4: S
 # "%pK %-3d %-10u %08x %-8d %-8d %-5d %-8d %-8u %-8lu".
 _PACKET_FIELDS, _PACKET_INODE = 9, 8
 _NETLINK_FIELDS, _NETLINK_INODE = 10, 9
-
-
-_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
-
-
-def _dec(field: bytes) -> int:
-    """A decimal field as the kernel prints it: ASCII digits only (int() also takes signs, _), and
-    no more than an unsigned long has."""
-    if not field.isdigit() or len(field) > 20:
-        raise ValueError("%r is not a decimal number" % (field,))
-    return int(field)
-
-
-def _hex(field: bytes) -> int:
-    """A hex field as the kernel prints it: hex digits only (int(x, 16) also takes 0x, signs, _)."""
-    if _HEX_DIGITS.fullmatch(field) is None:
-        raise ValueError("%r is not a hex number" % (field,))
-    return int(field, 16)
 
 
 def decode_address(digits: bytes) -> bytes:
@@ -280,10 +263,10 @@ def parse_unix(
         flags, sock_type, st, inode_digits, path = match.groups()
         name = [b"" if path is None else path]
         row = None
-        inode = int(inode_digits)
-        if inodes is not None and inode not in inodes:
-            continue
         try:
+            inode = _dec(inode_digits)
+            if inodes is not None and inode not in inodes:
+                continue
             row = (inode, _sock_type(sock_type, 16), _unix_state(flags, st))
         except ValueError as exc:
             skipped.append("%s:%d: %s" % (source, number, exc))
@@ -373,7 +356,7 @@ def _lines(data: bytes, source: str, header: Tuple[bytes, ...], table: str) -> L
     if lines[-1] == b"":
         lines.pop()
     if lines and tuple(lines[0].split()[: len(header)]) != header:
-        raise ParseError(source, 1, "not a /proc/net/%s header: %r" % (table, lines[0][:60]))
+        raise ParseError(source, 1, "not a /proc/net/%s table (header does not match)" % table)
     return lines
 
 
