@@ -6,6 +6,8 @@ Plugins load on first use (not at import of procsock) and stay loaded for the pr
 import functools
 from typing import Any, FrozenSet, Iterable, Optional, Union
 
+import attrs
+
 from procsock.backends import Registry
 from procsock.errors import ProcsockError
 from procsock.model import Family, Socket, Source, State
@@ -18,13 +20,18 @@ def default_registry() -> Registry:
     return Registry.from_entry_points()
 
 
-def make_source(proc_root: Optional[str] = None, diag_file: Optional[str] = None) -> Source:
-    """The live host by default; a captured /proc tree; or a saved sock_diag file (+ owners' tree)."""
+def make_source(
+    proc_root: Optional[str] = None, diag_file: Optional[str] = None, max_input_bytes: Optional[int] = None
+) -> Source:
+    """The live host by default; a captured /proc tree; or a saved sock_diag file (+ owners' tree).
+    `max_input_bytes` replaces the bound on one captured or saved file (`Source.max_input_bytes`)."""
     if diag_file is not None:
-        return Source.saved_diag(diag_file, proc_root)
-    if proc_root is not None:
-        return Source.capture(proc_root)
-    return Source.live()
+        source = Source.saved_diag(diag_file, proc_root)
+    elif proc_root is not None:
+        source = Source.capture(proc_root)
+    else:
+        source = Source.live()
+    return source if max_input_bytes is None else attrs.evolve(source, max_input_bytes=max_input_bytes)
 
 
 def _as_set(value: Any, convert) -> Optional[FrozenSet]:

@@ -13,6 +13,7 @@ from typing import List, Optional
 from procsock.api import default_registry, make_query, make_source
 from procsock.backends import Registry
 from procsock.errors import ProcsockError
+from procsock.model import DEFAULT_MAX_INPUT_BYTES
 from procsock.render import (
     comparison_lines,
     comparison_to_dict,
@@ -22,6 +23,7 @@ from procsock.render import (
     table_lines,
 )
 from procsock.resolver import Resolver
+from procsock.text import escape_text
 
 _PROTOCOL_FLAGS = (
     ("-t", "--tcp", "tcp"),
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--diag-file", metavar="FILE",
         help="decode saved sock_diag replies (ss -D format) instead of asking the kernel; owners from --proc-root",
     )
+    _add_max_input_bytes(src)
     src.add_argument("--backend", metavar="NAME", help="use only this backend (no fallback)")
     src.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin")
 
@@ -82,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
         out.add_argument(flag, long, dest="details", action="store_true", help="details: " + what)
     out.add_argument("--debug", action="store_true", help="show details of failures")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _add_max_input_bytes(group) -> None:
+    group.add_argument(
+        "--max-input-bytes", type=_positive, metavar="N",
+        help="refuse a captured or saved file larger than N bytes (default %d)" % DEFAULT_MAX_INPUT_BYTES,
+    )
 
 
 def _query(args: argparse.Namespace):
@@ -118,19 +135,20 @@ def _list_backends(registry: Registry, source) -> List[str]:
         )
     for failure in registry.failures:
         lines.append("%-10s broken: %s (from %s)" % (failure.name, failure.reason, failure.distribution or "-"))
-    return lines
+    return [escape_text(line) for line in lines]  # every word of it is a plugin's
 
 
 def _save_diag(resolver: Resolver, query, path: str) -> int:
     with open(path, "wb") as f:  # a path that cannot be written fails before any dump
         dumps, notes = resolver.raw_dumps(query)
         for note in notes:
-            print("procsock: " + note, file=sys.stderr)
+            print("procsock: " + escape_text(note), file=sys.stderr)
         if not dumps:
             raise ProcsockError("no backend here can save raw sock_diag replies")
         for _, _, data in dumps:
             f.write(data)
-    print("procsock: saved %s to %s" % (", ".join(k.name for k, _, _ in dumps), path), file=sys.stderr)
+    saved = "saved %s to %s" % (", ".join(k.name for k, _, _ in dumps), path)
+    print("procsock: " + escape_text(saved), file=sys.stderr)
     return 0
 
 
@@ -151,7 +169,7 @@ def run(args: argparse.Namespace, out) -> int:
         registry = Registry.from_entry_points(disabled=args.disable_plugin)
     else:
         registry = default_registry()
-    source = make_source(args.proc_root, args.diag_file)
+    source = make_source(args.proc_root, args.diag_file, args.max_input_bytes)
     if args.list_backends:
         for line in _list_backends(registry, source):
             out.write(line + "\n")
@@ -196,6 +214,7 @@ def build_compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kind", action="append", metavar="NAME", help="only this kind (tcp6, unix, ...)")
     parser.add_argument("--proc-root", metavar="DIR", help="compare on a captured /proc tree")
     parser.add_argument("--diag-file", metavar="FILE", help="compare on saved sock_diag replies")
+    _add_max_input_bytes(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document")
     parser.add_argument("--debug", action="store_true", help="show details of failures")
     return parser
@@ -210,7 +229,7 @@ def run_compare(args: argparse.Namespace, out) -> int:
 
     names = list(args.backends) + [None] * (2 - len(args.backends))
     result = compare_backends(
-        default_registry(), make_source(args.proc_root, args.diag_file), names[0], names[1],
+        default_registry(), make_source(args.proc_root, args.diag_file, args.max_input_bytes), names[0], names[1],
         make_query(kind=args.kind),
     )
     if args.json:
@@ -228,19 +247,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         args, command = build_compare_parser().parse_args(argv[1:]), run_compare
     else:
         args, command = build_parser().parse_args(argv), run
-    logging.basicConfig(format="procsock: %(message)s", level=logging.DEBUG if args.debug else logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_EscapingFormatter("procsock: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.DEBUG if args.debug else logging.WARNING)
     try:
         return command(args, sys.stdout)
     except UsageError as exc:
-        print("procsock: %s" % exc, file=sys.stderr)
+        print("procsock: %s" % escape_text(str(exc)), file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `procsock | head`: stop quietly, and let exit not flush again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (ProcsockError, OSError) as exc:
         logging.getLogger("procsock").debug("detail", exc_info=True)
-        print("procsock: %s" % _one_line(exc), file=sys.stderr)
+        print("procsock: %s" % escape_text(_one_line(exc)), file=sys.stderr)
         return 1
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Log lines (--debug tracebacks quote plugins' messages) escaped line by line like all output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(escape_text(line) for line in super().format(record).split("\n"))
 
 
 def _one_line(exc: Exception) -> str:

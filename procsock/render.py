@@ -1,7 +1,8 @@
 """Output forms of a snapshot: an aligned table for people, JSON documents and lines for machines.
 
-Tables never carry a raw control byte (names are escaped); JSON keeps exact bytes as hex beside the
-escaped text.
+Text for people never carries a raw control byte: every string that came from the kernel, a file
+or a plugin goes through `escape_text` (names, netids, details, notes, comparisons) exactly once.
+JSON keeps exact text (and exact bytes as hex beside the escaped names).
 """
 
 import collections
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequ
 
 if TYPE_CHECKING:  # imported by `procsock compare` only
     from procsock.compare import Comparison, FieldDiff
-from procsock.model import Owner, Socket, SocketRecord, UnixAddress
+from procsock.model import InetAddress, NetlinkAddress, Owner, PacketAddress, Socket, SocketRecord, UnixAddress
 from procsock.resolver import Snapshot
 from procsock.text import escape_text
 
@@ -80,7 +81,7 @@ def _owners_text(owners: Sequence[Owner]) -> str:
 def _peer_text(sock: Socket) -> str:
     rec = sock.record
     if rec.remote is not None:
-        return str(rec.remote)
+        return _shown_value(rec.remote)
     if isinstance(rec.local, UnixAddress) and rec.peer_inode:
         held_by = " " + _owners_text(sock.peer_owners) if sock.peer_owners else ""
         return "* %d%s" % (rec.peer_inode, held_by)
@@ -93,11 +94,11 @@ def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
         rec = sock.record
         rx_queue, tx_queue = rec.rx_queue, rec.tx_queue
         rows.append((
-            rec.netid,
+            escape_text(rec.netid),
             rec.state.label,
             "-" if rx_queue is None else str(rx_queue),
             "-" if tx_queue is None else str(tx_queue),
-            str(rec.local),
+            _shown_value(rec.local),
             _peer_text(sock),
             str(rec.inode),
             _owners_text(sock.owners),
@@ -117,7 +118,7 @@ def details_text(rec: SocketRecord) -> str:
         for key in ("mark", "cgroup_id", "shutdown", "congestion", "vfs_inode", "vfs_dev"):
             value = getattr(ext, key)
             if value:
-                parts.append("%s:%s" % (key, value))
+                parts.append("%s:%s" % (key, escape_text(str(value))))
         if ext.pending:
             parts.append("pending:%s" % ",".join(map(str, ext.pending)))
         if ext.meminfo is not None:
@@ -148,7 +149,7 @@ def table_lines(
         titles = (NETNS_HEADER,) + titles
         right = {i + 1 for i in right}
         rows = [
-            (names.get(sock.record.netns) or str(sock.record.netns or "-"),) + row
+            (escape_text(names.get(sock.record.netns) or str(sock.record.netns or "-")),) + row
             for row, sock in zip(rows, sockets)
         ]
     if header:
@@ -165,23 +166,32 @@ def table_lines(
 
 
 def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterator[str]:
-    """One line per note, for standard error."""
+    """One line per note, for standard error (escaped: notes quote paths, names, plugins' words)."""
     for note in snap.notes:
-        yield "procsock: " + note
+        yield "procsock: " + escape_text(note)
     reasons = collections.Counter(u.reason for u in snap.unresolved.values())
     for reason, count in sorted(reasons.items()):
         yield "procsock: %d socket inodes held by processes not resolved: %s%s" % (
-            count, reason, unresolved_hint or ""
+            count, escape_text(reason), unresolved_hint or ""
         )
 
 
 def _record_line(record: SocketRecord) -> str:
-    remote = "" if record.remote is None else " " + str(record.remote)
-    return "%s %s %s%s inode %d" % (record.kind.name, record.state.label, record.local, remote, record.inode)
+    remote = "" if record.remote is None else " " + _shown_value(record.remote)
+    return "%s %s %s%s inode %d" % (
+        escape_text(record.kind.name), record.state.label, _shown_value(record.local), remote, record.inode
+    )
 
 
 def _value_text(value: object) -> str:
     return value.name if isinstance(value, enum.Enum) else str(value)
+
+
+def _shown_value(value: object) -> str:
+    """A compared field for people: addresses show themselves escaped, other text is escaped here."""
+    if isinstance(value, (InetAddress, UnixAddress, PacketAddress, NetlinkAddress)):
+        return str(value)
+    return escape_text(_value_text(value))
 
 
 def _diff_dict(diff: "FieldDiff") -> dict:
@@ -206,19 +216,20 @@ def comparison_to_dict(result: "Comparison") -> dict:
 
 def comparison_lines(result: "Comparison") -> Iterator[str]:
     """A readable diff: sockets only one backend saw, then fields that differ (explained or not)."""
-    for label, records in (("only in " + result.a, result.only_a), ("only in " + result.b, result.only_b)):
+    a, b = escape_text(result.a), escape_text(result.b)
+    for label, records in (("only in " + a, result.only_a), ("only in " + b, result.only_b)):
         for record in records:
             yield "%s: %s" % (label, _record_line(record))
     for diff in result.differences:
         why = " (expected: %s)" % diff.explained if diff.explained else ""
         yield "differs: %s inode %d %s: %s=%s %s=%s%s" % (
-            diff.kind, diff.inode, diff.field, result.a, _value_text(diff.a), result.b, _value_text(diff.b), why,
+            escape_text(diff.kind), diff.inode, diff.field, a, _shown_value(diff.a), b, _shown_value(diff.b), why,
         )
     for reason in result.not_compared:
-        yield "not compared: " + reason
+        yield "not compared: " + escape_text(reason)
     verdict = "agree" if result.agree else "DISAGREE"
     yield "%s vs %s on %s: %s (%d only in %s, %d only in %s, %d field differences, %d unexplained)" % (
-        result.a, result.b, ",".join(result.kinds) or "no common kinds", verdict,
-        len(result.only_a), result.a, len(result.only_b), result.b,
+        a, b, escape_text(",".join(result.kinds)) or "no common kinds", verdict,
+        len(result.only_a), a, len(result.only_b), b,
         len(result.differences), len(result.unexplained),
     )
