@@ -86,7 +86,12 @@ def open_beneath(root: str, parts: Sequence[str], flags: int = FILE) -> int:
     try:
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
-            child = os.open(part, (flags | os.O_NOFOLLOW | os.O_CLOEXEC) if last else DIRECTORY, dir_fd=fd)
+            try:
+                child = os.open(part, (flags | os.O_NOFOLLOW | os.O_CLOEXEC) if last else DIRECTORY, dir_fd=fd)
+            except NotADirectoryError:  # O_DIRECTORY met a link first: say it was a link
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.path.join(root, *parts)) from None
+                raise
             os.close(fd)
             fd = child
     except BaseException:
