@@ -166,12 +166,15 @@ def scan_fds(
         if namespace is not None:
             netns[pid] = namespace
         for fd, target in sockets:
-            try:
-                inode = _link_inode(target)
-                owner = make_owner(pid, decimal(fd, INT_MAX), name, uid)
-            except ValueError:  # only a captured tree has such entries
-                malformed += 1
-                continue
+            if not captured:  # the kernel's own links: the hot path of a live snapshot
+                inode, fd = int(target[8:-1]), int(fd)
+            else:
+                try:
+                    inode, fd = _link_inode(target), decimal(fd, INT_MAX)
+                except ValueError:
+                    malformed += 1
+                    continue
+            owner = make_owner(pid, fd, name, uid)
             holders = owners.get(inode)
             owners[inode] = (owner,) if holders is None else holders + (owner,)
     hidden = None if targeted else hidden_processes(proc_root)
