@@ -99,3 +99,28 @@ def test_procsock_lists_ping_sockets_with_owners_and_the_plugin(ping_sockets):
     backends = procsock("--list-backends").stdout
     assert any(line.startswith("ping ") and "ready [icmp,icmp6]" in line and "from procsock-ping 0.1.0" in line
                for line in backends.splitlines()), backends
+
+
+def test_a_hostile_capture_is_refused_or_skipped_never_followed(tmp_path):
+    """net/icmp is read through procsock.inputs: a link out of the tree is refused (never the
+    host's live table), a FIFO does not hang, a row with a 5000-digit inode is one skipped row."""
+    import procsock_ping
+    from procsock import BackendUnavailable, Netns, Source
+
+    net = tmp_path / "net"
+    net.mkdir()
+    os.symlink("/proc/net/icmp", net / "icmp")
+    os.mkfifo(net / "icmp6")
+    source = Source.capture(str(tmp_path))
+    with pytest.raises(BackendUnavailable, match="symbolic link"):
+        procsock_ping.procsock_collect(ICMP, source, None, Netns())
+    with pytest.raises(BackendUnavailable, match="not a regular file"):
+        procsock_ping.procsock_collect(ICMP6, source, None, Netns())
+    table = read_fixture("icmp")
+    long_row = table.split(b"\n")[1].replace(b" 419353 ", b" %s " % (b"7" * 5000))
+    os.remove(net / "icmp")
+    (net / "icmp").write_bytes(table + long_row + b"\n")
+    got = procsock_ping.procsock_collect(ICMP, source, None, Netns())
+    assert {r.inode for r in got.records} == {419353, 419354}
+    (skip,) = got.skipped
+    assert "is not a decimal number" in skip and len(skip) < 200
