@@ -102,6 +102,7 @@ def open_beneath(root: str, parts: Sequence[str], flags: int = FILE) -> int:
 
 def readlink_beneath(root: str, parts: Sequence[str]) -> str:
     """The target of the link root/parts... (read, never followed), reached as `open_beneath` does."""
+    _check_name(root, parts)
     fd = open_beneath(root, parts[:-1], DIRECTORY)
     try:
         return os.readlink(parts[-1], dir_fd=fd)
