@@ -10,9 +10,17 @@ import functools
 import os
 from typing import FrozenSet, Optional
 
-from procsock.errors import BackendUnavailable
-from procsock.hookspecs import hookimpl
-from procsock.model import INET_KINDS, UNIX, BackendInfo, Collected, Netns, SocketKind, Source
+from procsock.plugin import (
+    INET_KINDS,
+    UNIX,
+    BackendInfo,
+    BackendUnavailable,
+    Collected,
+    Netns,
+    SocketKind,
+    Source,
+    hookimpl,
+)
 
 from procsock_plugins.netlink import codec, transport
 

@@ -8,9 +8,16 @@ hence priority 50, below the netlink backend's 100. All I/O is here; parsing is 
 import os
 from typing import FrozenSet, Optional
 
-from procsock.errors import BackendUnavailable
-from procsock.hookspecs import hookimpl
-from procsock.model import BUILTIN_KINDS, BackendInfo, Collected, Netns, SocketKind, Source
+from procsock.plugin import (
+    BUILTIN_KINDS,
+    BackendInfo,
+    BackendUnavailable,
+    Collected,
+    Netns,
+    SocketKind,
+    Source,
+    hookimpl,
+)
 
 from procsock_plugins.procnet import parse
 

@@ -28,8 +28,7 @@ import re
 import struct
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from procsock.errors import ParseError
-from procsock.model import (
+from procsock.plugin import (
     INET_KINDS,
     NETLINK,
     PACKET,
@@ -40,6 +39,7 @@ from procsock.model import (
     InetAddress,
     NetlinkAddress,
     PacketAddress,
+    ParseError,
     SocketKind,
     SocketRecord,
     SockType,

@@ -10,7 +10,7 @@ hook markers and the model.
 import os
 from typing import FrozenSet, Optional
 
-from procsock import BackendInfo, BackendUnavailable, Collected, Family, Netns, SocketKind, Source, hookimpl
+from procsock.plugin import BackendInfo, BackendUnavailable, Collected, Family, Netns, SocketKind, Source, hookimpl
 
 from procsock_ping import parse
 

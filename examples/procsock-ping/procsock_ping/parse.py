@@ -9,7 +9,7 @@ import socket
 import sys
 from typing import FrozenSet, List, Optional
 
-from procsock import Collected, InetAddress, ParseError, SocketKind, SocketRecord, SockType, State
+from procsock.plugin import Collected, InetAddress, ParseError, SocketKind, SocketRecord, SockType, State
 
 _HEADER = (b"sl", b"local_address")
 _PROTOCOL = {socket.AF_INET: socket.IPPROTO_ICMP, socket.AF_INET6: socket.IPPROTO_ICMPV6}

@@ -1,0 +1,82 @@
+"""Everything a plugin author needs, in one module: the hook marker, the values a backend reads
+and returns, and the errors it raises.
+
+Plugins (the built-in ones included) import from here and from nowhere else in procsock, so the
+rest of the package can change without breaking them. The hooks themselves are declared and
+documented in ``procsock.hookspecs``; docs/plugins.md is the guide.
+"""
+
+from procsock.errors import BackendUnavailable, NotApplicable, ParseError, ProcsockError
+from procsock.hookspecs import hookimpl
+from procsock.model import (
+    BUILTIN_KINDS,
+    INET_KINDS,
+    NETLINK,
+    PACKET,
+    RAW,
+    RAW6,
+    TCP,
+    TCP6,
+    UDP,
+    UDP6,
+    UDPLITE,
+    UDPLITE6,
+    UNIX,
+    BackendInfo,
+    Collected,
+    Endpoint,
+    Extended,
+    Family,
+    InetAddress,
+    MemInfo,
+    NetlinkAddress,
+    Netns,
+    Owner,
+    PacketAddress,
+    SocketKind,
+    SocketRecord,
+    SockType,
+    Source,
+    State,
+    TcpInfo,
+    UnixAddress,
+)
+
+__all__ = [
+    "BUILTIN_KINDS",
+    "INET_KINDS",
+    "NETLINK",
+    "PACKET",
+    "RAW",
+    "RAW6",
+    "TCP",
+    "TCP6",
+    "UDP",
+    "UDP6",
+    "UDPLITE",
+    "UDPLITE6",
+    "UNIX",
+    "BackendInfo",
+    "BackendUnavailable",
+    "Collected",
+    "Endpoint",
+    "Extended",
+    "Family",
+    "InetAddress",
+    "MemInfo",
+    "NetlinkAddress",
+    "Netns",
+    "NotApplicable",
+    "Owner",
+    "PacketAddress",
+    "ParseError",
+    "ProcsockError",
+    "SocketKind",
+    "SocketRecord",
+    "SockType",
+    "Source",
+    "State",
+    "TcpInfo",
+    "UnixAddress",
+    "hookimpl",
+]
