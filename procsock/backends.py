@@ -1,8 +1,11 @@
-"""Loading backend plugins from the `procsock` entry-point group, and calling one backend alone.
+"""Loading plugins from the `procsock` entry-point group, and calling one plugin alone.
 
-Every backend, built-in or third-party, arrives the same way: an entry point in the `procsock`
-group naming a module (or object) with hookimpls. A plugin that fails to import, to register or to
-describe itself is recorded as a failure with the reason and skipped, never fatal.
+Every plugin, built-in or third-party, arrives the same way: an entry point in the `procsock`
+group naming a module (or object) with hookimpls. A *plugin* is anything registered there; a
+*backend* is a plugin that implements ``procsock_backend_info`` (and reads sockets). Plugins that
+implement other hooks only (owner context, commands) are plugins, not broken backends. A plugin
+that fails to import, to register or to describe itself is recorded as a failure with the reason
+and skipped, never fatal.
 """
 
 import os
@@ -13,10 +16,14 @@ import pluggy
 
 from procsock import hookspecs
 from procsock.entrypoints import entry_points
+from procsock.errors import BackendUnavailable
 from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, Source
 
 ENTRY_POINT_GROUP = "procsock"
-HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("procsock_"))
+# Every hook procsock declares (pluggy marks each spec with `procsock_spec`), and those a backend
+# implements: a plugin with any of these but no procsock_backend_info is broken.
+HOOK_NAMES = tuple(sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "procsock_spec")))
+BACKEND_HOOKS = ("procsock_backend_info", "procsock_unavailable", "procsock_collect", "procsock_raw_dump")
 DISABLE_ENV = "PROCSOCK_DISABLE_PLUGINS"
 
 
@@ -27,6 +34,20 @@ class PluginFailure:
     name: str
     distribution: str
     reason: str
+
+    def __str__(self) -> str:
+        origin = " (from %s)" % self.distribution if self.distribution else ""
+        return "plugin %s%s is broken and was skipped: %s" % (self.name, origin, self.reason)
+
+
+@attrs.frozen
+class Plugin:
+    """One loaded plugin, backend or not: its entry-point name, origin and the hooks it implements."""
+
+    name: str
+    distribution: str
+    version: str
+    implements: Tuple[str, ...]
 
 
 @attrs.frozen
@@ -83,13 +104,15 @@ def disabled_from_env() -> Tuple[str, ...]:
 
 
 class Registry:
-    """The set of usable backends, highest priority first, and the plugins that failed."""
+    """The loaded plugins, the backends among them (highest priority first), and the plugins that
+    failed. ``Registry()`` is empty; ``Registry.from_entry_points()`` loads the installed ones."""
 
     def __init__(self) -> None:
         self.manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.manager.add_hookspecs(hookspecs)
         self._loaded: List[Tuple[object, str, str, str]] = []
         self._load_failures: List[PluginFailure] = []
+        self.plugins: Tuple[Plugin, ...] = ()
         self.backends: Tuple[Backend, ...] = ()
         self.failures: Tuple[PluginFailure, ...] = ()
 
@@ -114,7 +137,8 @@ class Registry:
         return registry
 
     def register(self, plugin: object, name: str, distribution: str = "", version: str = "") -> None:
-        """Add an in-process backend plugin (embedding, tests); raises if it is not a valid backend."""
+        """Add an in-process plugin (embedding, tests); raises ValueError if it cannot be registered
+        (a hook no hookspec knows). One that fails to describe itself lands in ``failures``."""
         failure = self._add(plugin, name, distribution, version)
         if failure:
             raise ValueError(failure.reason)
@@ -132,9 +156,18 @@ class Registry:
         return None
 
     def _rebuild(self) -> None:
-        backends = []
+        plugins, backends = [], []
         failures = list(self._load_failures)
-        for plugin, name, dist, version in self._loaded:
+        for plugin, name, dist, version in list(self._loaded):
+            implements = tuple(sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or ()))
+            backend_hooks = [hook for hook in implements if hook in BACKEND_HOOKS]
+            if backend_hooks and "procsock_backend_info" not in backend_hooks:
+                reason = "implements %s but not procsock_backend_info" % ", ".join(backend_hooks)
+                failures.append(PluginFailure(name, dist, reason))
+                continue
+            if not backend_hooks:
+                plugins.append(Plugin(name, dist, version, implements))
+                continue
             hooks = _OnePluginHooks(self.manager, plugin)
             try:
                 info = hooks.procsock_backend_info()
@@ -145,12 +178,26 @@ class Registry:
             if not isinstance(info, BackendInfo):
                 failures.append(PluginFailure(name, dist, "procsock_backend_info returned %r" % (info,)))
                 continue
+            plugins.append(Plugin(name, dist, version, implements))
             backends.append(Backend(info, name, dist, version, hooks))
+        self.plugins = tuple(plugins)
         self.backends = tuple(sorted(backends, key=lambda b: -b.info.priority))
         self.failures = tuple(failures)
 
     def by_name(self) -> Dict[str, Backend]:
         return {b.name: b for b in self.backends}
+
+    def backend(self, name: str) -> Backend:
+        """The backend called `name`; BackendUnavailable naming the installed ones (and why a
+        plugin of that name is broken) when there is none."""
+        found = self.by_name().get(name)
+        if found is not None:
+            return found
+        broken = next((f for f in self.failures if f.name == name), None)
+        if broken is not None:
+            raise BackendUnavailable(name, str(broken))
+        installed = ", ".join(b.name for b in self.backends) or "none"
+        raise BackendUnavailable(name, "no such backend (installed: %s)" % installed)
 
     def kinds(self) -> Tuple[SocketKind, ...]:
         """Every kind some backend serves, in the order backends list them."""

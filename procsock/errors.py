@@ -4,7 +4,24 @@ from typing import Optional
 
 
 class ProcsockError(Exception):
-    """Base of every error procsock raises on purpose."""
+    """Base of every error procsock raises on purpose.
+
+    Errors survive pickling (audit daemons send them between processes): each is rebuilt from the
+    arguments it was made with, whatever its own ``__init__`` takes.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        error = super().__new__(cls, *args)
+        error._made_with = (args, kwargs)
+        return error
+
+    def __reduce__(self):
+        args, kwargs = self._made_with
+        return _rebuild, (type(self), args, kwargs), self.__dict__
+
+
+def _rebuild(cls, args, kwargs):
+    return cls(*args, **kwargs)
 
 
 class ParseError(ProcsockError):

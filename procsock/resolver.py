@@ -143,11 +143,7 @@ class Resolver:
     def _usable_backends(self, forced: Optional[str]) -> Tuple[Backend, ...]:
         backends = self.registry.backends
         if forced is not None:
-            chosen = self.registry.by_name().get(forced)
-            if chosen is None:
-                names = ", ".join(b.name for b in backends) or "none"
-                raise BackendUnavailable(forced, "no such backend (installed: %s)" % names)
-            backends = (chosen,)
+            backends = (self.registry.backend(forced),)
         usable = []
         for backend in backends:
             reason = backend.unavailable(self.source)
@@ -306,11 +302,7 @@ class Resolver:
                     by_backend.setdefault(answered_by[name], []).append(name)
             for answered, names in by_backend.items():
                 notes.append("%s: %s; using %s for %s" % (failed, reason, answered, ", ".join(names)))
-        notes.extend(
-            "plugin %s%s is broken and was skipped: %s"
-            % (f.name, " (from %s)" % f.distribution if f.distribution else "", f.reason)
-            for f in self.registry.failures
-        )
+        notes.extend(str(failure) for failure in self.registry.failures)
         if scan.unreadable:
             notes.append(
                 "%d processes not readable (permission denied): their sockets have no owner here"

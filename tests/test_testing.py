@@ -112,7 +112,7 @@ def test_backend_option_names_one_backend_and_unknown_names_fail(pytester):
     pytester.runpytest_subprocess("--procsock-backend", "procnet").assert_outcomes(passed=1)
     result = pytester.runpytest_subprocess("--procsock-backend", "nosuch")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*procsock backend 'nosuch' is not installed*"])
+    result.stdout.fnmatch_lines(["*procsock backend 'nosuch' is not usable: no such backend*"])
 
 
 LEAKY_TESTS = """

@@ -10,10 +10,19 @@ import functools
 import os
 from typing import FrozenSet, Optional
 
-from procsock.errors import BackendUnavailable, InputError
-from procsock.hookspecs import hookimpl
-from procsock.inputs import read_named_file
-from procsock.model import INET_KINDS, UNIX, BackendInfo, Collected, Netns, SocketKind, Source
+from procsock.plugin import (
+    INET_KINDS,
+    UNIX,
+    BackendInfo,
+    BackendUnavailable,
+    Collected,
+    InputError,
+    Netns,
+    SocketKind,
+    Source,
+    hookimpl,
+    read_named_file,
+)
 
 from procsock_plugins.netlink import codec, transport
 
@@ -41,23 +50,23 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _decode_file(path: str, mtime_ns: int, size: int, details: bool, limit: int) -> codec.Decoded:
+def _decode_file(path: str, mtime_ns: int, size: int, details: bool) -> codec.Decoded:
     """A saved file decoded once for all the kinds of a snapshot (keyed by its stat, so a
-    rewritten file is read again); read as untrusted input (`procsock.inputs`)."""
+    rewritten file is read again)."""
     try:
-        data = read_named_file(path, limit)
-    except InputError as exc:
-        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.reason)) from exc
+        with open(path, "rb") as saved:
+            data = saved.read()
+    except OSError as exc:
+        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
     return codec.decode(data, source=path, backend=NAME, details=details)
 
 
-def _read_file(kind: SocketKind, source: Source, details: bool) -> Collected:
-    path = source.diag_file
+def _read_file(kind: SocketKind, path: str, details: bool) -> Collected:
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
-    decoded = _decode_file(path, st.st_mtime_ns, st.st_size, details, source.max_input_bytes)
+    decoded = _decode_file(path, st.st_mtime_ns, st.st_size, details)
     return Collected(tuple(r for r in decoded.records if r.kind == kind), decoded.skipped)
 
 
@@ -100,7 +109,7 @@ def procsock_collect(
     if source.diag_file is not None:
         if netns.pid is not None:
             raise BackendUnavailable(NAME, "a saved file holds one namespace only")
-        return _read_file(kind, source, details)
+        return _read_file(kind, source.diag_file, details)
     if netns.pid is None:
         sock = transport.open_diag_socket()
     else:

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 import attrs
 
-from procsock.model import (
+from procsock.plugin import (
     INET_KINDS,
     UNIX,
     Extended,

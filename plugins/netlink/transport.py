@@ -7,7 +7,7 @@ import socket
 import threading
 from typing import List, Tuple
 
-from procsock.errors import BackendUnavailable
+from procsock.plugin import BackendUnavailable
 
 from procsock_plugins.netlink import codec
 

@@ -12,9 +12,18 @@ netlink too. Every copied fd is closed before the next is taken, on every path.
 import os
 from typing import FrozenSet, Mapping, Optional, Sequence
 
-from procsock.errors import BackendUnavailable, NotApplicable
-from procsock.hookspecs import hookimpl
-from procsock.model import INET_KINDS, BackendInfo, Collected, Netns, Owner, SocketKind, Source
+from procsock.plugin import (
+    INET_KINDS,
+    BackendInfo,
+    BackendUnavailable,
+    Collected,
+    Netns,
+    NotApplicable,
+    Owner,
+    SocketKind,
+    Source,
+    hookimpl,
+)
 
 from procsock_plugins.pidfd import probe
 

@@ -11,7 +11,7 @@ import socket
 import struct
 from typing import Optional
 
-from procsock.model import (
+from procsock.plugin import (
     RAW,
     RAW6,
     TCP,

@@ -28,9 +28,7 @@ import re
 import struct
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from procsock.errors import ParseError
-from procsock.inputs import decimal as _dec, hexadecimal as _hex
-from procsock.model import (
+from procsock.plugin import (
     INET_KINDS,
     NETLINK,
     PACKET,
@@ -41,12 +39,14 @@ from procsock.model import (
     InetAddress,
     NetlinkAddress,
     PacketAddress,
+    ParseError,
     SocketKind,
     SocketRecord,
     SockType,
     State,
     UnixAddress,
 )
+from procsock.plugin import decimal as _dec, hexadecimal as _hex
 
 Inodes = Optional[FrozenSet[int]]
 RowBuilder = Callable[[List[bytes], int], SocketRecord]

@@ -17,6 +17,7 @@ import os
 import pytest
 
 from procsock.api import default_registry
+from procsock.errors import BackendUnavailable
 from procsock.model import Source
 from procsock.resolver import Resolver
 from procsock.testing import describe_sockets, held_socket_inodes
@@ -65,11 +66,10 @@ def pytest_generate_tests(metafunc) -> None:
 def usable_backend(name: str):
     """The installed backend `name`, failing the test with the reason when it is not installed
     (or broken) or cannot read the live host."""
-    registry = default_registry()
-    backend = registry.by_name().get(name)
-    if backend is None:
-        broken = {f.name: f.reason for f in registry.failures}
-        pytest.fail("procsock backend %r is not installed%s" % (name, ": " + broken[name] if name in broken else ""))
+    try:
+        backend = default_registry().backend(name)
+    except BackendUnavailable as exc:
+        pytest.fail("procsock backend %r is not usable: %s" % (name, exc.reason))
     reason = backend.unavailable(Source.live())
     if reason is not None:
         pytest.fail("procsock backend %r cannot run here: %s" % (name, reason))
