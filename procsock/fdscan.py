@@ -28,6 +28,7 @@ class FdScan:
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
     `netns` maps each pid holding a socket to its network namespace inode, where readable.
     `hidden` is the hidepid= option of a /proc that hid other users' processes from the walk.
+    `unreadable_names` names the first few unreadable pids (comm, untrusted: escape to show).
     """
 
     owners: Dict[int, Tuple[Owner, ...]]
@@ -36,6 +37,10 @@ class FdScan:
     denied_fds: int
     netns: Dict[int, int] = attrs.field(factory=dict)
     hidden: Optional[str] = None
+    unreadable_names: Dict[int, str] = attrs.field(factory=dict)
+
+
+NAMED_UNREADABLE = 3  # how many unreadable processes the note names
 
 
 def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[str, str]], int]:
@@ -64,13 +69,17 @@ def _read_small(path: str) -> Optional[bytes]:
         return None
 
 
+def process_name(proc_root: str, pid: int) -> str:
+    """The process's name (comm, surrogateescape-decoded); "" where unknown."""
+    comm = _read_small("%s/%d/comm" % (proc_root, pid))
+    return "" if comm is None else os.fsdecode(comm[:-1] if comm.endswith(b"\n") else comm)
+
+
 def process_identity(proc_root: str, pid: int) -> Tuple[str, Optional[int]]:
     """The process's name (comm, surrogateescape-decoded) and real uid; ("", None) where unknown."""
-    base = "%s/%d/" % (proc_root, pid)
-    comm = _read_small(base + "comm")
-    name = "" if comm is None else os.fsdecode(comm[:-1] if comm.endswith(b"\n") else comm)
+    name = process_name(proc_root, pid)
     uid = None
-    status = _read_small(base + "status")
+    status = _read_small("%s/%d/status" % (proc_root, pid))
     if status is not None:
         start = status.find(b"\nUid:")
         if start >= 0:
@@ -81,7 +90,7 @@ def process_identity(proc_root: str, pid: int) -> Tuple[str, Optional[int]]:
 
 
 def _all_pids(proc_root: str) -> List[int]:
-    return [int(name) for name in os.listdir(proc_root) if name.isdigit()]
+    return sorted(int(name) for name in os.listdir(proc_root) if name.isdigit())
 
 
 def scan_fds(
@@ -94,9 +103,10 @@ def scan_fds(
     uid)` builds each holder (the background walker sends plain tuples instead of Owners).
     """
     targeted = pids is not None
-    owners: Dict[int, Tuple[Owner, ...]] = {}
+    owners: Dict[int, list] = {}  # lists while walking: one append per holder, tuples at the end
     netns: Dict[int, int] = {}
     unreadable = []
+    unreadable_names = {}
     denied_fds = 0
     scanned = 0
     for pid in (pids if targeted else _all_pids(proc_root)):
@@ -108,6 +118,8 @@ def scan_fds(
             if exc.errno in _DENIED:
                 if targeted:
                     raise AccessDenied(pid) from None
+                if len(unreadable) < NAMED_UNREADABLE:
+                    unreadable_names[pid] = process_name(proc_root, pid)
                 unreadable.append(pid)
             elif targeted:
                 raise NoSuchProcess(pid) from None
@@ -130,11 +142,13 @@ def scan_fds(
             if not (inode.isdecimal() and fd.isdecimal()):
                 continue  # guards against odd captured trees
             inode = int(inode)
-            owner = make_owner(pid, int(fd), name, uid)
             holders = owners.get(inode)
-            owners[inode] = (owner,) if holders is None else holders + (owner,)
+            if holders is None:
+                owners[inode] = holders = []
+            holders.append(make_owner(pid, int(fd), name, uid))
     hidden = None if targeted else hidden_processes(proc_root)
-    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns, hidden)
+    joined = {inode: tuple(holders) for inode, holders in owners.items()}
+    return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names)
 
 
 def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
@@ -191,7 +205,8 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         try:
             os.close(reader)
             scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
-            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden)
+            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
+                     scan.unreadable_names)
             with os.fdopen(writer, "wb") as out:
                 out.write(marshal.dumps(plain))
             status = 0
@@ -205,16 +220,19 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         _, status = os.waitpid(child, 0)
         if status != 0 or not data:
             return scan_fds(proc_root)
-        owners, processes, unreadable, denied_fds, netns, hidden = marshal.loads(data)
+        owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names = marshal.loads(data)
         owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
             ours = scan_fds(proc_root, (parent,))
         except ProcsockError:  # this /proc is of another pid namespace, where our pid is not ours
             ours = FdScan({}, 0, (), 0)
-        for inode, held in ours.owners.items():
-            owners[inode] = tuple(sorted(owners.get(inode, ()) + held, key=lambda o: o.pid))
+        for inode, held in ours.owners.items():  # the walker's holders are in pid order already
+            theirs = owners.get(inode, ())
+            cut = next((i for i, owner in enumerate(theirs) if owner.pid > parent), len(theirs))
+            owners[inode] = theirs[:cut] + held + theirs[cut:]
         netns.update(ours.netns)
-        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden)
+        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden,
+                      unreadable_names)
 
     return result
 

@@ -25,6 +25,7 @@ from procsock.fdscan import (
     socket_inode,
 )
 from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
+from procsock.text import escape_text
 
 log = logging.getLogger("procsock")
 
@@ -118,6 +119,14 @@ class Snapshot:
     unresolved: Dict[int, Unresolved]
     netns_names: Dict[int, str] = attrs.field(factory=dict)
     retries: int = 0
+
+
+def _some_processes(pids: Sequence[int], names: Dict[int, str]) -> str:
+    """"1 (systemd), 2 (kthreadd) and 5 more": the pids that have a name known, names escaped."""
+    named = [pid for pid in pids if pid in names]
+    shown = ", ".join("%d (%s)" % (pid, escape_text(names[pid])) if names[pid] else str(pid) for pid in named)
+    rest = len(pids) - len(named)
+    return shown + (" and %d more" % rest if rest else "")
 
 
 class Resolver:
@@ -313,8 +322,8 @@ class Resolver:
         )
         if scan.unreadable:
             notes.append(
-                "%d processes not readable (permission denied): their sockets have no owner here"
-                % len(scan.unreadable)
+                "%d processes not readable (permission denied): %s; their sockets have no owner here"
+                % (len(scan.unreadable), _some_processes(scan.unreadable, scan.unreadable_names))
             )
         if scan.hidden:
             notes.append(
