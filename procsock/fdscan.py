@@ -6,8 +6,11 @@ counted, so a non-root user gets its own sockets plus "N processes not readable"
 """
 
 import errno
+import functools
 import marshal
 import os
+import signal
+import struct
 from itertools import starmap
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -179,6 +182,19 @@ def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int]) -> tuple:
     return (pid, fd, name, uid)
 
 
+_LENGTH = struct.Struct("=Q")  # prefixes the walker's message: a short one is a failed walker's
+
+
+@functools.lru_cache(maxsize=1)
+def _pidfds_work() -> bool:
+    """Whether this kernel has pidfd_open (5.3+) and waitid(P_PIDFD) (5.4+)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return hasattr(os, "P_PIDFD")
+
+
 def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     """Start the walk of every process and return a function that waits for its result.
 
@@ -189,38 +205,62 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     done, and the owners are merged in pid order, as one walk lists them. Where forking is not safe
     (this process runs other threads) or not useful (one CPU), or the child fails, the walk runs
     here instead.
+
+    Whatever the caller does with SIGCHLD (ignores it, reaps every child in a handler, raises in
+    one), the result does not depend on the child's exit status: only a complete, length-prefixed
+    message is used. The child is held by a pidfd taken before it may run, so it is reaped exactly
+    (never another child of the caller's, even if its pid was reused) or left to whoever reaped it.
     """
-    if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1:
+    if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1 or not _pidfds_work():
         return lambda: scan_fds(proc_root)
     parent = os.getpid()
     reader, writer = os.pipe()
+    hold, release = os.pipe()  # the child waits for EOF here until we hold its pidfd
     try:
         child = os.fork()
     except OSError:  # out of processes or memory: walk here
-        os.close(reader)
-        os.close(writer)
+        for fd in (reader, writer, hold, release):
+            os.close(fd)
         return lambda: scan_fds(proc_root)
     if child == 0:  # the walker: it never returns
-        status = 1
         try:
             os.close(reader)
+            os.close(release)
+            os.read(hold, 1)
             scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
             plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
                      scan.unreadable_names)
+            message = marshal.dumps(plain)
             with os.fdopen(writer, "wb") as out:
-                out.write(marshal.dumps(plain))
-            status = 0
+                out.write(_LENGTH.pack(len(message)) + message)
         finally:
-            os._exit(status)
+            os._exit(0)
     os.close(writer)
+    os.close(hold)
+    try:
+        pidfd: Optional[int] = os.pidfd_open(child)
+    except OSError:  # killed already, and reaped by the caller: its message will be short
+        pidfd = None
+    os.close(release)
 
     def result() -> FdScan:
-        with os.fdopen(reader, "rb") as answer:
-            data = answer.read()
-        _, status = os.waitpid(child, 0)
-        if status != 0 or not data:
+        complete = False
+        # SIGCHLD waits until the walker is reaped: a caller's handler that raises cannot cut in
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGCHLD,))
+        try:
+            try:
+                with os.fdopen(reader, "rb") as answer:
+                    data = answer.read()
+                complete = len(data) >= _LENGTH.size and _LENGTH.unpack_from(data)[0] == len(data) - _LENGTH.size
+            finally:  # on every path, even when another signal's handler raised in the read
+                _reap(pidfd, still_walking=not complete)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if not complete:
             return scan_fds(proc_root)
-        owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names = marshal.loads(data)
+        owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names = marshal.loads(
+            memoryview(data)[_LENGTH.size :]
+        )
         owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
             ours = scan_fds(proc_root, (parent,))
@@ -235,6 +275,25 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
                       unreadable_names)
 
     return result
+
+
+def _reap(pidfd: Optional[int], still_walking: bool) -> None:
+    """Wait for the walker held by `pidfd` (killed first if its answer is no longer wanted) and
+    close the pidfd. A walker the caller reaped already (SIGCHLD ignored, its own handler) is
+    left alone."""
+    if pidfd is None:
+        return
+    try:
+        if still_walking:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:  # exited meanwhile
+                pass
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    except ChildProcessError:
+        pass
+    finally:
+        os.close(pidfd)
 
 
 def named_netns(run_dir: str = "/run/netns") -> Dict[int, str]:
