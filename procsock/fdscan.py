@@ -5,10 +5,12 @@ Processes and fds that vanish mid-walk are skipped silently; processes we may no
 counted, so a non-root user gets its own sockets plus "N processes not readable".
 """
 
+import ctypes
 import errno
 import functools
 import marshal
 import os
+import platform
 import signal
 import struct
 from itertools import starmap
@@ -96,14 +98,79 @@ def _all_pids(proc_root: str) -> List[int]:
     return sorted(int(name) for name in os.listdir(proc_root) if name.isdigit())
 
 
+# kcmp(2) by machine (its number differs between architectures); KCMP_FILES compares fd tables
+_KCMP = {"x86_64": 312, "i386": 349, "i686": 349, "aarch64": 272, "riscv64": 272, "loongarch64": 272,
+         "armv7l": 378, "ppc64le": 354, "ppc64": 354, "s390x": 343}.get(platform.machine())
+_KCMP_FILES = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _same_fd_table(task: int, other: int) -> Optional[bool]:
+    """Whether two live tasks share one fd table (kcmp KCMP_FILES); None when kcmp cannot tell."""
+    if _KCMP is None:
+        return None
+    result = _libc().syscall(_KCMP, task, other, _KCMP_FILES, 0, 0)
+    return None if result < 0 else result == 0
+
+
+def _private_tables(proc_root: str, pid: int) -> List[int]:
+    """The threads of live process `pid` whose fd table is not the leader's (one thread per table).
+
+    One stat tells a one-thread process (its task directory links 2 + threads); only processes
+    with more threads list them and compare tables (kcmp, a syscall per thread). Where kcmp cannot
+    tell, threads are taken to share the leader's table.
+    """
+    task_dir = "%s/%d/task" % (proc_root, pid)
+    try:
+        if os.stat(task_dir).st_nlink <= 3:
+            return []
+        tids = [int(name) for name in os.listdir(task_dir) if name.isdecimal()]
+    except OSError:
+        return []
+    tables = [pid]
+    for tid in tids:
+        if tid != pid and all(_same_fd_table(table, tid) is False for table in tables):
+            tables.append(tid)
+    return tables[1:]
+
+
+def _thread_group(proc_root: str, task: int) -> Optional[int]:
+    """The process (Tgid) a live task id belongs to; None when gone or unreadable."""
+    status = _read_small("%s/%d/status" % (proc_root, task))
+    start = -1 if status is None else status.find(b"\nTgid:")
+    if start < 0:
+        return None
+    value = status[start + 6 : status.find(b"\n", start + 6)].strip()
+    return int(value) if value.isdigit() else None
+
+
+def _fd_table(proc_root: str, task: int) -> Optional[Tuple[List[Tuple[str, str]], int]]:
+    """The socket fds of PROC/task/fd and the count of unreadable ones (see _socket_fds); None when
+    the task exited while listed. OSError when the table cannot be opened."""
+    fd_dir = os.open("%s/%d/fd" % (proc_root, task), _DIR_FLAGS)
+    try:
+        return _socket_fds(fd_dir)
+    except OSError:
+        return None
+    finally:
+        os.close(fd_dir)
+
+
 def scan_fds(
-    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner
+    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner,
+    threads: bool = False,
 ) -> FdScan:
     """Walk the fd tables of `pids` (default: every process but those in `skip`) under `proc_root`.
 
     When `pids` is given, a pid that does not exist raises NoSuchProcess and one we may not read
     raises AccessDenied: the caller asked about that process by name. `make_owner(pid, fd, name,
-    uid)` builds each holder (the background walker sends plain tuples instead of Owners).
+    uid, tid)` builds each holder (the background walker sends plain tuples instead of Owners).
+    With `threads` (a live /proc), threads' private fd tables are walked too, and a thread id in
+    `pids` stands for that thread's table (owned by its process; with the tid if private).
     """
     targeted = pids is not None
     owners: Dict[int, list] = {}  # lists while walking: one append per holder, tuples at the end
@@ -112,43 +179,54 @@ def scan_fds(
     unreadable_names = {}
     denied_fds = 0
     scanned = 0
-    for pid in (pids if targeted else _all_pids(proc_root)):
-        if pid in skip:
+    for asked in (pids if targeted else _all_pids(proc_root)):
+        if asked in skip:
             continue
         try:
-            fd_dir = os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
+            found = _fd_table(proc_root, asked)
         except OSError as exc:
             if exc.errno in _DENIED:
                 if targeted:
-                    raise AccessDenied(pid) from None
+                    raise AccessDenied(asked) from None
                 if len(unreadable) < NAMED_UNREADABLE:
-                    unreadable_names[pid] = process_name(proc_root, pid)
-                unreadable.append(pid)
+                    unreadable_names[asked] = process_name(proc_root, asked)
+                unreadable.append(asked)
             elif targeted:
-                raise NoSuchProcess(pid) from None
+                raise NoSuchProcess(asked) from None
             continue
-        try:
-            sockets, denied = _socket_fds(fd_dir)
-        except OSError:  # the process exited while we listed its fds
+        if found is None:  # the process exited while we listed its fds
             continue
-        finally:
-            os.close(fd_dir)
         scanned += 1
-        denied_fds += denied
-        if not sockets:
+        pid, tables = asked, [(None, found)]
+        if threads:
+            group = _thread_group(proc_root, asked) if targeted else asked
+            if group is not None and group != asked:  # a thread's id: its own table, or the shared one
+                pid, tables = group, [(None if _same_fd_table(group, asked) is not False else asked, found)]
+            else:
+                for tid in _private_tables(proc_root, pid):
+                    try:
+                        private = _fd_table(proc_root, tid)
+                    except OSError as exc:
+                        denied_fds += exc.errno in _DENIED
+                        continue
+                    if private is not None:
+                        tables.append((tid, private))
+        denied_fds += sum(denied for _, (_, denied) in tables)
+        if not any(sockets for _, (sockets, _) in tables):
             continue
         name, uid = process_identity(proc_root, pid)
         namespace = netns_inode(proc_root, pid)
         if namespace is not None:
             netns[pid] = namespace
-        for fd, inode in sockets:
-            if not (inode.isdecimal() and fd.isdecimal()):
-                continue  # guards against odd captured trees
-            inode = int(inode)
-            holders = owners.get(inode)
-            if holders is None:
-                owners[inode] = holders = []
-            holders.append(make_owner(pid, int(fd), name, uid))
+        for tid, (sockets, _) in tables:
+            for fd, inode in sockets:
+                if not (inode.isdecimal() and fd.isdecimal()):
+                    continue  # guards against odd captured trees
+                inode = int(inode)
+                holders = owners.get(inode)
+                if holders is None:
+                    owners[inode] = holders = []
+                holders.append(make_owner(pid, int(fd), name, uid, tid))
     hidden = None if targeted else hidden_processes(proc_root)
     joined = {inode: tuple(holders) for inode, holders in owners.items()}
     return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names)
@@ -178,8 +256,8 @@ def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") ->
     return None
 
 
-def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int]) -> tuple:
-    return (pid, fd, name, uid)
+def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int], tid: Optional[int]) -> tuple:
+    return (pid, fd, name, uid, tid)
 
 
 _LENGTH = struct.Struct("=Q")  # prefixes the walker's message: a short one is a failed walker's
@@ -212,7 +290,7 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     (never another child of the caller's, even if its pid was reused) or left to whoever reaped it.
     """
     if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1 or not _pidfds_work():
-        return lambda: scan_fds(proc_root)
+        return lambda: scan_fds(proc_root, threads=True)
     parent = os.getpid()
     reader, writer = os.pipe()
     hold, release = os.pipe()  # the child waits for EOF here until we hold its pidfd
@@ -221,13 +299,13 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     except OSError:  # out of processes or memory: walk here
         for fd in (reader, writer, hold, release):
             os.close(fd)
-        return lambda: scan_fds(proc_root)
+        return lambda: scan_fds(proc_root, threads=True)
     if child == 0:  # the walker: it never returns
         try:
             os.close(reader)
             os.close(release)
             os.read(hold, 1)
-            scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
+            scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner, threads=True)
             plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
                      scan.unreadable_names)
             message = marshal.dumps(plain)
@@ -257,13 +335,13 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if not complete:
-            return scan_fds(proc_root)
+            return scan_fds(proc_root, threads=True)
         owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names = marshal.loads(
             memoryview(data)[_LENGTH.size :]
         )
         owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
-            ours = scan_fds(proc_root, (parent,))
+            ours = scan_fds(proc_root, (parent,), threads=True)
         except ProcsockError:  # this /proc is of another pid namespace, where our pid is not ours
             ours = FdScan({}, 0, (), 0)
         for inode, held in ours.owners.items():  # the walker's holders are in pid order already
