@@ -8,9 +8,14 @@ Processes and fds that vanish mid-walk are skipped silently; processes we may no
 counted, so a non-root user gets its own sockets plus "N processes not readable".
 """
 
+import ctypes
 import errno
+import functools
 import marshal
 import os
+import platform
+import signal
+import struct
 from itertools import starmap
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -32,6 +37,7 @@ class FdScan:
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
     `netns` maps each pid holding a socket to its network namespace inode, where readable.
     `hidden` is the hidepid= option of a /proc that hid other users' processes from the walk.
+    `unreadable_names` names the first few unreadable pids (comm, untrusted: escape to show).
     `malformed` counts socket fd entries of a captured tree that were skipped: an fd name or
     socket inode that is not a bounded ASCII decimal, a link not ending in "]".
     """
@@ -42,7 +48,11 @@ class FdScan:
     denied_fds: int
     netns: Dict[int, int] = attrs.field(factory=dict)
     hidden: Optional[str] = None
+    unreadable_names: Dict[int, str] = attrs.field(factory=dict)
     malformed: int = 0
+
+
+NAMED_UNREADABLE = 3  # how many unreadable processes the note names
 
 
 def _socket_fds(fd_dir: int) -> Tuple[List[Tuple[str, str]], int]:
@@ -85,10 +95,15 @@ def _read_small(proc_root: str, pid: int, name: str, captured: bool) -> Optional
         return None
 
 
+def process_name(proc_root: str, pid: int, captured: bool = False) -> str:
+    """The process's name (comm, surrogateescape-decoded); "" where unknown."""
+    comm = _read_small(proc_root, pid, "comm", captured)
+    return "" if comm is None else os.fsdecode(comm[:-1] if comm.endswith(b"\n") else comm)
+
+
 def process_identity(proc_root: str, pid: int, captured: bool = False) -> Tuple[str, Optional[int]]:
     """The process's name (comm, surrogateescape-decoded) and real uid; ("", None) where unknown."""
-    comm = _read_small(proc_root, pid, "comm", captured)
-    name = "" if comm is None else os.fsdecode(comm[:-1] if comm.endswith(b"\n") else comm)
+    name = process_name(proc_root, pid, captured)
     uid = None
     status = _read_small(proc_root, pid, "status", captured)
     if status is not None:
@@ -103,7 +118,8 @@ def process_identity(proc_root: str, pid: int, captured: bool = False) -> Tuple[
 
 
 def _all_pids(proc_root: str) -> List[int]:
-    """The pids of the process directories of `proc_root` (names of ASCII digits, up to INT_MAX)."""
+    """The pids of the process directories of `proc_root` (names of ASCII digits, up to INT_MAX),
+    in order."""
     pids = []
     for name in os.listdir(proc_root):
         if name[:1].isdigit():
@@ -111,7 +127,57 @@ def _all_pids(proc_root: str) -> List[int]:
                 pids.append(decimal(name, INT_MAX))
             except ValueError:
                 continue
-    return pids
+    return sorted(pids)
+
+
+# kcmp(2) by machine (its number differs between architectures); KCMP_FILES compares fd tables
+_KCMP = {"x86_64": 312, "i386": 349, "i686": 349, "aarch64": 272, "riscv64": 272, "loongarch64": 272,
+         "armv7l": 378, "ppc64le": 354, "ppc64": 354, "s390x": 343}.get(platform.machine())
+_KCMP_FILES = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _same_fd_table(task: int, other: int) -> Optional[bool]:
+    """Whether two live tasks share one fd table (kcmp KCMP_FILES); None when kcmp cannot tell."""
+    if _KCMP is None:
+        return None
+    result = _libc().syscall(_KCMP, task, other, _KCMP_FILES, 0, 0)
+    return None if result < 0 else result == 0
+
+
+def _private_tables(proc_root: str, pid: int) -> List[int]:
+    """The threads of live process `pid` whose fd table is not the leader's (one thread per table).
+
+    One stat tells a one-thread process (its task directory links 2 + threads); only processes
+    with more threads list them and compare tables (kcmp, a syscall per thread). Where kcmp cannot
+    tell, threads are taken to share the leader's table.
+    """
+    task_dir = "%s/%d/task" % (proc_root, pid)
+    try:
+        if os.stat(task_dir).st_nlink <= 3:
+            return []
+        tids = [int(name) for name in os.listdir(task_dir) if name.isdecimal()]
+    except OSError:
+        return []
+    tables = [pid]
+    for tid in tids:
+        if tid != pid and all(_same_fd_table(table, tid) is False for table in tables):
+            tables.append(tid)
+    return tables[1:]
+
+
+def _thread_group(proc_root: str, task: int) -> Optional[int]:
+    """The process (Tgid) a live task id belongs to; None when gone or unreadable."""
+    status = _read_small(proc_root, task, "status", False)
+    start = -1 if status is None else status.find(b"\nTgid:")
+    if start < 0:
+        return None
+    value = status[start + 6 : status.find(b"\n", start + 6)].strip()
+    return int(value) if value.isdigit() else None
 
 
 def _open_fd_dir(proc_root: str, pid: int, captured: bool) -> int:
@@ -120,65 +186,95 @@ def _open_fd_dir(proc_root: str, pid: int, captured: bool) -> int:
     return os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
 
 
+def _fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[Tuple[str, str]], int]]:
+    """The socket fds of PROC/task/fd and the count of unreadable ones (see _socket_fds); None when
+    the task exited while listed. OSError when the table cannot be opened."""
+    fd_dir = _open_fd_dir(proc_root, task, captured)
+    try:
+        return _socket_fds(fd_dir)
+    except OSError:
+        return None
+    finally:
+        os.close(fd_dir)
+
+
 def scan_fds(
     proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner,
-    captured: bool = False,
+    captured: bool = False, threads: bool = False,
 ) -> FdScan:
     """Walk the fd tables of `pids` (default: every process but those in `skip`) under `proc_root`.
 
     When `pids` is given, a pid that does not exist raises NoSuchProcess and one we may not read
     raises AccessDenied: the caller asked about that process by name. `make_owner(pid, fd, name,
-    uid)` builds each holder (the background walker sends plain tuples instead of Owners).
+    uid, tid)` builds each holder (the background walker sends plain tuples instead of Owners).
+    With `threads` (a live /proc), threads' private fd tables are walked too, and a thread id in
+    `pids` stands for that thread's table (owned by its process; with the tid if private).
     `captured`: `proc_root` is a captured tree, not the kernel's (see `procsock.inputs`).
     """
     targeted = pids is not None
-    owners: Dict[int, Tuple[Owner, ...]] = {}
+    owners: Dict[int, list] = {}  # lists while walking: one append per holder, tuples at the end
     netns: Dict[int, int] = {}
     unreadable = []
+    unreadable_names = {}
     denied_fds = 0
     scanned = 0
     malformed = 0
-    for pid in (pids if targeted else _all_pids(proc_root)):
-        if pid in skip:
+    for asked in (pids if targeted else _all_pids(proc_root)):
+        if asked in skip:
             continue
         try:
-            fd_dir = _open_fd_dir(proc_root, pid, captured)
+            found = _fd_table(proc_root, asked, captured)
         except OSError as exc:
             if exc.errno in _DENIED:
                 if targeted:
-                    raise AccessDenied(pid) from None
-                unreadable.append(pid)
+                    raise AccessDenied(asked) from None
+                if len(unreadable) < NAMED_UNREADABLE:
+                    unreadable_names[asked] = process_name(proc_root, asked, captured)
+                unreadable.append(asked)
             elif targeted:
-                raise NoSuchProcess(pid) from None
+                raise NoSuchProcess(asked) from None
             continue
-        try:
-            sockets, denied = _socket_fds(fd_dir)
-        except OSError:  # the process exited while we listed its fds
+        if found is None:  # the process exited while we listed its fds
             continue
-        finally:
-            os.close(fd_dir)
         scanned += 1
-        denied_fds += denied
-        if not sockets:
+        pid, tables = asked, [(None, found)]
+        if threads:
+            group = _thread_group(proc_root, asked) if targeted else asked
+            if group is not None and group != asked:  # a thread's id: its own table, or the shared one
+                pid, tables = group, [(None if _same_fd_table(group, asked) is not False else asked, found)]
+            else:
+                for tid in _private_tables(proc_root, pid):
+                    try:
+                        private = _fd_table(proc_root, tid, False)
+                    except OSError as exc:
+                        denied_fds += exc.errno in _DENIED
+                        continue
+                    if private is not None:
+                        tables.append((tid, private))
+        denied_fds += sum(denied for _, (_, denied) in tables)
+        if not any(sockets for _, (sockets, _) in tables):
             continue
         name, uid = process_identity(proc_root, pid, captured)
         namespace = netns_inode(proc_root, pid, captured)
         if namespace is not None:
             netns[pid] = namespace
-        for fd, target in sockets:
-            if not captured:  # the kernel's own links: the hot path of a live snapshot
-                inode, fd = int(target[8:-1]), int(fd)
-            else:
-                try:
-                    inode, fd = _link_inode(target), decimal(fd, INT_MAX)
-                except ValueError:
-                    malformed += 1
-                    continue
-            owner = make_owner(pid, fd, name, uid)
-            holders = owners.get(inode)
-            owners[inode] = (owner,) if holders is None else holders + (owner,)
+        for tid, (sockets, _) in tables:
+            for fd, target in sockets:
+                if not captured:  # the kernel's own links: the hot path of a live snapshot
+                    inode, fd = int(target[8:-1]), int(fd)
+                else:
+                    try:
+                        inode, fd = _link_inode(target), decimal(fd, INT_MAX)
+                    except ValueError:
+                        malformed += 1
+                        continue
+                holders = owners.get(inode)
+                if holders is None:
+                    owners[inode] = holders = []
+                holders.append(make_owner(pid, fd, name, uid, tid))
     hidden = None if targeted else hidden_processes(proc_root)
-    return FdScan(owners, scanned, tuple(unreadable), denied_fds, netns, hidden, malformed)
+    joined = {inode: tuple(holders) for inode, holders in owners.items()}
+    return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names, malformed)
 
 
 def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
@@ -205,8 +301,21 @@ def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") ->
     return None
 
 
-def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int]) -> tuple:
-    return (pid, fd, name, uid)
+def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int], tid: Optional[int]) -> tuple:
+    return (pid, fd, name, uid, tid)
+
+
+_LENGTH = struct.Struct("=Q")  # prefixes the walker's message: a short one is a failed walker's
+
+
+@functools.lru_cache(maxsize=1)
+def _pidfds_work() -> bool:
+    """Whether this kernel has pidfd_open (5.3+) and waitid(P_PIDFD) (5.4+)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return hasattr(os, "P_PIDFD")
 
 
 def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
@@ -219,51 +328,95 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     done, and the owners are merged in pid order, as one walk lists them. Where forking is not safe
     (this process runs other threads) or not useful (one CPU), or the child fails, the walk runs
     here instead.
+
+    Whatever the caller does with SIGCHLD (ignores it, reaps every child in a handler, raises in
+    one), the result does not depend on the child's exit status: only a complete, length-prefixed
+    message is used. The child is held by a pidfd taken before it may run, so it is reaped exactly
+    (never another child of the caller's, even if its pid was reused) or left to whoever reaped it.
     """
-    if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1:
-        return lambda: scan_fds(proc_root)
+    if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1 or not _pidfds_work():
+        return lambda: scan_fds(proc_root, threads=True)
     parent = os.getpid()
     reader, writer = os.pipe()
+    hold, release = os.pipe()  # the child waits for EOF here until we hold its pidfd
     try:
         child = os.fork()
     except OSError:  # out of processes or memory: walk here
-        os.close(reader)
-        os.close(writer)
-        return lambda: scan_fds(proc_root)
+        for fd in (reader, writer, hold, release):
+            os.close(fd)
+        return lambda: scan_fds(proc_root, threads=True)
     if child == 0:  # the walker: it never returns
-        status = 1
         try:
             os.close(reader)
-            scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner)
+            os.close(release)
+            os.read(hold, 1)
+            scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner, threads=True)
             plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
-                     scan.malformed)
+                     scan.unreadable_names, scan.malformed)
+            message = marshal.dumps(plain)
             with os.fdopen(writer, "wb") as out:
-                out.write(marshal.dumps(plain))
-            status = 0
+                out.write(_LENGTH.pack(len(message)) + message)
         finally:
-            os._exit(status)
+            os._exit(0)
     os.close(writer)
+    os.close(hold)
+    try:
+        pidfd: Optional[int] = os.pidfd_open(child)
+    except OSError:  # killed already, and reaped by the caller: its message will be short
+        pidfd = None
+    os.close(release)
 
     def result() -> FdScan:
-        with os.fdopen(reader, "rb") as answer:
-            data = answer.read()
-        _, status = os.waitpid(child, 0)
-        if status != 0 or not data:
-            return scan_fds(proc_root)
-        owners, processes, unreadable, denied_fds, netns, hidden, malformed = marshal.loads(data)
+        complete = False
+        # SIGCHLD waits until the walker is reaped: a caller's handler that raises cannot cut in
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGCHLD,))
+        try:
+            try:
+                with os.fdopen(reader, "rb") as answer:
+                    data = answer.read()
+                complete = len(data) >= _LENGTH.size and _LENGTH.unpack_from(data)[0] == len(data) - _LENGTH.size
+            finally:  # on every path, even when another signal's handler raised in the read
+                _reap(pidfd, still_walking=not complete)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if not complete:
+            return scan_fds(proc_root, threads=True)
+        owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names, malformed = marshal.loads(
+            memoryview(data)[_LENGTH.size :]
+        )
         owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
-            ours = scan_fds(proc_root, (parent,))
+            ours = scan_fds(proc_root, (parent,), threads=True)
         except ProcsockError:  # this /proc is of another pid namespace, where our pid is not ours
             ours = FdScan({}, 0, (), 0)
-        for inode, held in ours.owners.items():
-            owners[inode] = tuple(sorted(owners.get(inode, ()) + held, key=lambda o: o.pid))
+        for inode, held in ours.owners.items():  # the walker's holders are in pid order already
+            theirs = owners.get(inode, ())
+            cut = next((i for i, owner in enumerate(theirs) if owner.pid > parent), len(theirs))
+            owners[inode] = theirs[:cut] + held + theirs[cut:]
         netns.update(ours.netns)
-        return FdScan(
-            owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden, malformed
-        )
+        return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden,
+                      unreadable_names, malformed)
 
     return result
+
+
+def _reap(pidfd: Optional[int], still_walking: bool) -> None:
+    """Wait for the walker held by `pidfd` (killed first if its answer is no longer wanted) and
+    close the pidfd. A walker the caller reaped already (SIGCHLD ignored, its own handler) is
+    left alone."""
+    if pidfd is None:
+        return
+    try:
+        if still_walking:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:  # exited meanwhile
+                pass
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    except ChildProcessError:
+        pass
+    finally:
+        os.close(pidfd)
 
 
 def named_netns(run_dir: str = "/run/netns") -> Dict[int, str]:

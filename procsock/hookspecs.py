@@ -64,7 +64,8 @@ def procsock_collect(
     ``netns``. A backend that cannot enter that namespace raises BackendUnavailable.
 
     `holders` maps socket inodes to the fds that hold them (from the fd walk), for backends that
-    read a socket through its holder (pidfd). A backend that only answers some shapes of request
+    read a socket through its holder (pidfd: the fd is /proc/TASK/fd/FD with ``owner.task``, a thread's
+    id when the fd is in that thread's own table). A backend that only answers some shapes of request
     raises ``procsock.errors.NotApplicable`` for the others: the next backend answers, silently.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read

@@ -381,12 +381,21 @@ class Owner:
     """One file descriptor that holds a socket: process id, fd number, process name (comm) and uid.
 
     The process name is decoded with surrogateescape, so it round-trips through os.fsencode.
+    `tid` is None when the fd is in the process's fd table (the one its threads share); a thread
+    that made a table of its own (unshare(CLONE_FILES)) holds fds there, and its owners carry
+    that thread's id as `tid` (pid stays the process's).
     """
 
     pid: int
     fd: int
     name: str
     uid: Optional[int]
+    tid: Optional[int] = None
+
+    @property
+    def task(self) -> int:
+        """The id under /proc whose fd table holds this fd (/proc/TASK/fd/FD): tid, else pid."""
+        return self.pid if self.tid is None else self.tid
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ def owner_to_dict(owner: Owner) -> dict:
         "process": escape_text(owner.name),
         "process_hex": os.fsencode(owner.name).hex(),
         "uid": owner.uid,
+        "tid": owner.tid,
     }
 
 
@@ -72,10 +73,16 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
     }
 
 
+def _owner_text(owner: Owner) -> str:
+    """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table."""
+    text = "%s,%d,%d" % (escape_text(owner.name), owner.pid, owner.fd)
+    return text if owner.tid is None else "%s,tid=%d" % (text, owner.tid)
+
+
 def _owners_text(owners: Sequence[Owner]) -> str:
     if len(owners) == 1:
-        return "%s,%d,%d" % (escape_text(owners[0].name), owners[0].pid, owners[0].fd)
-    return " ".join(["%s,%d,%d" % (escape_text(o.name), o.pid, o.fd) for o in owners])
+        return _owner_text(owners[0])
+    return " ".join([_owner_text(o) for o in owners])
 
 
 def _peer_text(sock: Socket) -> str:

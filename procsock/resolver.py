@@ -120,6 +120,15 @@ class Snapshot:
     retries: int = 0
 
 
+def _some_processes(pids: Sequence[int], names: Dict[int, str]) -> str:
+    """"1 (systemd), 2 (kthreadd) and 5 more": the pids that have a name known (raw text: notes are
+    escaped where they are shown)."""
+    named = [pid for pid in pids if pid in names]
+    shown = ", ".join("%d (%s)" % (pid, names[pid]) if names[pid] else str(pid) for pid in named)
+    rest = len(pids) - len(named)
+    return shown + (" and %d more" % rest if rest else "")
+
+
 class Resolver:
     """Resolves sockets from one source with the backends of one registry.
 
@@ -171,7 +180,8 @@ class Resolver:
     def _owners(self, pids: Optional[Iterable[int]]) -> FdScan:
         if self.source.proc_root is None:
             return FdScan({}, 0, (), 0)
-        return scan_fds(self.source.proc_root, pids, captured=not self.source.kernel)
+        kernel = self.source.kernel
+        return scan_fds(self.source.proc_root, pids, captured=not kernel, threads=kernel)
 
     @_without_gc_passes
     def snapshot(self, query: Query = Query()) -> Snapshot:
@@ -198,7 +208,7 @@ class Resolver:
         kinds = self.kinds(query)
         if not self.source.kernel:
             return kinds
-        hints = {self._kind_hint(held[0].pid, held[0].fd) for held in scan.owners.values()}
+        hints = {self._kind_hint(held[0].task, held[0].fd) for held in scan.owners.values()}
         if None in hints:
             return kinds
         return tuple(kind for kind in kinds if kind in hints)
@@ -208,7 +218,7 @@ class Resolver:
         """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
         scan = self._owners(None)
         holders = scan.owners.get(inode)
-        hint = self._kind_hint(holders[0].pid, holders[0].fd) if holders and self.source.kernel else None
+        hint = self._kind_hint(holders[0].task, holders[0].fd) if holders and self.source.kernel else None
         return self._one(inode, scan, hint, details)
 
     def describe_fd(self, pid: int, fd: int, details: bool = False) -> Socket:
@@ -220,7 +230,7 @@ class Resolver:
         return self._one(inode, self._owners((pid,)), hint, details)
 
     def _kind_hint(self, pid: int, fd: int) -> Optional[SocketKind]:
-        """The served kind of a live socket fd, from its protocol xattr; None when unknown."""
+        """The served kind of a live socket fd (pid: a task id), from its protocol xattr; None when unknown."""
         return self._kind_by_kernel_name.get(protocol_name(self.source.proc_root, pid, fd))
 
     def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind], details: bool) -> Socket:
@@ -305,8 +315,8 @@ class Resolver:
         notes.extend(str(failure) for failure in self.registry.failures)
         if scan.unreadable:
             notes.append(
-                "%d processes not readable (permission denied): their sockets have no owner here"
-                % len(scan.unreadable)
+                "%d processes not readable (permission denied): %s; their sockets have no owner here"
+                % (len(scan.unreadable), _some_processes(scan.unreadable, scan.unreadable_names))
             )
         if scan.hidden:
             notes.append(
@@ -363,7 +373,7 @@ class Resolver:
         if read_as in unread:
             return "its network namespace %s could not be fully read (%s)" % (read_as, unread[read_as])
         live = self.source.kernel
-        protocol = protocol_name(self.source.proc_root, owner.pid, owner.fd) if live else None
+        protocol = protocol_name(self.source.proc_root, owner.task, owner.fd) if live else None
         if protocol is not None and protocol not in self._kind_by_kernel_name:
             return "no backend serves %s sockets" % protocol
         if namespace is None and self._own_netns.inode is not None:

@@ -50,23 +50,23 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _decode_file(path: str, mtime_ns: int, size: int, details: bool) -> codec.Decoded:
+def _decode_file(path: str, mtime_ns: int, size: int, details: bool, limit: int) -> codec.Decoded:
     """A saved file decoded once for all the kinds of a snapshot (keyed by its stat, so a
-    rewritten file is read again)."""
+    rewritten file is read again); read as untrusted input (`procsock.inputs`)."""
     try:
-        with open(path, "rb") as saved:
-            data = saved.read()
-    except OSError as exc:
-        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
+        data = read_named_file(path, limit)
+    except InputError as exc:
+        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.reason)) from exc
     return codec.decode(data, source=path, backend=NAME, details=details)
 
 
-def _read_file(kind: SocketKind, path: str, details: bool) -> Collected:
+def _read_file(kind: SocketKind, source: Source, details: bool) -> Collected:
+    path = source.diag_file
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
-    decoded = _decode_file(path, st.st_mtime_ns, st.st_size, details)
+    decoded = _decode_file(path, st.st_mtime_ns, st.st_size, details, source.max_input_bytes)
     return Collected(tuple(r for r in decoded.records if r.kind == kind), decoded.skipped)
 
 
@@ -109,7 +109,7 @@ def procsock_collect(
     if source.diag_file is not None:
         if netns.pid is not None:
             raise BackendUnavailable(NAME, "a saved file holds one namespace only")
-        return _read_file(kind, source.diag_file, details)
+        return _read_file(kind, source, details)
     if netns.pid is None:
         sock = transport.open_diag_socket()
     else:

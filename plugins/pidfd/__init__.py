@@ -66,11 +66,11 @@ def procsock_collect(
             raise NotApplicable(NAME, "socket:[%d] has no holder to copy it from" % inode)
         owner = owners[0]
         try:
-            record = probe.read_socket(owner.pid, owner.fd, inode, kind, netns.inode, NAME)
+            record = probe.read_socket(owner.task, owner.fd, inode, kind, netns.inode, NAME)
         except PermissionError as exc:
-            raise BackendUnavailable(NAME, "pidfd_getfd refused for pid %d (%s)" % (owner.pid, exc.strerror)) from None
+            raise BackendUnavailable(NAME, "pidfd_getfd refused for pid %d (%s)" % (owner.task, exc.strerror)) from None
         except OSError as exc:
-            skipped.append("pid %d fd %d: %s" % (owner.pid, owner.fd, os.strerror(exc.errno or 0)))
+            skipped.append("pid %d fd %d: %s" % (owner.task, owner.fd, os.strerror(exc.errno or 0)))
             continue
         if record is not None:
             records.append(record)

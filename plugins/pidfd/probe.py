@@ -5,6 +5,7 @@ syscall(2) with ctypes: the stdlib has os.pidfd_open but no pidfd_getfd.
 """
 
 import ctypes
+import errno
 import fcntl
 import os
 import socket
@@ -28,6 +29,7 @@ from procsock.plugin import (
 )
 
 SYS_PIDFD_OPEN, SYS_PIDFD_GETFD = 434, 438  # the same on every architecture
+PIDFD_THREAD = os.O_EXCL  # pidfd_open flag: the pidfd of a thread, not of a process
 SO_COOKIE, SO_BINDTOIFINDEX = 57, 62
 SIOCINQ, SIOCOUTQ = 0x541B, 0x5411
 _COOKIE = struct.Struct("=Q")
@@ -62,7 +64,13 @@ def unsupported() -> Optional[str]:
 
 
 def _copy_fd(pid: int, fd: int) -> int:
-    pidfd = _syscall(SYS_PIDFD_OPEN, pid, 0)
+    """A copy of fd `fd` of task `pid`: a process, or a thread (its own fd table, if it has one)."""
+    try:
+        pidfd = _syscall(SYS_PIDFD_OPEN, pid, 0)
+    except OSError as exc:  # a thread id (ENOENT; EINVAL before 6.9) needs PIDFD_THREAD (Linux 6.9+)
+        if exc.errno not in (errno.ENOENT, errno.EINVAL):
+            raise
+        pidfd = _syscall(SYS_PIDFD_OPEN, pid, PIDFD_THREAD)
     try:
         return _syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
     finally:

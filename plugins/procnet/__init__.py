@@ -5,7 +5,6 @@ and without netlink; it is less exact than sock_diag (see `parse` for what the t
 hence priority 50, below the netlink backend's 100. All I/O is here; parsing is pure, in `parse`.
 """
 
-import os
 from typing import FrozenSet, Optional
 
 from procsock.plugin import (
@@ -60,15 +59,10 @@ def procsock_collect(
     reason = procsock_unavailable(source)
     if reason is not None:
         raise BackendUnavailable(NAME, reason)
-    if netns.pid is None:
-        path = os.path.join(source.proc_root, "net", kind.name)
-    else:
-        path = os.path.join(source.proc_root, str(netns.pid), "net", kind.name)
+    parts = ("net", kind.name) if netns.pid is None else (str(netns.pid), "net", kind.name)
     try:
-        with open(path, "rb") as table:
-            data = table.read()
-    except OSError as exc:
-        raise BackendUnavailable(
-            NAME, "no net/%s under %s (%s)" % (kind.name, source.proc_root, exc.strerror or exc)
-        ) from exc
+        data = read_file(source, *parts)
+    except InputError as exc:
+        raise BackendUnavailable(NAME, "no net/%s under %s (%s)" % (kind.name, source.proc_root, exc.reason)) from exc
+    path = "/".join((source.proc_root,) + parts)
     return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes, netns=netns.inode)

@@ -7,7 +7,6 @@ This plugin adds the kinds ``icmp`` and ``icmp6``. It knows only procsock's publ
 hook markers and the model.
 """
 
-import os
 from typing import FrozenSet, Optional
 
 from procsock.plugin import (
@@ -41,10 +40,9 @@ def procsock_collect(kind: SocketKind, source: Source, inodes: Optional[FrozenSe
     if reason is not None:
         raise BackendUnavailable(NAME, reason)
     parts = ["net", kind.name] if netns.pid is None else [str(netns.pid), "net", kind.name]
-    path = os.path.join(source.proc_root, *parts)
     try:
-        with open(path, "rb") as table:
-            data = table.read()
-    except OSError as exc:
-        raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
+        data = read_file(source, *parts)  # the captured-tree-safe read every plugin should use
+    except InputError as exc:
+        raise BackendUnavailable(NAME, "cannot read %s" % exc) from exc
+    path = "/".join([source.proc_root] + parts)
     return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes, netns=netns.inode)

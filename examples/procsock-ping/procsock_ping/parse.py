@@ -22,24 +22,24 @@ def _address(text: bytes, family: int) -> InetAddress:
     host, _, port = text.partition(b":")
     if len(host) != (8 if family == socket.AF_INET else 32) or len(port) != 4:
         raise ValueError("bad address %r" % text)
-    words = [int(host[i:i + 8], 16) for i in range(0, len(host), 8)]
+    words = [hexadecimal(host[i:i + 8]) for i in range(0, len(host), 8)]
     packed = b"".join(w.to_bytes(4, sys.byteorder) for w in words)
-    return InetAddress(packed, int(port, 16))
+    return InetAddress(packed, hexadecimal(port))
 
 
 def _record(fields: List[bytes], kind: SocketKind, family: int, backend: str, netns: Optional[int]) -> SocketRecord:
     tx_queue, _, rx_queue = fields[4].partition(b":")
     return SocketRecord(
         kind=kind,
-        inode=int(fields[9]),
+        inode=decimal(fields[9]),
         type=SockType.DGRAM,
         protocol=_PROTOCOL[family],
-        state=State(int(fields[3], 16)),
+        state=State(hexadecimal(fields[3])),
         local=_address(fields[1], family),
         remote=_address(fields[2], family),
-        rx_queue=int(rx_queue, 16),
-        tx_queue=int(tx_queue, 16),
-        uid=int(fields[7]),
+        rx_queue=hexadecimal(rx_queue),
+        tx_queue=hexadecimal(tx_queue),
+        uid=decimal(fields[7]),
         backend=backend,
         netns=netns,
     )
@@ -59,7 +59,7 @@ def parse(
     family = int(kind.family)
     lines = data.split(b"\n")
     if tuple(lines[0].split()[:2]) != _HEADER:
-        raise ParseError(source, 1, "not an icmp socket table (header %r)" % lines[0][:40])
+        raise ParseError(source, 1, "not an icmp socket table (header does not match)")
     records: List[SocketRecord] = []
     skipped: List[str] = []
     for number, line in enumerate(lines[1:], start=2):
@@ -69,7 +69,7 @@ def parse(
         try:
             if len(fields) < 10:
                 raise ValueError("%d fields, want at least 10" % len(fields))
-            if inodes is not None and int(fields[9]) not in inodes:
+            if inodes is not None and decimal(fields[9]) not in inodes:
                 continue
             records.append(_record(fields, kind, family, backend, netns))
         except ValueError as exc:
