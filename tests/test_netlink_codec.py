@@ -11,7 +11,6 @@ import errno
 import os
 import socket
 import struct
-import threading
 
 import pytest
 
@@ -126,39 +125,50 @@ def test_bytes_that_are_no_netlink_message_are_counted():
     assert decoded.records == () and decoded.skipped == ("junk@0: 12 trailing bytes, too short for a message",)
 
 
-def answered_as(data: bytes, seq: int, extra_flags: int = 0) -> bytes:
-    """A saved reply re-addressed to request `seq`, with `extra_flags` set on every message."""
+def answered_as(data: bytes, seq: int, extra_flags: int = 0, port: int = 0) -> bytes:
+    """A saved reply re-addressed to request `seq` of port id `port`, with `extra_flags` set on
+    every message."""
     out = bytearray(data)
     offset = 0
     while offset < len(out):
         length, _, flags = struct.unpack_from("=IHH", out, offset)
-        struct.pack_into("=HI", out, offset + 6, flags | extra_flags, seq)
+        struct.pack_into("=HII", out, offset + 6, flags | extra_flags, seq, port)
         offset += (length + 3) & ~3
     return bytes(out)
 
 
-def test_an_interrupted_dump_is_read_again_and_counted():
-    """A peer that answers the first dump flagged NLM_F_DUMP_INTR and the second one clean: the
-    records come from the second, and the retry is counted in the Collected."""
+def test_an_interrupted_dump_is_read_again_and_counted(monkeypatch):
+    """A kernel that answers the first dump flagged NLM_F_DUMP_INTR and the second one clean: the
+    records come from the second, and the retry is counted in the Collected. (The answers are
+    served in place of the socket exchange: the kernel flags a dump only when its table changes.)"""
     from procsock_plugins import netlink
+    from procsock_plugins.netlink import transport
 
-    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     answers = [codec.NLM_F_DUMP_INTR, 0]
+    seqs = []
 
-    def answer():
-        for flags in answers:
-            request = kernel.recv(4096)
-            kernel.send(answered_as(fixture("tcp.bin"), struct.unpack_from("=I", request, 8)[0], flags))
+    def kernel(sock, request, seq, single=False):
+        seqs.append(seq)
+        return [answered_as(fixture("tcp.bin"), seq, answers[len(seqs) - 1], sock.getsockname()[0])], {}
 
-    peer = threading.Thread(target=answer)
-    peer.start()
-    with ours, kernel:
+    monkeypatch.setattr(transport, "exchange", kernel)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as ours:
+        ours.bind((0, 0))
         collected, _ = netlink._dump(ours, TCP, False)
-        peer.join()
     assert collected.retries == 1 and collected.skipped == ()
     assert summary(collected.records) == TCP_EXPECTED
+    assert len(set(seqs)) == 2  # a fresh sequence number for each request
 
 
 @pytest.mark.parametrize("code", [errno.ENOENT, 0, 4095, -(2 ** 31), 2 ** 31 - 1])
 def test_errno_text_takes_any_number_a_reply_carries(code):
     assert codec.errno_text(code)
+
+
+def test_messages_addressed_to_another_port_id_are_skipped():
+    """The kernel addresses every reply to the requester's port id: any other is not ours."""
+    data = answered_as(fixture("tcp.bin"), 7, 0, 4242)
+    assert summary(codec.decode(data, kind=TCP, seq=7, port=4242).records) == TCP_EXPECTED
+    other = codec.decode(data, kind=TCP, seq=7, port=4343)
+    assert other.records == () and not other.done
+    assert all("addressed to port id 4242, not ours" in entry for entry in other.skipped)

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -188,3 +189,37 @@ def test_raw_dump_is_the_same_sockets_as_a_collect(hostile_unix):
     assert {inode_of(sock): saved.get(inode_of(sock)) for _, sock in hostile_unix} == {
         inode_of(sock): UnixAddress(name) for name, sock in hostile_unix
     }
+
+
+def _forged_answer(seq: int, inode: int) -> bytes:
+    """A unix_diag record named /forged claiming `inode`, then NLMSG_DONE, as answer `seq`."""
+    name = b"/forged"
+    payload = struct.pack("=BBBxIII", socket.AF_UNIX, socket.SOCK_STREAM, 10, inode, 0, 0)
+    payload += struct.pack("=HH", 4 + len(name), codec.UNIX_DIAG_NAME) + name + bytes(-len(name) % 4)
+    return codec._message(codec.SOCK_DIAG_BY_FAMILY, 2, seq, payload) + codec._message(codec.NLMSG_DONE, 2, seq, bytes(4))
+
+
+def test_only_the_kernel_is_heard(hostile_unix):
+    """Datagrams another socket sends to ours (here before the kernel's answer, with the right
+    sequence number) are dropped unread and counted by sender; the kernel's answer is read whole."""
+    name, real = hostile_unix[0]
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as ours, \
+            socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as other:
+        ours.bind((0, 0))
+        other.bind((0, 0))
+        port, stranger = ours.getsockname()[0], other.getsockname()[0]
+        for _ in range(3):
+            other.sendto(_forged_answer(99, inode_of(real)), (port, 0))
+        chunks, dropped = transport.exchange(ours, codec.unix_request(99, inode_of(real)), 99, single=True)
+    assert dropped == {stranger: 3}
+    (record,) = codec.decode(b"".join(chunks), seq=99, port=port).records
+    assert (record.inode, record.local) == (inode_of(real), UnixAddress(name))
+    assert transport.dropped_note(dropped) == "dropped 3 datagrams not from the kernel (from port ids %d)" % stranger
+
+
+def test_a_diag_socket_refuses_every_sender_but_the_kernel():
+    with transport.open_diag_socket() as ours, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as other:
+        decoded, _, _ = transport.query(ours, lambda seq: codec.unix_request(seq), backend="netlink")
+        assert decoded.records and decoded.skipped == ()
+        with pytest.raises(ConnectionRefusedError):
+            other.sendto(_forged_answer(1, 1), (ours.getsockname()[0], 0))

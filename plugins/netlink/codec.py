@@ -286,7 +286,7 @@ _AF_UNIX = int(Family.UNIX)
 _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE}
 
 
-def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None,
+def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
            source: str = "netlink", backend: str = "netlink", details: bool = False,
            netns: Optional[int] = None) -> Decoded:
     """Decode back-to-back netlink messages into records.
@@ -295,6 +295,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     message (saved files). `details` fills ``extended`` from the attributes; `netns` is the
     namespace inode stamped on every record. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
+    With `port` (our port id, live), messages the kernel did not address to it are skipped too.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -304,7 +305,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     offset, total = 0, len(data)
     header, header_size = _NLMSGHDR.unpack_from, _NLMSGHDR.size
     while offset + header_size <= total and not (done and seq is not None):
-        length, msg_type, flags, msg_seq, _pid = header(data, offset)
+        length, msg_type, flags, msg_seq, msg_port = header(data, offset)
         end = offset + length
         where = (source, offset)
         if length < header_size or end > total:
@@ -314,6 +315,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         offset = (end + 3) & ~3
         if seq is not None and msg_seq != seq:
             skipped.append("%s: message of another request (seq %d)" % (_where(*where), msg_seq))
+            continue
+        if port is not None and msg_port != port:
+            skipped.append("%s: message addressed to port id %d, not ours" % (_where(*where), msg_port))
             continue
         if flags & NLM_F_DUMP_INTR:
             interrupted = True
