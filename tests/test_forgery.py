@@ -153,3 +153,98 @@ def test_forged_replies_from_a_hostile_namespace_are_never_believed(sprayer):
             snap = procsock.snapshot(backend=backend)
             _check([socket_to_dict(s) for s in snap.sockets], sprayer, "api %s" % backend)
         rounds += 1
+
+
+HOLDER = textwrap.dedent(
+    """
+    import json, os, socket, sys
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(b"\\0procsock-b-listener-%d" % os.getpid())
+    listener.listen()
+    passed = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    passed.bind(b"\\0procsock-b-passed-%d" % os.getpid())
+    socket.send_fds(channel, [b"x"], [passed.fileno()])
+    report = {"listener": os.fstat(listener.fileno()).st_ino, "passed": os.fstat(passed.fileno()).st_ino,
+              "netns": os.stat("/proc/self/ns/net").st_ino}
+    passed.close()  # from now on only the test's process holds it: namespace B alone reports it
+    print(json.dumps(report), flush=True)
+    sys.stdin.read()
+    """
+)
+
+# Binds unix names holding a newline, so that its /proc/net/unix shows a forged row for each inode
+# in argv, named /forgedproc.
+ROW_FORGER = textwrap.dedent(
+    """
+    import os, socket, sys
+    held = []
+    for inode in sys.argv[1:]:
+        sock = socket.socket(socket.AF_UNIX)
+        row = "0000000000000000: 00000002 00000000 00010000 0001 0A %s /forgedproc" % inode
+        sock.bind(b"\\0x%d\\n" % len(held) + row.encode())
+        held.append(sock)
+    with open("/proc/self/net/unix", "rb") as table:
+        assert table.read().count(b"/forgedproc") == len(held)
+    print(os.stat("/proc/self/ns/net").st_ino, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@needs_root
+def test_a_namespace_may_report_only_sockets_its_own_processes_hold_or_no_one_else_reported():
+    """Namespace C forges /proc/net/unix rows (a name holding a newline) claiming a listener of
+    namespace B and one of ours: procnet's rows of C for them are left out and counted, B's and
+    ours stand. A socket created in B and passed to us over SCM_RIGHTS is reported by B alone:
+    it stands, held by us, in B."""
+    for tool in ("setpriv", "unshare"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s is not installed" % tool)
+    ours, theirs = socket.socketpair()
+    with ours, theirs, socket.socket(socket.AF_UNIX) as mine:
+        mine.bind(b"\0procsock-own-listener-%d" % os.getpid())
+        mine.listen()
+        holder = subprocess.Popen(
+            ["unshare", "-n", sys.executable, "-c", HOLDER, str(theirs.fileno())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=[theirs.fileno()],
+        )
+        try:
+            _, (passed_fd,), _, _ = socket.recv_fds(ours, 1, 1)
+            report = json.loads(holder.stdout.readline())
+            forger = subprocess.Popen(
+                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "unshare", "-Urn",
+                 _world_python(), "-c", ROW_FORGER, str(report["listener"]), str(inode_of(mine))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            try:
+                line = forger.stdout.readline()
+                assert line, forger.stderr.read()
+                hostile_netns = int(line)
+                with socket.socket(fileno=passed_fd) as passed:
+                    for backend in ("procnet", None):
+                        snap = procsock.snapshot(backend=backend)
+                        found = {}
+                        for sock in snap.sockets:
+                            assert getattr(sock.record.local, "name", b"") != b"/forgedproc", sock  # a forged row
+                            found.setdefault(sock.record.inode, []).append(sock)
+                        (b_listener,) = found[report["listener"]]
+                        assert (b_listener.record.netns, [o.pid for o in b_listener.owners]) == (report["netns"], [holder.pid])
+                        (own,) = found[inode_of(mine)]
+                        assert [(o.pid, o.fd) for o in own.owners] == [(os.getpid(), mine.fileno())]
+                        (moved,) = found[report["passed"]]
+                        assert moved.record.netns == report["netns"]
+                        assert [(o.pid, o.fd) for o in moved.owners] == [(os.getpid(), passed.fileno())]
+                        claims = [n for n in snap.notes if n.startswith("netns %d reported " % hostile_netns)]
+                        if backend == "procnet":
+                            assert claims == [
+                                "netns %d reported 2 sockets that processes of another namespace hold and that "
+                                "namespace reported too: left out (forged?)" % hostile_netns
+                            ]
+                        assert report["passed"] not in snap.unresolved
+            finally:
+                forger.stdin.close()
+                forger.wait(timeout=30)
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=30)
