@@ -156,7 +156,7 @@ def _save_diag(resolver: Resolver, query, path: str) -> int:
                 print("procsock: " + note, file=sys.stderr)
             if not dumps:
                 raise ProcsockError("no backend here can save raw sock_diag replies")
-            for _, _, data in dumps:
+            for _, _, _, data in dumps:
                 f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -164,7 +164,10 @@ def _save_diag(resolver: Resolver, query, path: str) -> int:
     except BaseException:
         os.unlink(temporary)
         raise
-    print("procsock: saved %s to %s" % (", ".join(k.name for k, _, _ in dumps), path), file=sys.stderr)
+    namespaces = len({netns for _, netns, _, _ in dumps})
+    kinds = ", ".join(dict.fromkeys(kind.name for kind, _, _, _ in dumps))
+    where = " of %d network namespaces" % namespaces if namespaces > 1 else ""
+    print("procsock: saved %s%s to %s" % (kinds, where, path), file=sys.stderr)
     return 0
 
 

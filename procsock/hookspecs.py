@@ -75,12 +75,15 @@ def procsock_collect(
 
 
 @hookspec(firstresult=True)
-def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
-    """Return this backend's raw wire answer for `kind`, for saving and replaying later.
+def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optional[bytes]:
+    """Return this backend's raw wire answer for `kind` in `netns`, for saving and replaying later.
 
     Only backends with a wire format implement it (the netlink backend returns sock_diag replies
-    in the format `ss -D` writes: netlink messages back to back, ended by NLMSG_DONE). Called by
-    ``procsock --save-diag FILE`` once per kind; None means "no raw form". An exception is
-    handled as for ``procsock_collect``: the next backend with a raw form is asked, and the
-    reason is noted.
+    in the format `ss -D` writes: netlink messages back to back, ended by NLMSG_DONE, each naming
+    its kind in nlmsg_seq and the namespace's inode in nlmsg_pid). Called by
+    ``procsock --save-diag FILE`` once per kind and per network namespace: ours first
+    (``netns.pid`` None), then each other namespace whose processes hold sockets, reached as for
+    ``procsock_collect``; the bytes are written in that order. None means "no raw form". An
+    exception is handled as for ``procsock_collect``: the next backend with a raw form is asked,
+    and the reason is noted.
     """

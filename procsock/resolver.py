@@ -388,29 +388,34 @@ class Resolver:
                 standing[inode] = holding.pop() if len(holding) == 1 else _NOBODY
         return standing
 
-    def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, str, bytes]], List[str]]:
-        """Raw wire answers (kind, backend, bytes) for every kind a backend can give one for.
+    def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, Netns, str, bytes]], List[str]]:
+        """Raw wire answers (kind, namespace, backend, bytes) for every kind a backend can give one
+        for: our namespace first, then each other network namespace whose processes hold sockets.
 
         Returns them with notes for kinds whose backends with a raw form failed. Used by
         ``--save-diag``.
         """
         dumps, notes = [], []
-        for kind in self.kinds(query):
-            failures = []
-            for backend in self._candidates:
-                if kind not in backend.info.kinds:
-                    continue
-                try:
-                    data = backend.raw_dump(kind, self.source)
-                except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
-                    failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
-                    continue
-                if data is not None:
-                    dumps.append((kind, backend.name, data))
-                    break
-            else:
-                if failures:  # a kind no backend has a wire form for is simply not saved
-                    notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures)))
+        live = self.source.kernel and self._own_netns.inode is not None
+        plans = self._namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
+        for netns, _ in plans:
+            for kind in self.kinds(query):
+                failures = []
+                for backend in self._candidates:
+                    if kind not in backend.info.kinds:
+                        continue
+                    try:
+                        data = backend.raw_dump(kind, self.source, netns)
+                    except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
+                        failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
+                        continue
+                    if data is not None:
+                        dumps.append((kind, netns, backend.name, data))
+                        break
+                else:
+                    if failures:  # a kind no backend has a wire form for is simply not saved
+                        label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
+                        notes.append("%s: no raw dump (%s)" % (label, "; ".join(failures)))
         return dumps, notes
 
     def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:

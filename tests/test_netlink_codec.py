@@ -172,3 +172,37 @@ def test_messages_addressed_to_another_port_id_are_skipped():
     other = codec.decode(data, kind=TCP, seq=7, port=4343)
     assert other.records == () and not other.done
     assert all("addressed to port id 4242, not ours" in entry for entry in other.skipped)
+
+
+def test_saved_runs_name_their_kind_and_namespace():
+    """procsock's saved dumps carry their kind in nlmsg_seq and their namespace in nlmsg_pid;
+    a file `ss -D` wrote names neither (TCP, no namespace)."""
+    saved = codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 111)
+    saved += codec.renumber(fixture("unix.bin"), codec.saved_seq(UNIX), 222)
+    saved += codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 333)
+    runs = codec.decode_saved(saved, source="f")
+    assert [(kind, {r.netns for r in d.records}, {r.kind for r in d.records}) for kind, d in runs] == [
+        (TCP, {111}, {TCP}), (UNIX, {222}, {UNIX}), (TCP, {333}, {TCP})
+    ]
+    assert summary(runs[2][1].records) == TCP_EXPECTED
+    ((kind, ss_file),) = codec.decode_saved(fixture("tcp.bin"), source="f")
+    assert kind is None and summary(ss_file.records) == TCP_EXPECTED and {r.netns for r in ss_file.records} == {None}
+
+
+def test_skip_notes_of_a_saved_file_name_the_kind_they_belong_to(tmp_path):
+    import procsock
+
+    unix = bytearray(fixture("unix.bin"))
+    unix[16 + 2] = 99  # the first unix message's state: none the kernel has
+    path = tmp_path / "saved.diag"
+    path.write_bytes(
+        codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 111)
+        + codec.renumber(bytes(unix), codec.saved_seq(UNIX), 111)
+    )
+    snap = procsock.snapshot(diag_file=str(path))
+    (note,) = [n for n in snap.notes if "unreadable entries" in n]
+    assert note.startswith("netlink skipped 1 unreadable entries of unix (first: %s@" % path), note
+    assert "in unknown state 99" in note or "state 99" in note
+    assert {s.record.netns for s in snap.sockets} == {111}
+    assert {s.record.netns for s in procsock.snapshot(diag_file=str(path), netns=[111]).sockets} == {111}
+    assert procsock.snapshot(diag_file=str(path), netns=[112]).sockets == ()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 
-import attrs
 import pytest
 
 import procsock
@@ -111,7 +110,7 @@ def test_saved_replies_round_trip(zoo, tmp_path):
     found = {s.record.inode: s.record for s in replay.sockets}
     live = {s.record.inode: s.record for s in procsock.snapshot(pid=os.getpid(), backend="netlink").sockets}
     for item in zoo.expected:
-        assert found[item.inode] == attrs.evolve(live[item.inode], netns=None), item.label  # a file has no netns
+        assert found[item.inode] == live[item.inode], item.label  # its namespace too
     with_owners = json.loads(run_cli("--diag-file", str(saved), "--proc-root", "/proc", "--json").stdout)
     owned = {s["inode"]: s["owners"] for s in with_owners["sockets"]}
     assert any(o["pid"] == os.getpid() for o in owned[zoo.expected[0].inode])
@@ -184,8 +183,9 @@ def test_unix_details_name_the_bound_file_and_pending_connections(tmp_path):
 
 def test_raw_dump_is_the_same_sockets_as_a_collect(hostile_unix):
     """procsock_raw_dump's bytes decode (as --diag-file reads them) to what procsock_collect saw."""
-    raw = netlink.procsock_raw_dump(UNIX, Source.live())
+    raw = netlink.procsock_raw_dump(UNIX, Source.live(), Netns(4242))
     saved = {r.inode: r.local for r in codec.decode(raw).records}
+    assert {r.netns for _, d in codec.decode_saved(raw, source="raw") for r in d.records} == {4242}
     assert {inode_of(sock): saved.get(inode_of(sock)) for _, sock in hostile_unix} == {
         inode_of(sock): UnixAddress(name) for name, sock in hostile_unix
     }
