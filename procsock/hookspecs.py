@@ -61,7 +61,9 @@ def procsock_collect(
     `netns` names the network namespace to read: the resolver calls once per kind for its own
     namespace (``netns.pid`` None) and once per kind for each other namespace whose processes hold
     sockets (through ``netns.pid``, a process inside it). Records carry ``netns.inode`` in
-    ``netns``. A backend that cannot enter that namespace raises BackendUnavailable.
+    ``netns``. A backend that cannot enter that namespace raises BackendUnavailable. A saved source
+    (``source.diag_file``) is read once per kind with ``Netns()``: its records carry the namespace
+    the file names for them (None when it names none).
 
     `holders` maps socket inodes to the fds that hold them (from the fd walk), for backends that
     read a socket through its holder (pidfd). A backend that only answers some shapes of request

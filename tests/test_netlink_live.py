@@ -19,7 +19,7 @@ from procsock.resolver import Query
 from procsock.model import UNIX, Netns, Source, UnixAddress
 from procsock_plugins import netlink
 from procsock_plugins.netlink import codec, transport
-from sockzoo import inode_of, model_endpoint, ss_endpoint
+from sockzoo import inode_of, model_endpoint, needs_root, ss_endpoint
 
 HOSTILE_NAMES = [
     b"new\nline",
@@ -199,6 +199,7 @@ def _forged_answer(seq: int, inode: int) -> bytes:
     return codec._message(codec.SOCK_DIAG_BY_FAMILY, 2, seq, payload) + codec._message(codec.NLMSG_DONE, 2, seq, bytes(4))
 
 
+@needs_root  # sending to another port id needs CAP_NET_ADMIN over the namespace (unshare -Urn gives it)
 def test_only_the_kernel_is_heard(hostile_unix):
     """Datagrams another socket sends to ours (here before the kernel's answer, with the right
     sequence number) are dropped unread and counted by sender; the kernel's answer is read whole."""
@@ -217,6 +218,7 @@ def test_only_the_kernel_is_heard(hostile_unix):
     assert transport.dropped_note(dropped) == "dropped 3 datagrams not from the kernel (from port ids %d)" % stranger
 
 
+@needs_root
 def test_a_diag_socket_refuses_every_sender_but_the_kernel():
     with transport.open_diag_socket() as ours, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as other:
         decoded, _, _ = transport.query(ours, lambda seq: codec.unix_request(seq), backend="netlink")

@@ -128,4 +128,5 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
         return None
     with _open(source, netns) as sock:
         raw = _dump(sock, kind, True, netns.inode)[1]
-    return codec.renumber(raw, codec.saved_seq(kind), netns.inode or 0)
+    inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
+    return codec.renumber(raw, codec.saved_seq(kind), inode)
