@@ -30,6 +30,11 @@ log = logging.getLogger("procsock")
 _NOBODY = object()  # no namespace's record of a contested inode stands
 
 
+def _label(kind: SocketKind, netns: Netns) -> str:
+    """How notes name a kind read in a namespace: "tcp", or "tcp (netns INODE)" for another one."""
+    return kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
+
+
 def _without_gc_passes(method):
     """Pause the cyclic collector while a walk builds tens of thousands of acyclic objects: its
     passes over them cost about a tenth of a snapshot and free nothing."""
@@ -263,7 +268,7 @@ class Resolver:
         filtering = query.filters_records
         answers = []
         for kind, netns, wanted in ((k, n, w) for k in kinds for n, w in plans):
-            label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
+            label = _label(kind, netns)
             if early is not None and netns.pid is None:
                 backend, collected, failures = early[kind]
             else:
@@ -375,17 +380,20 @@ class Resolver:
         the holders' namespaces do not single out one reporter, none stands (_NOBODY). Inode-0 rows
         (TIME_WAIT ...) are per namespace and never contested.
         """
-        reporters: Dict[int, set] = {}
+        first: Dict[int, Optional[int]] = {}  # inode → the first namespace that reported it
+        contested: Dict[int, set] = {}
         for records, wanted in answers:
             for record in records:
-                if record.inode and (wanted is None or record.inode in wanted):
-                    reporters.setdefault(record.inode, set()).add(record.netns)
+                inode = record.inode
+                if inode and (wanted is None or inode in wanted):
+                    reporter = first.setdefault(inode, record.netns)
+                    if reporter != record.netns:
+                        contested.setdefault(inode, {reporter}).add(record.netns)
         own = self._own_netns.inode
         standing: Dict[int, object] = {}
-        for inode, namespaces in reporters.items():
-            if len(namespaces) > 1:
-                holding = {scan.netns.get(o.pid, own) for o in scan.owners.get(inode, ())} & namespaces
-                standing[inode] = holding.pop() if len(holding) == 1 else _NOBODY
+        for inode, namespaces in contested.items():
+            holding = {scan.netns.get(o.pid, own) for o in scan.owners.get(inode, ())} & namespaces
+            standing[inode] = holding.pop() if len(holding) == 1 else _NOBODY
         return standing
 
     def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, Netns, str, bytes]], List[str]]:
@@ -414,8 +422,7 @@ class Resolver:
                         break
                 else:
                     if failures:  # a kind no backend has a wire form for is simply not saved
-                        label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
-                        notes.append("%s: no raw dump (%s)" % (label, "; ".join(failures)))
+                        notes.append("%s: no raw dump (%s)" % (_label(kind, netns), "; ".join(failures)))
         return dumps, notes
 
     def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:

@@ -206,3 +206,21 @@ def test_skip_notes_of_a_saved_file_name_the_kind_they_belong_to(tmp_path):
     assert {s.record.netns for s in snap.sockets} == {111}
     assert {s.record.netns for s in procsock.snapshot(diag_file=str(path), netns=[111]).sockets} == {111}
     assert procsock.snapshot(diag_file=str(path), netns=[112]).sockets == ()
+
+
+def test_a_socket_two_namespaces_of_a_saved_file_claim_is_believed_in_neither(tmp_path):
+    """With no process holding them to say which namespace they live in, sockets a saved file
+    lists in two namespaces are left out, and said so."""
+    import procsock
+
+    path = tmp_path / "saved.diag"
+    tcp = fixture("tcp.bin")
+    path.write_bytes(codec.renumber(tcp, codec.saved_seq(TCP), 111) + codec.renumber(tcp, codec.saved_seq(TCP), 222))
+    inodes = {r.inode for r in codec.decode(tcp).records}
+    snap = procsock.snapshot(diag_file=str(path))
+    assert not inodes & {s.record.inode for s in snap.sockets}
+    assert "%d sockets were reported by several network namespaces, none or several of whose processes hold them: " \
+           "left out (first: inode %d)" % (len(inodes), min(inodes)) in snap.notes
+    alone = tmp_path / "alone.diag"
+    alone.write_bytes(codec.renumber(tcp, codec.saved_seq(TCP), 111))
+    assert {s.record.inode for s in procsock.snapshot(diag_file=str(alone)).sockets} == inodes
