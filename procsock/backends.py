@@ -85,8 +85,8 @@ class Backend:
             holders=holders or {},
         )
 
-    def raw_dump(self, kind: SocketKind, source: Source) -> Optional[bytes]:
-        return self.hooks.procsock_raw_dump(kind=kind, source=source)
+    def raw_dump(self, kind: SocketKind, source: Source, netns: Netns = Netns()) -> Optional[bytes]:
+        return self.hooks.procsock_raw_dump(kind=kind, source=source, netns=netns)
 
 
 class _OnePluginHooks:

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import sys
+import tempfile
 from typing import List, Optional
 
 from procsock.api import default_registry, make_query, make_source
@@ -138,17 +139,52 @@ def _list_backends(registry: Registry, source) -> List[str]:
     return [escape_text(line) for line in lines]  # every word of it is a plugin's
 
 
+def _refuse_inputs(path: str, args: argparse.Namespace) -> None:
+    """UsageError when saving to `path` would overwrite what this run reads (--diag-file, or a
+    file inside --proc-root), however it is spelled (symlinks, hard links)."""
+    real = os.path.realpath(path)
+    if args.diag_file is not None:
+        same = real == os.path.realpath(args.diag_file)
+        if not same and os.path.exists(path) and os.path.exists(args.diag_file):
+            same = os.path.samefile(path, args.diag_file)
+        if same:
+            raise UsageError("--save-diag %s would overwrite the --diag-file input" % path)
+    if args.proc_root is not None:
+        root = os.path.realpath(args.proc_root)
+        if os.path.commonpath([real, root]) == root:
+            raise UsageError("--save-diag %s is inside the --proc-root input %s" % (path, args.proc_root))
+
+
 def _save_diag(resolver: Resolver, query, path: str) -> int:
-    with open(path, "wb") as f:  # a path that cannot be written fails before any dump
-        dumps, notes = resolver.raw_dumps(query)
-        for note in notes:
-            print("procsock: " + escape_text(note), file=sys.stderr)
-        if not dumps:
-            raise ProcsockError("no backend here can save raw sock_diag replies")
-        for _, _, data in dumps:
-            f.write(data)
-    saved = "saved %s to %s" % (", ".join(k.name for k, _, _ in dumps), path)
-    print("procsock: " + escape_text(saved), file=sys.stderr)
+    """Write the raw replies to a temporary file beside `path`, then rename it over `path`: a
+    failed save leaves `path` as it was."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:  # a path that cannot be written fails before any dump
+        fd, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # what open() would have made, not mkstemp's 0600
+            dumps, notes = resolver.raw_dumps(query)
+            for note in notes:
+                print("procsock: " + escape_text(note), file=sys.stderr)
+            if not dumps:
+                raise ProcsockError("no backend here can save raw sock_diag replies")
+            for _, _, _, data in dumps:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    namespaces = len({netns for _, netns, _, _ in dumps})
+    kinds = ", ".join(dict.fromkeys(kind.name for kind, _, _, _ in dumps))
+    where = " of %d network namespaces" % namespaces if namespaces > 1 else ""
+    print("procsock: " + escape_text("saved %s%s to %s" % (kinds, where, path)), file=sys.stderr)
     return 0
 
 
@@ -181,6 +217,8 @@ def run(args: argparse.Namespace, out) -> int:
     forced = registry.by_name().get(args.backend) if args.backend else None
     if forced is not None and forced.info.lookup_only and args.pid is None:
         raise UsageError("backend %s answers lookups only: use it with --pid" % forced.name)
+    if args.save_diag:
+        _refuse_inputs(args.save_diag, args)
     resolver = Resolver(registry, source, args.backend)
     if args.save_diag:
         return _save_diag(resolver, _query(args), args.save_diag)

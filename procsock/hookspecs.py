@@ -61,7 +61,9 @@ def procsock_collect(
     `netns` names the network namespace to read: the resolver calls once per kind for its own
     namespace (``netns.pid`` None) and once per kind for each other namespace whose processes hold
     sockets (through ``netns.pid``, a process inside it). Records carry ``netns.inode`` in
-    ``netns``. A backend that cannot enter that namespace raises BackendUnavailable.
+    ``netns``. A backend that cannot enter that namespace raises BackendUnavailable. A saved source
+    (``source.diag_file``) is read once per kind with ``Netns()``: its records carry the namespace
+    the file names for them (None when it names none).
 
     `holders` maps socket inodes to the fds that hold them (from the fd walk), for backends that
     read a socket through its holder (pidfd: the fd is /proc/TASK/fd/FD with ``owner.task``, a thread's
@@ -76,12 +78,15 @@ def procsock_collect(
 
 
 @hookspec(firstresult=True)
-def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
-    """Return this backend's raw wire answer for `kind`, for saving and replaying later.
+def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optional[bytes]:
+    """Return this backend's raw wire answer for `kind` in `netns`, for saving and replaying later.
 
     Only backends with a wire format implement it (the netlink backend returns sock_diag replies
-    in the format `ss -D` writes: netlink messages back to back, ended by NLMSG_DONE). Called by
-    ``procsock --save-diag FILE`` once per kind; None means "no raw form". An exception is
-    handled as for ``procsock_collect``: the next backend with a raw form is asked, and the
-    reason is noted.
+    in the format `ss -D` writes: netlink messages back to back, ended by NLMSG_DONE, each naming
+    its kind in nlmsg_seq and the namespace's inode in nlmsg_pid). Called by
+    ``procsock --save-diag FILE`` once per kind and per network namespace: ours first
+    (``netns.pid`` None), then each other namespace whose processes hold sockets, reached as for
+    ``procsock_collect``; the bytes are written in that order. None means "no raw form". An
+    exception is handled as for ``procsock_collect``: the next backend with a raw form is asked,
+    and the reason is noted.
     """

@@ -27,6 +27,12 @@ from procsock.fdscan import (
 from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
 log = logging.getLogger("procsock")
+_NOBODY = object()  # no namespace's record of a contested inode stands
+
+
+def _label(kind: SocketKind, netns: Netns) -> str:
+    """How notes name a kind read in a namespace: "tcp", or "tcp (netns INODE)" for another one."""
+    return kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
 
 
 def _without_gc_passes(method):
@@ -266,8 +272,9 @@ class Resolver:
         seen_skips = set()
         retries = 0
         filtering = query.filters_records
+        answers = []
         for kind, netns, wanted in ((k, n, w) for k in kinds for n, w in plans):
-            label = kind.name if netns.pid is None else "%s (netns %s)" % (kind.name, netns.inode)
+            label = _label(kind, netns)
             if early is not None and netns.pid is None:
                 backend, collected, failures = early[kind]
             else:
@@ -291,10 +298,24 @@ class Resolver:
                     "%s skipped %d unreadable entries of %s (first: %s)"
                     % (backend, len(fresh), kind.name, fresh[0])
                 )
-            for record in collected.records:
+            answers.append((collected.records, wanted))
+        standing = self._standing(answers, scan) if len(plans) > 1 or self.source.diag_file else {}
+        claimed: Dict[Optional[int], int] = {}  # namespace → records of sockets another one stands for
+        conflicting = set()
+        for records, wanted in answers:
+            for record in records:
                 inode = record.inode
                 if inode:
-                    if (wanted is not None and inode not in wanted) or inode in seen:
+                    if wanted is not None and inode not in wanted:
+                        continue
+                    stands = standing.get(inode, record.netns)
+                    if stands != record.netns:
+                        if stands is _NOBODY:
+                            conflicting.add(inode)
+                        else:
+                            claimed[record.netns] = claimed.get(record.netns, 0) + 1
+                        continue
+                    if inode in seen:
                         continue
                     seen.add(inode)
                 elif wanted is not None:
@@ -305,6 +326,16 @@ class Resolver:
                 sockets.append(
                     Socket(record, owners.get(inode, ()) if inode else (), owners.get(peer, ()) if peer else ())
                 )
+        for netns, count in sorted(claimed.items(), key=lambda item: (item[0] is None, item[0] or 0)):
+            notes.append(
+                "netns %s reported %d sockets that processes of another namespace hold and that namespace "
+                "reported too: left out (forged?)" % (netns, count)
+            )
+        if conflicting:
+            notes.append(
+                "%d sockets were reported by several network namespaces, none or several of whose processes "
+                "hold them: left out (first: inode %d)" % (len(conflicting), min(conflicting))
+            )
         for (failed, reason), kind_names in fallbacks.items():
             by_backend: Dict[str, List[str]] = {}
             for name in kind_names:
@@ -330,7 +361,11 @@ class Resolver:
         unresolved = {}
         if query.selects_all:
             unresolved = {
-                inode: Unresolved(inode, holders, self._why_unresolved(holders[0], scan, unread))
+                inode: Unresolved(
+                    inode, holders,
+                    "several network namespaces reported it, none can be believed over the others"
+                    if inode in conflicting else self._why_unresolved(holders[0], scan, unread),
+                )
                 for inode, holders in owners.items()
                 if inode not in seen
             }
@@ -341,29 +376,57 @@ class Resolver:
             retries,
         )
 
-    def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, str, bytes]], List[str]]:
-        """Raw wire answers (kind, backend, bytes) for every kind a backend can give one for.
+    def _standing(self, answers, scan: FdScan) -> Dict[int, object]:
+        """For each inode that more than one namespace reported: the namespace whose record stands.
+
+        A namespace may report only the sockets its own processes hold, or that no other namespace
+        reported (a socket created in B and passed to a process in A is reported by B alone). When
+        the holders' namespaces do not single out one reporter, none stands (_NOBODY). Inode-0 rows
+        (TIME_WAIT ...) are per namespace and never contested.
+        """
+        first: Dict[int, Optional[int]] = {}  # inode → the first namespace that reported it
+        contested: Dict[int, set] = {}
+        for records, wanted in answers:
+            for record in records:
+                inode = record.inode
+                if inode and (wanted is None or inode in wanted):
+                    reporter = first.setdefault(inode, record.netns)
+                    if reporter != record.netns:
+                        contested.setdefault(inode, {reporter}).add(record.netns)
+        own = self._own_netns.inode
+        standing: Dict[int, object] = {}
+        for inode, namespaces in contested.items():
+            holding = {scan.netns.get(o.pid, own) for o in scan.owners.get(inode, ())} & namespaces
+            standing[inode] = holding.pop() if len(holding) == 1 else _NOBODY
+        return standing
+
+    def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, Netns, str, bytes]], List[str]]:
+        """Raw wire answers (kind, namespace, backend, bytes) for every kind a backend can give one
+        for: our namespace first, then each other network namespace whose processes hold sockets.
 
         Returns them with notes for kinds whose backends with a raw form failed. Used by
         ``--save-diag``.
         """
         dumps, notes = [], []
-        for kind in self.kinds(query):
-            failures = []
-            for backend in self._candidates:
-                if kind not in backend.info.kinds:
-                    continue
-                try:
-                    data = backend.raw_dump(kind, self.source)
-                except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
-                    failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
-                    continue
-                if data is not None:
-                    dumps.append((kind, backend.name, data))
-                    break
-            else:
-                if failures:  # a kind no backend has a wire form for is simply not saved
-                    notes.append("%s: no raw dump (%s)" % (kind.name, "; ".join(failures)))
+        live = self.source.kernel and self._own_netns.inode is not None
+        plans = self._namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
+        for netns, _ in plans:
+            for kind in self.kinds(query):
+                failures = []
+                for backend in self._candidates:
+                    if kind not in backend.info.kinds:
+                        continue
+                    try:
+                        data = backend.raw_dump(kind, self.source, netns)
+                    except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
+                        failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
+                        continue
+                    if data is not None:
+                        dumps.append((kind, netns, backend.name, data))
+                        break
+                else:
+                    if failures:  # a kind no backend has a wire form for is simply not saved
+                        notes.append("%s: no raw dump (%s)" % (_label(kind, netns), "; ".join(failures)))
         return dumps, notes
 
     def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -121,3 +122,57 @@ def test_a_closed_pipe_ends_the_output_quietly():
     proc.stdout.close()  # before it writes anything: like `procsock | true`
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
+def _leftovers(directory):
+    return sorted(name for name in os.listdir(directory) if name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink", "hardlink", "dotted"])
+def test_save_diag_never_overwrites_the_diag_file_it_reads(tmp_path, spelling):
+    saved = tmp_path / "host.diag"
+    saved.write_bytes(b"what was saved before")
+    target = {"same": str(saved), "dotted": str(tmp_path / "." / "host.diag")}.get(spelling, str(tmp_path / "other"))
+    if spelling == "symlink":
+        os.symlink(saved, target)
+    elif spelling == "hardlink":
+        os.link(saved, target)
+    failed = run("--diag-file", str(saved), "--save-diag", target, check=False)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert failed.stderr.splitlines() == ["procsock: --save-diag %s would overwrite the --diag-file input" % target]
+    assert saved.read_bytes() == b"what was saved before" and _leftovers(tmp_path) == []
+
+
+def test_save_diag_never_writes_inside_the_proc_root_it_reads(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(CAPTURE, root, symlinks=True)
+    tcp = root / "net" / "tcp"
+    before = tcp.read_bytes()
+    failed = run("--proc-root", str(root), "--save-diag", str(tcp), check=False)
+    assert failed.returncode == 2
+    assert failed.stderr.splitlines() == ["procsock: --save-diag %s is inside the --proc-root input %s" % (tcp, root)]
+    assert tcp.read_bytes() == before and _leftovers(root / "net") == []
+
+
+def test_a_failed_save_leaves_the_file_as_it_was(tmp_path):
+    """A captured tree has no kernel to ask: the save fails (exit 1) and the old file stays."""
+    saved = tmp_path / "host.diag"
+    saved.write_bytes(b"what was saved before")
+    failed = run("--proc-root", CAPTURE, "--save-diag", str(saved), check=False)
+    assert failed.returncode == 1 and "no backend here can save raw sock_diag replies" in failed.stderr
+    assert saved.read_bytes() == b"what was saved before" and _leftovers(tmp_path) == []
+
+
+def test_a_save_replaces_the_file_whole(tmp_path):
+    saved = tmp_path / "host.diag"
+    saved.write_bytes(b"x" * 10_000_000)  # longer than any save here: nothing of it may remain
+    run("-x", "--save-diag", str(saved))
+    data = saved.read_bytes()
+    assert data and not data.startswith(b"x" * 16) and _leftovers(tmp_path) == []
+    assert saved.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -68,5 +68,5 @@ def test_raw_dumps_come_from_the_first_backend_with_a_wire_form():
     failing = StubBackend("wire", 100, [TCP, UDP], error=procsock.BackendUnavailable("wire", "refused"))
     fine = StubBackend("other", 10, [TCP])
     dumps, notes = Resolver(registry_of(failing, fine), Source.live()).raw_dumps()
-    assert [(k.name, b, d) for k, b, d in dumps] == [("tcp", "other", b"other:tcp;")]
+    assert [(k.name, b, d) for k, _, b, d in dumps] == [("tcp", "other", b"other:tcp;")]
     assert notes == ["udp: no raw dump (wire: refused)"]

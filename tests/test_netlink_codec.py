@@ -11,7 +11,6 @@ import errno
 import os
 import socket
 import struct
-import threading
 
 import pytest
 
@@ -126,39 +125,102 @@ def test_bytes_that_are_no_netlink_message_are_counted():
     assert decoded.records == () and decoded.skipped == ("junk@0: 12 trailing bytes, too short for a message",)
 
 
-def answered_as(data: bytes, seq: int, extra_flags: int = 0) -> bytes:
-    """A saved reply re-addressed to request `seq`, with `extra_flags` set on every message."""
+def answered_as(data: bytes, seq: int, extra_flags: int = 0, port: int = 0) -> bytes:
+    """A saved reply re-addressed to request `seq` of port id `port`, with `extra_flags` set on
+    every message."""
     out = bytearray(data)
     offset = 0
     while offset < len(out):
         length, _, flags = struct.unpack_from("=IHH", out, offset)
-        struct.pack_into("=HI", out, offset + 6, flags | extra_flags, seq)
+        struct.pack_into("=HII", out, offset + 6, flags | extra_flags, seq, port)
         offset += (length + 3) & ~3
     return bytes(out)
 
 
-def test_an_interrupted_dump_is_read_again_and_counted():
-    """A peer that answers the first dump flagged NLM_F_DUMP_INTR and the second one clean: the
-    records come from the second, and the retry is counted in the Collected."""
+def test_an_interrupted_dump_is_read_again_and_counted(monkeypatch):
+    """A kernel that answers the first dump flagged NLM_F_DUMP_INTR and the second one clean: the
+    records come from the second, and the retry is counted in the Collected. (The answers are
+    served in place of the socket exchange: the kernel flags a dump only when its table changes.)"""
     from procsock_plugins import netlink
+    from procsock_plugins.netlink import transport
 
-    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     answers = [codec.NLM_F_DUMP_INTR, 0]
+    seqs = []
 
-    def answer():
-        for flags in answers:
-            request = kernel.recv(4096)
-            kernel.send(answered_as(fixture("tcp.bin"), struct.unpack_from("=I", request, 8)[0], flags))
+    def kernel(sock, request, seq, single=False):
+        seqs.append(seq)
+        return [answered_as(fixture("tcp.bin"), seq, answers[len(seqs) - 1], sock.getsockname()[0])], {}
 
-    peer = threading.Thread(target=answer)
-    peer.start()
-    with ours, kernel:
+    monkeypatch.setattr(transport, "exchange", kernel)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as ours:
+        ours.bind((0, 0))
         collected, _ = netlink._dump(ours, TCP, False)
-        peer.join()
     assert collected.retries == 1 and collected.skipped == ()
     assert summary(collected.records) == TCP_EXPECTED
+    assert len(set(seqs)) == 2  # a fresh sequence number for each request
 
 
 @pytest.mark.parametrize("code", [errno.ENOENT, 0, 4095, -(2 ** 31), 2 ** 31 - 1])
 def test_errno_text_takes_any_number_a_reply_carries(code):
     assert codec.errno_text(code)
+
+
+def test_messages_addressed_to_another_port_id_are_skipped():
+    """The kernel addresses every reply to the requester's port id: any other is not ours."""
+    data = answered_as(fixture("tcp.bin"), 7, 0, 4242)
+    assert summary(codec.decode(data, kind=TCP, seq=7, port=4242).records) == TCP_EXPECTED
+    other = codec.decode(data, kind=TCP, seq=7, port=4343)
+    assert other.records == () and not other.done
+    assert all("addressed to port id 4242, not ours" in entry for entry in other.skipped)
+
+
+def test_saved_runs_name_their_kind_and_namespace():
+    """procsock's saved dumps carry their kind in nlmsg_seq and their namespace in nlmsg_pid;
+    a file `ss -D` wrote names neither (TCP, no namespace)."""
+    saved = codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 111)
+    saved += codec.renumber(fixture("unix.bin"), codec.saved_seq(UNIX), 222)
+    saved += codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 333)
+    runs = codec.decode_saved(saved, source="f")
+    assert [(kind, {r.netns for r in d.records}, {r.kind for r in d.records}) for kind, d in runs] == [
+        (TCP, {111}, {TCP}), (UNIX, {222}, {UNIX}), (TCP, {333}, {TCP})
+    ]
+    assert summary(runs[2][1].records) == TCP_EXPECTED
+    ((kind, ss_file),) = codec.decode_saved(fixture("tcp.bin"), source="f")
+    assert kind is None and summary(ss_file.records) == TCP_EXPECTED and {r.netns for r in ss_file.records} == {None}
+
+
+def test_skip_notes_of_a_saved_file_name_the_kind_they_belong_to(tmp_path):
+    import procsock
+
+    unix = bytearray(fixture("unix.bin"))
+    unix[16 + 2] = 99  # the first unix message's state: none the kernel has
+    path = tmp_path / "saved.diag"
+    path.write_bytes(
+        codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 111)
+        + codec.renumber(bytes(unix), codec.saved_seq(UNIX), 111)
+    )
+    snap = procsock.snapshot(diag_file=str(path))
+    (note,) = [n for n in snap.notes if "unreadable entries" in n]
+    assert note.startswith("netlink skipped 1 unreadable entries of unix (first: %s@" % path), note
+    assert "in unknown state 99" in note or "state 99" in note
+    assert {s.record.netns for s in snap.sockets} == {111}
+    assert {s.record.netns for s in procsock.snapshot(diag_file=str(path), netns=[111]).sockets} == {111}
+    assert procsock.snapshot(diag_file=str(path), netns=[112]).sockets == ()
+
+
+def test_a_socket_two_namespaces_of_a_saved_file_claim_is_believed_in_neither(tmp_path):
+    """With no process holding them to say which namespace they live in, sockets a saved file
+    lists in two namespaces are left out, and said so."""
+    import procsock
+
+    path = tmp_path / "saved.diag"
+    tcp = fixture("tcp.bin")
+    path.write_bytes(codec.renumber(tcp, codec.saved_seq(TCP), 111) + codec.renumber(tcp, codec.saved_seq(TCP), 222))
+    inodes = {r.inode for r in codec.decode(tcp).records}
+    snap = procsock.snapshot(diag_file=str(path))
+    assert not inodes & {s.record.inode for s in snap.sockets}
+    assert "%d sockets were reported by several network namespaces, none or several of whose processes hold them: " \
+           "left out (first: inode %d)" % (len(inodes), min(inodes)) in snap.notes
+    alone = tmp_path / "alone.diag"
+    alone.write_bytes(codec.renumber(tcp, codec.saved_seq(TCP), 111))
+    assert {s.record.inode for s in procsock.snapshot(diag_file=str(alone)).sockets} == inodes

@@ -5,11 +5,11 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 
-import attrs
 import pytest
 
 import procsock
@@ -19,7 +19,7 @@ from procsock.resolver import Query
 from procsock.model import UNIX, Netns, Source, UnixAddress
 from procsock_plugins import netlink
 from procsock_plugins.netlink import codec, transport
-from sockzoo import inode_of, model_endpoint, ss_endpoint
+from sockzoo import inode_of, model_endpoint, needs_root, ss_endpoint
 
 HOSTILE_NAMES = [
     b"new\nline",
@@ -110,7 +110,7 @@ def test_saved_replies_round_trip(zoo, tmp_path):
     found = {s.record.inode: s.record for s in replay.sockets}
     live = {s.record.inode: s.record for s in procsock.snapshot(pid=os.getpid(), backend="netlink").sockets}
     for item in zoo.expected:
-        assert found[item.inode] == attrs.evolve(live[item.inode], netns=None), item.label  # a file has no netns
+        assert found[item.inode] == live[item.inode], item.label  # its namespace too
     with_owners = json.loads(run_cli("--diag-file", str(saved), "--proc-root", "/proc", "--json").stdout)
     owned = {s["inode"]: s["owners"] for s in with_owners["sockets"]}
     assert any(o["pid"] == os.getpid() for o in owned[zoo.expected[0].inode])
@@ -183,8 +183,45 @@ def test_unix_details_name_the_bound_file_and_pending_connections(tmp_path):
 
 def test_raw_dump_is_the_same_sockets_as_a_collect(hostile_unix):
     """procsock_raw_dump's bytes decode (as --diag-file reads them) to what procsock_collect saw."""
-    raw = netlink.procsock_raw_dump(UNIX, Source.live())
+    raw = netlink.procsock_raw_dump(UNIX, Source.live(), Netns(4242))
     saved = {r.inode: r.local for r in codec.decode(raw).records}
+    assert {r.netns for _, d in codec.decode_saved(raw, source="raw") for r in d.records} == {4242}
     assert {inode_of(sock): saved.get(inode_of(sock)) for _, sock in hostile_unix} == {
         inode_of(sock): UnixAddress(name) for name, sock in hostile_unix
     }
+
+
+def _forged_answer(seq: int, inode: int) -> bytes:
+    """A unix_diag record named /forged claiming `inode`, then NLMSG_DONE, as answer `seq`."""
+    name = b"/forged"
+    payload = struct.pack("=BBBxIII", socket.AF_UNIX, socket.SOCK_STREAM, 10, inode, 0, 0)
+    payload += struct.pack("=HH", 4 + len(name), codec.UNIX_DIAG_NAME) + name + bytes(-len(name) % 4)
+    return codec._message(codec.SOCK_DIAG_BY_FAMILY, 2, seq, payload) + codec._message(codec.NLMSG_DONE, 2, seq, bytes(4))
+
+
+@needs_root  # sending to another port id needs CAP_NET_ADMIN over the namespace (unshare -Urn gives it)
+def test_only_the_kernel_is_heard(hostile_unix):
+    """Datagrams another socket sends to ours (here before the kernel's answer, with the right
+    sequence number) are dropped unread and counted by sender; the kernel's answer is read whole."""
+    name, real = hostile_unix[0]
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as ours, \
+            socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as other:
+        ours.bind((0, 0))
+        other.bind((0, 0))
+        port, stranger = ours.getsockname()[0], other.getsockname()[0]
+        for _ in range(3):
+            other.sendto(_forged_answer(99, inode_of(real)), (port, 0))
+        chunks, dropped = transport.exchange(ours, codec.unix_request(99, inode_of(real)), 99, single=True)
+    assert dropped == {stranger: 3}
+    (record,) = codec.decode(b"".join(chunks), seq=99, port=port).records
+    assert (record.inode, record.local) == (inode_of(real), UnixAddress(name))
+    assert transport.dropped_note(dropped) == "dropped 3 datagrams not from the kernel (from port ids %d)" % stranger
+
+
+@needs_root
+def test_a_diag_socket_refuses_every_sender_but_the_kernel():
+    with transport.open_diag_socket() as ours, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as other:
+        decoded, _, _ = transport.query(ours, lambda seq: codec.unix_request(seq), backend="netlink")
+        assert decoded.records and decoded.skipped == ()
+        with pytest.raises(ConnectionRefusedError):
+            other.sendto(_forged_answer(1, 1), (ours.getsockname()[0], 0))

@@ -1,5 +1,6 @@
 """Sockets held by a process in another network namespace, resolved there with the right owner."""
 
+import ipaddress
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import textwrap
 import pytest
 
 import procsock
-from sockzoo import needs_root
+from sockzoo import model_endpoint, needs_root, ss_endpoint
 
 HOLDER = textwrap.dedent(
     """
@@ -109,3 +110,39 @@ def test_a_named_namespace_is_named():
             proc.wait(timeout=30)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@needs_root
+def test_a_saved_file_keeps_every_namespace(other_namespace, zoo, tmp_path):
+    """--save-diag saves each namespace's replies with its inode; --diag-file gives each record
+    its namespace back, --netns filters a saved file, and `ss` still reads the file's first dump
+    (our own namespace's TCP sockets) and stops there."""
+    pid, report = other_namespace
+    own = os.stat("/proc/self/ns/net").st_ino
+    saved = str(tmp_path / "host.diag")
+    subprocess.run([sys.executable, "-m", "procsock", "--save-diag", saved], capture_output=True, check=True)
+    replay = procsock.snapshot(diag_file=saved, proc_root="/proc")
+    check(replay, pid, report)
+    found = {s.record.inode: s.record for s in replay.sockets}
+    assert {found[item.inode].netns for item in zoo.expected} == {own}
+    out = subprocess.run(
+        [sys.executable, "-m", "procsock", "--diag-file", saved, "--netns", str(report["netns"]), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    listed = json.loads(out.stdout)["sockets"]
+    assert {s["netns"] for s in listed} == {report["netns"]}
+    assert {inode for _, inode in (report[name] for name in ("listen", "client", "server", "udp", "unix"))} <= {
+        s["inode"] for s in listed
+    }
+    if shutil.which("ss") is None:
+        return
+    ss = subprocess.run(["ss", "-tanH"], env=dict(os.environ, TCPDIAG_FILE=saved), capture_output=True, text=True)
+    assert ss.returncode == 0 and ss.stderr == ""
+    shown = {(f[0], ss_endpoint(f[3]), ss_endpoint(f[4])) for f in (line.split() for line in ss.stdout.splitlines())}
+    for item in zoo.expected:
+        if item.kind == "tcp":
+            record = found[item.inode]
+            assert (record.state.label, model_endpoint(record.local), model_endpoint(record.remote)) in shown
+    assert not any(local == (ipaddress.ip_address("127.0.0.1"), 4242) for _, local, _ in shown) or any(
+        r.netns == own and str(r.local) == "127.0.0.1:4242" for r in found.values()
+    )  # the other namespace's listener is past the first NLMSG_DONE: ss never reads it

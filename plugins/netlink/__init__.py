@@ -12,6 +12,7 @@ from typing import FrozenSet, Optional
 
 from procsock.plugin import (
     INET_KINDS,
+    TCP,
     UNIX,
     BackendInfo,
     BackendUnavailable,
@@ -50,24 +51,40 @@ def procsock_unavailable(source: Source) -> Optional[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _decode_file(path: str, mtime_ns: int, size: int, details: bool, limit: int) -> codec.Decoded:
+def _decode_file(path: str, mtime_ns: int, size: int, details: bool, limit: int):
     """A saved file decoded once for all the kinds of a snapshot (keyed by its stat, so a
-    rewritten file is read again); read as untrusted input (`procsock.inputs`)."""
+    rewritten file is read again): codec.decode_saved's runs. Read as untrusted input
+    (`procsock.inputs`)."""
     try:
         data = read_named_file(path, limit)
     except InputError as exc:
         raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.reason)) from exc
-    return codec.decode(data, source=path, backend=NAME, details=details)
+    return codec.decode_saved(data, source=path, backend=NAME, details=details)
 
 
-def _read_file(kind: SocketKind, source: Source, details: bool) -> Collected:
+def _read_file(kind: SocketKind, source: Source, details: bool, netns: Netns) -> Collected:
+    """The saved records of `kind` (of every namespace the file holds, or only of `netns.inode`
+    when given), and what the runs of that kind skipped (`ss -D` files hold TCP only)."""
     path = source.diag_file
     try:
         st = os.stat(path)
     except OSError as exc:
         raise BackendUnavailable(NAME, "cannot read %s (%s)" % (path, exc.strerror or exc)) from exc
-    decoded = _decode_file(path, st.st_mtime_ns, st.st_size, details, source.max_input_bytes)
-    return Collected(tuple(r for r in decoded.records if r.kind == kind), decoded.skipped)
+    records, skipped = [], []
+    for run_kind, decoded in _decode_file(path, st.st_mtime_ns, st.st_size, details, source.max_input_bytes):
+        if run_kind == kind or (run_kind is None and kind == TCP):
+            skipped.extend(decoded.skipped)
+        records.extend(
+            r for r in decoded.records if r.kind == kind and (netns.inode is None or r.netns == netns.inode)
+        )
+    return Collected(tuple(records), tuple(skipped))
+
+
+def _open(source: Source, netns: Netns):
+    """A diag socket in our namespace, or inside `netns` through its process."""
+    if netns.pid is None:
+        return transport.open_diag_socket()
+    return transport.open_diag_socket_in(source.proc_root, netns.pid)
 
 
 def _build(kind: SocketKind, details: bool):
@@ -104,26 +121,24 @@ def procsock_collect(
 ) -> Collected:
     """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records.
 
-    Another namespace is read through a diag socket created inside it (`transport`).
+    Another namespace is read through a diag socket created inside it (`transport`). A saved file
+    gives the records of every namespace it holds, each with its own (or of `netns.inode` alone).
     """
     if source.diag_file is not None:
-        if netns.pid is not None:
-            raise BackendUnavailable(NAME, "a saved file holds one namespace only")
-        return _read_file(kind, source, details)
-    if netns.pid is None:
-        sock = transport.open_diag_socket()
-    else:
-        sock = transport.open_diag_socket_in(source.proc_root, netns.pid)
-    with sock:
+        return _read_file(kind, source, details, netns)
+    with _open(source, netns) as sock:
         if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
             return _lookup_unix(sock, inodes, details, netns.inode)
         return _dump(sock, kind, details, netns.inode)[0]
 
 
 @hookimpl
-def procsock_raw_dump(kind: SocketKind, source: Source) -> Optional[bytes]:
-    """The raw replies of a live dump of `kind`, renumbered so a saved file names its kind."""
+def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optional[bytes]:
+    """The raw replies of a live dump of `kind` in `netns`, renumbered so a saved file names its
+    kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    with transport.open_diag_socket() as sock:
-        return codec.renumber(_dump(sock, kind, details=True)[1], codec.saved_seq(kind))
+    with _open(source, netns) as sock:
+        raw = _dump(sock, kind, True, netns.inode)[1]
+    inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
+    return codec.renumber(raw, codec.saved_seq(kind), inode)

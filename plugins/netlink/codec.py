@@ -165,12 +165,17 @@ _SOCK_TYPES = {int(t): t for t in SockType}
 
 
 def saved_seq(kind: SocketKind) -> int:
-    """The sequence number procsock's own saved dumps carry, naming the kind they answer."""
+    """The sequence number procsock's own saved dumps carry, naming the kind they answer.
+
+    Their messages also carry, in nlmsg_pid (the requester's port id: meaningless in a file), the
+    inode of the network namespace the dump was read in (0: unknown). `ss` reads neither field.
+    """
     protocol = INET_PROTOCOLS.get(kind.protocol, 0)
     return 0x50530000 | (int(kind.family) << 8) | protocol
 
 
 _KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in INET_KINDS}
+_SAVED_KIND = {**_KIND_BY_SAVED_SEQ, saved_seq(UNIX): UNIX}
 
 
 def _message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
@@ -286,25 +291,27 @@ _AF_UNIX = int(Family.UNIX)
 _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE}
 
 
-def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None,
+def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
            source: str = "netlink", backend: str = "netlink", details: bool = False,
-           netns: Optional[int] = None) -> Decoded:
+           netns: Optional[int] = None, start: int = 0, end: Optional[int] = None) -> Decoded:
     """Decode back-to-back netlink messages into records.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
     message (saved files). `details` fills ``extended`` from the attributes; `netns` is the
     namespace inode stamped on every record. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
+    With `port` (our port id, live), messages the kernel did not address to it are skipped too.
+    `start` and `end` bound the bytes read (offsets in notes stay those of `data`).
     """
     if not isinstance(data, bytes):
         data = bytes(data)
     records: List[SocketRecord] = []
     skipped: List[str] = []
     done, error, interrupted = False, 0, False
-    offset, total = 0, len(data)
+    offset, total = start, len(data) if end is None else end
     header, header_size = _NLMSGHDR.unpack_from, _NLMSGHDR.size
     while offset + header_size <= total and not (done and seq is not None):
-        length, msg_type, flags, msg_seq, _pid = header(data, offset)
+        length, msg_type, flags, msg_seq, msg_port = header(data, offset)
         end = offset + length
         where = (source, offset)
         if length < header_size or end > total:
@@ -314,6 +321,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         offset = (end + 3) & ~3
         if seq is not None and msg_seq != seq:
             skipped.append("%s: message of another request (seq %d)" % (_where(*where), msg_seq))
+            continue
+        if port is not None and msg_port != port:
+            skipped.append("%s: message addressed to port id %d, not ours" % (_where(*where), msg_port))
             continue
         if flags & NLM_F_DUMP_INTR:
             interrupted = True
@@ -341,6 +351,36 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     return Decoded(tuple(records), tuple(skipped), done, error, interrupted)
 
 
+def decode_saved(data: bytes, *, source: str, backend: str = "netlink",
+                 details: bool = False) -> Tuple[Tuple[Optional[SocketKind], Decoded], ...]:
+    """A saved file, one (kind, Decoded) per run of messages that share a sequence number and port id.
+
+    procsock's saved dumps name their kind (saved_seq) and namespace (nlmsg_pid); other files
+    (`ss -D`: TCP only) have kind None, records of no namespace. What a run skipped is said with
+    its kind; bytes after a malformed header belong to the run before them.
+    """
+    runs: List[Tuple[int, int, int]] = []  # start offset, seq, port
+    offset, total = 0, len(data)
+    while offset + _NLMSGHDR.size <= total:
+        length, _type, _flags, msg_seq, msg_port = _NLMSGHDR.unpack_from(data, offset)
+        if not runs or runs[-1][1:] != (msg_seq, msg_port):
+            runs.append((offset, msg_seq, msg_port))
+        if length < _NLMSGHDR.size:
+            break
+        offset += (length + 3) & ~3
+    if not runs:
+        return ((None, decode(data, source=source, backend=backend, details=details)),)
+    decoded = []
+    for index, (start, msg_seq, msg_port) in enumerate(runs):
+        end = runs[index + 1][0] if index + 1 < len(runs) else total
+        kind = _SAVED_KIND.get(msg_seq)
+        decoded.append((kind, decode(
+            data, kind=None if kind == UNIX else kind, source=source, backend=backend,
+            details=details, netns=(msg_port or None) if kind is not None else None, start=start, end=end,
+        )))
+    return tuple(decoded)
+
+
 def answer_ended(data, seq: int, single: bool = False) -> bool:
     """Whether `data` (one datagram) holds the NLMSG_DONE/NLMSG_ERROR ending answer `seq`.
 
@@ -358,15 +398,16 @@ def answer_ended(data, seq: int, single: bool = False) -> bool:
     return False
 
 
-def renumber(data: bytes, seq: int) -> bytes:
-    """`data` with every message's sequence number set to `seq` (for saved dumps)."""
+def renumber(data: bytes, seq: int, port: int = 0) -> bytes:
+    """`data` with every message's sequence number set to `seq` and port id to `port` (for saved
+    dumps: see saved_seq)."""
     out = bytearray(data)
     offset = 0
     while offset + _NLMSGHDR.size <= len(out):
         length = _U32.unpack_from(out, offset)[0]
         if length < _NLMSGHDR.size:
             break
-        _U32.pack_into(out, offset + 8, seq)
+        _TWO_U32.pack_into(out, offset + 8, seq, port)
         offset += (length + 3) & ~3
     return bytes(out)
 

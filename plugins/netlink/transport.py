@@ -1,11 +1,20 @@
-"""The I/O side of sock_diag: one NETLINK_SOCK_DIAG socket, a request, the whole answer."""
+"""The I/O side of sock_diag: one NETLINK_SOCK_DIAG socket, a request, the whole answer.
+
+Only the kernel is believed. Any process in the namespace the socket lives in (an unprivileged user
+who made it with `unshare -Urn`) can send datagrams to its port id, so the socket is connected to
+the kernel (port id 0: the kernel then refuses other senders), every datagram's sender is checked
+all the same (`receive`), and each request carries an unpredictable sequence number.
+"""
 
 import errno
-import itertools
 import os
+import secrets
 import socket
 import threading
-from typing import List, Tuple
+import time
+from typing import Dict, List, Tuple
+
+import attrs
 
 from procsock.plugin import BackendUnavailable
 
@@ -16,7 +25,8 @@ RECV_BUFFER = 1 << 20
 TIMEOUT = 10.0
 _READ_SIZE = 1 << 16
 _DUMP_ATTEMPTS = 3
-_sequence = itertools.count(1)
+KERNEL = 0  # the kernel's port id; no process can have it
+_SHOWN_SENDERS = 8  # port ids a note names at most
 
 
 def _refused(what: str, exc: OSError) -> BackendUnavailable:
@@ -37,6 +47,11 @@ def open_diag_socket() -> socket.socket:
             break
         except OSError:
             continue
+    try:
+        sock.connect((KERNEL, 0))  # from now on the kernel refuses datagrams from any other sender
+    except OSError as exc:
+        sock.close()
+        raise _refused("netlink sock_diag", exc) from None
     return sock
 
 
@@ -89,20 +104,52 @@ def open_diag_socket_in(proc_root: str, pid: int) -> socket.socket:
     return outcome["socket"]
 
 
-def exchange(sock: socket.socket, request: bytes, seq: int, single: bool = False) -> List[bytes]:
+def receive(sock: socket.socket, view: memoryview, dropped: Dict[int, int], deadline: float) -> int:
+    """Read the next datagram the kernel sent into `view` and return its size.
+
+    Datagrams from any other port id are dropped unread and counted in `dropped` (port id →
+    count). Raises socket.timeout once `deadline` (time.monotonic) passes, however many others
+    keep arriving. Every read of a netlink socket goes through here.
+    """
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        sock.settimeout(remaining)
+        size, sender = sock.recvfrom_into(view)
+        port = sender[0] if isinstance(sender, tuple) and sender else None
+        if port == KERNEL:
+            return size
+        dropped[port] = dropped.get(port, 0) + 1
+
+
+def dropped_note(dropped: Dict[int, int]) -> str:
+    """One line saying how many datagrams not from the kernel were dropped, and from whom."""
+    senders = sorted(dropped, key=lambda port: (port is None, port))
+    shown = ", ".join("unknown" if port is None else str(port) for port in senders[:_SHOWN_SENDERS])
+    more = " and %d more" % (len(senders) - _SHOWN_SENDERS) if len(senders) > _SHOWN_SENDERS else ""
+    return "dropped %d datagrams not from the kernel (from port ids %s%s)" % (sum(dropped.values()), shown, more)
+
+
+def exchange(sock: socket.socket, request: bytes, seq: int, single: bool = False) -> Tuple[List[bytes], Dict[int, int]]:
     """Send one request and read every datagram of its answer: up to NLMSG_DONE/NLMSG_ERROR, or
-    the first message of a `single` (lookup) answer."""
+    the first message of a `single` (lookup) answer. Returns the kernel's datagrams and the
+    count of others dropped by sender (`receive`); the whole answer must come within TIMEOUT."""
+    dropped: Dict[int, int] = {}
+    deadline = time.monotonic() + TIMEOUT
     try:
         sock.send(request)
         chunks = []
         buffer = bytearray(_READ_SIZE)
         view = memoryview(buffer)
         while True:
-            size = sock.recv_into(view)
+            size = receive(sock, view, dropped, deadline)
             chunk = bytes(view[:size])
             chunks.append(chunk)
             if codec.answer_ended(chunk, seq, single):
-                return chunks
+                return chunks, dropped
+    except socket.timeout:
+        raise BackendUnavailable(NAME, "no complete sock_diag answer within %g s" % TIMEOUT) from None
     except OSError as exc:
         raise _refused("sock_diag request", exc) from None
 
@@ -113,15 +160,23 @@ def query(sock: socket.socket, build, lookup: bool = False, **decode_args) -> Tu
     Returns the decoded answer, its raw bytes and how many retries it took. An errno in the
     answer becomes BackendUnavailable (ENOENT: no diag handler for that family in this kernel),
     except ENOENT for a `lookup` of one socket, which only means that socket does not exist.
+    Datagrams not from the kernel are dropped and said in ``skipped``; the kernel's messages
+    must also carry our port id (it addresses every reply to the requester).
     """
+    dropped: Dict[int, int] = {}
     for attempt in range(_DUMP_ATTEMPTS):
-        seq = next(_sequence) & 0xFFFFFFFF
-        raw = b"".join(exchange(sock, build(seq), seq, lookup))
-        decoded = codec.decode(raw, seq=seq, **decode_args)
+        seq = secrets.randbits(32)  # unpredictable: no other process can answer in our place
+        chunks, others = exchange(sock, build(seq), seq, lookup)
+        for port, count in others.items():
+            dropped[port] = dropped.get(port, 0) + count
+        raw = b"".join(chunks)
+        decoded = codec.decode(raw, seq=seq, port=sock.getsockname()[0], **decode_args)
         if decoded.errno and not (lookup and decoded.errno == errno.ENOENT):
             if decoded.errno == errno.ENOENT:
                 raise BackendUnavailable(NAME, "no sock_diag handler for it in this kernel (ENOENT)")
             raise BackendUnavailable(NAME, "sock_diag answered " + codec.errno_text(decoded.errno))
         if not decoded.interrupted:
             break
+    if dropped:
+        decoded = attrs.evolve(decoded, skipped=decoded.skipped + (dropped_note(dropped),))
     return decoded, raw, attempt
