@@ -8,7 +8,7 @@ from typing import Any, FrozenSet, Iterable, Optional, Sequence, Union
 
 from procsock.backends import Registry
 from procsock.errors import BadArgument
-from procsock.fdscan import known_netns
+from procsock.fdscan import known_netns, netns_inode
 from procsock.model import Family, Socket, Source, State
 from procsock.resolver import Query, Resolver, Snapshot
 
@@ -175,7 +175,10 @@ def check_netns(source: Source, query: Query) -> None:
     known = known_netns(source.proc_root)
     missing = sorted(query.netns - set(known))
     if missing:
-        shown = ["%d%s" % (inode, " (%s)" % name if name else "") for inode, name in sorted(known.items())]
+        own = netns_inode(source.proc_root, "self")
+        known[own] = known.get(own) or "ours"
+        ordered = sorted(known.items(), key=lambda item: (item[0] != own, item[0]))
+        shown = ["%d%s" % (inode, " (%s)" % name if name else "") for inode, name in ordered]
         more = " and %d more" % (len(shown) - 20) if len(shown) > 20 else ""
         raise BadArgument(
             "netns", "bad netns %d: no such network namespace here (known: %s%s)"
