@@ -3,6 +3,7 @@
 from procsock.errors import (
     AccessDenied,
     BackendUnavailable,
+    BadArgument,
     NoSuchProcess,
     NotApplicable,
     NotASocket,
@@ -35,6 +36,7 @@ __all__ = [
     "AccessDenied",
     "BackendInfo",
     "BackendUnavailable",
+    "BadArgument",
     "Collected",
     "Family",
     "InetAddress",

@@ -45,7 +45,7 @@ def _values(argument: str, value: Any, types: tuple, what: str) -> Optional[tupl
     """
     if value is None:
         return None
-    values = (value,) if isinstance(value, (str, bytes, int)) else value
+    values = (value,) if isinstance(value, (str, bytes, bytearray, int)) else value
     try:
         values = tuple(values)
     except TypeError:
