@@ -13,7 +13,7 @@ import pytest
 import procsock
 from procsock.errors import BadArgument, ProcsockError
 from procsock.fdscan import known_netns
-from procsock.testing import PSUTIL_KINDS, connections_of
+from procsock.testing import PSUTIL_KINDS, connections_of, held_socket_inodes
 
 CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
 OWN_NETNS = os.stat("/proc/self/ns/net").st_ino
@@ -97,8 +97,9 @@ def test_a_namespace_filter_on_a_captured_tree_gives_an_empty_answer_with_a_note
     (lambda: connections_of(os.getpid(), kind="tpc"), BadArgument, ["kind", "'tpc'"] + list(PSUTIL_KINDS)),
     (lambda: connections_of(os.getpid(), kind=["tcp"]), TypeError, ["kind", "psutil"]),
     (lambda: connections_of(os.getpid(), protocol="tcpx"), BadArgument, ["protocol"] + PROTOCOL_NAMES),
+    (lambda: held_socket_inodes(1.5), TypeError, ["pid", "process id"]),
 ], ids=["describe_fd-pid", "describe_fd-fd", "describe_inode", "connections_of-kind", "connections_of-type",
-        "connections_of-protocol"])
+        "connections_of-protocol", "held_socket_inodes"])
 def test_the_other_public_functions_check_their_arguments_too(call, error, says):
     with pytest.raises(error) as raised:
         call()

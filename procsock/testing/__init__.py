@@ -121,8 +121,8 @@ def assert_backends_agree(
 
 
 def held_socket_inodes(pid: int) -> FrozenSet[int]:
-    """The socket inodes process `pid` holds now (one walk of its fds, no backend asked)."""
-    return frozenset(scan_fds("/proc", (pid,)).owners)
+    """The socket inodes process `pid` (or processes) holds now (one walk of its fds, no backend asked)."""
+    return frozenset(scan_fds("/proc", sorted(make_query(pid=pid).pid)).owners)
 
 
 def describe_sockets(pid: int, inodes: FrozenSet[int]) -> str:
