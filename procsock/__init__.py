@@ -15,7 +15,7 @@ _HOMES = {
     "procsock.backends": ("Registry",),
     "procsock.compare": ("Comparison", "compare_backends"),
     "procsock.errors": (
-        "AccessDenied", "BackendUnavailable", "InputError", "NoSuchProcess", "NotApplicable", "NotASocket", "ParseError",
+        "AccessDenied", "BackendUnavailable", "BadArgument", "InputError", "NoSuchProcess", "NotApplicable", "NotASocket", "ParseError",
         "ProcsockError", "SocketNotFound",
     ),
     "procsock.hookspecs": ("hookimpl",),

@@ -4,12 +4,13 @@ Plugins load on first use (not at import of procsock) and stay loaded for the pr
 """
 
 import functools
-from typing import Any, FrozenSet, Iterable, Optional, Union
+from typing import Any, FrozenSet, Iterable, Optional, Sequence, Union
 
 import attrs
 
 from procsock.backends import Registry
-from procsock.errors import ProcsockError
+from procsock.errors import BadArgument
+from procsock.fdscan import known_netns, netns_inode
 from procsock.model import Family, Socket, Source, State
 from procsock.resolver import Query, Resolver, Snapshot
 
@@ -34,34 +35,94 @@ def make_source(
     return source if max_input_bytes is None else attrs.evolve(source, max_input_bytes=max_input_bytes)
 
 
-def _as_set(value: Any, convert) -> Optional[FrozenSet]:
+def registry_or_default(registry: Optional[Registry]) -> Registry:
+    """`registry`, or the default one when None; anything else is a TypeError."""
+    if registry is None:
+        return default_registry()
+    if not isinstance(registry, Registry):
+        raise TypeError("registry takes a procsock.backends.Registry, not %s" % type(registry).__name__)
+    return registry
+
+
+def _values(argument: str, value: Any, types: tuple, what: str) -> Optional[tuple]:
+    """None, or the value(s) of `argument` as a tuple: one value or an iterable of several.
+
+    Text and bytes count as one value (never their characters); a value of another type than
+    `types` (bool is not an int here), or no value at all, is refused naming the argument.
+    """
     if value is None:
         return None
-    if isinstance(value, (str, int)):
-        value = (value,)
-    return frozenset(convert(v) for v in value)
-
-
-def _family(value: Union[Family, int, str]) -> Family:
+    values = (value,) if isinstance(value, (str, bytes, bytearray, int)) else value
     try:
-        if isinstance(value, str):
-            return Family[value.upper()]
-        return Family(value)
-    except (KeyError, ValueError):
-        raise ProcsockError("unknown address family %r" % (value,)) from None
+        values = tuple(values)
+    except TypeError:
+        values = (value,)
+    for one in values:
+        if isinstance(one, bool) or not isinstance(one, types):
+            raise TypeError("%s takes %s, or several; not %s %r" % (argument, what, type(one).__name__, one))
+    if not values:
+        raise BadArgument(argument, "%s: no value given (None means any)" % argument)
+    return values
+
+
+def _bad(argument: str, value: Any, accepted: Iterable) -> BadArgument:
+    return BadArgument(argument, "bad %s %r (accepted: %s)" % (argument, value, ", ".join(map(str, accepted))))
+
+
+def _named(argument: str, value: Any, known: Sequence[str], what: str, fold=str) -> Optional[FrozenSet[str]]:
+    """Names (as `fold` makes them) checked against the `known` ones: a kind, a protocol."""
+    names = _values(argument, value, (str,), what)
+    if names is None:
+        return None
+    for name in names:
+        if fold(name) not in known:
+            raise _bad(argument, name, known)
+    return frozenset(fold(name) for name in names)
+
+
+def _number(argument: str, value: Any, low: int, high: Optional[int], what: str) -> int:
+    """One whole number from `low` to `high` (None: no limit)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s takes %s, not %s %r" % (argument, what, type(value).__name__, value))
+    if value < low or (high is not None and value > high):
+        accepted = "%d to %d" % (low, high) if high is not None else "%d or more" % low
+        raise BadArgument(argument, "bad %s %d (accepted: %s)" % (argument, value, accepted))
+    return int(value)
+
+
+def _numbers(argument: str, value: Any, low: int, high: Optional[int], what: str) -> Optional[FrozenSet[int]]:
+    numbers = _values(argument, value, (int,), what)
+    return None if numbers is None else frozenset(_number(argument, n, low, high, what) for n in numbers)
+
+
+def _families(value: Any) -> Optional[FrozenSet[Family]]:
+    families = _values("family", value, (int, str), "a Family, its number or name")
+    if families is None:
+        return None
+    chosen = set()
+    for one in families:
+        try:
+            chosen.add(Family[one.upper()] if isinstance(one, str) else Family(one))
+        except (KeyError, ValueError):
+            raise _bad("family", one, [f.name.lower() for f in Family]) from None
+    return frozenset(chosen)
 
 
 _STATE_BY_TEXT = {s.name: s for s in State}
 _STATE_BY_TEXT.update({s.label.replace("-", "_"): s for s in State})
 
 
-def _state(value: Union[State, int, str]) -> State:
-    try:
-        if isinstance(value, str):
-            return _STATE_BY_TEXT[value.upper().replace("-", "_")]
-        return State(value)
-    except (KeyError, ValueError):
-        raise ProcsockError("unknown socket state %r" % (value,)) from None
+def _states(value: Any) -> Optional[FrozenSet[State]]:
+    states = _values("state", value, (int, str), "a State, its name or its ss label")
+    if states is None:
+        return None
+    chosen = set()
+    for one in states:
+        try:
+            chosen.add(_STATE_BY_TEXT[one.upper().replace("-", "_")] if isinstance(one, str) else State(one))
+        except (KeyError, ValueError):
+            raise _bad("state", one, [s.label for s in State]) from None
+    return frozenset(chosen)
 
 
 def make_query(
@@ -70,30 +131,66 @@ def make_query(
     family: Union[Family, int, str, Iterable, None] = None,
     protocol: Union[str, Iterable[str], None] = None,
     state: Union[State, str, Iterable, None] = None,
-    pid: Optional[int] = None,
-    port: Optional[int] = None,
+    pid: Union[int, Iterable[int], None] = None,
+    port: Union[int, Iterable[int], None] = None,
     netns: Union[int, Iterable[int], None] = None,
     details: bool = False,
+    registry: Optional[Registry] = None,
 ) -> Query:
     """A Query from user-friendly values: each filter takes one value or several.
 
-    family: Family, its number or name ("inet6"); protocol: "tcp", "udp", "udplite", "raw",
-    "unix", ...; state: State, or its name or ss label ("LISTEN", "estab", "time-wait").
+    kind: a kind name of `registry`'s backends ("tcp6", "unix"); family: Family, its number or
+    name ("inet6"); protocol: "tcp", "udp", "udplite", "raw", "unix", ...; state: State, or its
+    name or ss label ("LISTEN", "estab", "time-wait"); pid, port, netns: numbers. A value procsock
+    does not know raises BadArgument, one of the wrong type TypeError, naming the argument and
+    what it accepts: the door is where a typo is caught, not an empty answer later.
     """
+    kinds = protocols = None
+    if kind is not None or protocol is not None:
+        known = registry_or_default(registry).kinds()
+        kinds = _named("kind", kind, [k.name for k in known], "a kind name")
+        protocol_names = list(dict.fromkeys(k.protocol for k in known))
+        protocols = _named("protocol", protocol, protocol_names, "a protocol name", str.lower)  # "TCP" too
     return Query(
-        kinds=_as_set(kind, str),
-        families=_as_set(family, _family),
-        protocols=_as_set(protocol, str.lower),
-        states=_as_set(state, _state),
-        pid=pid,
-        port=port,
-        netns=_as_set(netns, int),
+        kinds=kinds,
+        families=_families(family),
+        protocols=protocols,
+        states=_states(state),
+        pid=_numbers("pid", pid, 1, None, "a process id"),
+        port=_numbers("port", port, 0, 0xFFFF, "a port number"),
+        netns=_numbers("netns", netns, 1, None, "a network namespace inode"),
         details=details,
     )
 
 
-def _resolver(proc_root, diag_file, backend, registry) -> Resolver:
-    return Resolver(registry or default_registry(), make_source(proc_root, diag_file), backend)
+def check_backend(registry: Registry, backend: Optional[str], query: Query) -> None:
+    """A lookup-only backend answers for given sockets only: it needs the pid(s) to take them from."""
+    if backend is None:
+        return
+    if not isinstance(backend, str):
+        raise TypeError("backend takes a backend name, not %s" % type(backend).__name__)
+    chosen = registry.by_name().get(backend)
+    if chosen is not None and chosen.info.lookup_only and query.pid is None:
+        raise BadArgument("backend", "backend %s answers lookups only: give a pid with it" % backend)
+
+
+def check_netns(source: Source, query: Query) -> None:
+    """On the live host a netns filter must name a namespace that exists here (else it is likely
+    a typo); a captured or saved source cannot tell, and the snapshot says so in a note."""
+    if query.netns is None or not source.kernel or source.proc_root is None:
+        return
+    known = known_netns(source.proc_root)
+    missing = sorted(query.netns - set(known))
+    if missing:
+        own = netns_inode(source.proc_root, "self")
+        known[own] = known.get(own) or "ours"
+        ordered = sorted(known.items(), key=lambda item: (item[0] != own, item[0]))
+        shown = ["%d%s" % (inode, " (%s)" % name if name else "") for inode, name in ordered]
+        more = " and %d more" % (len(shown) - 20) if len(shown) > 20 else ""
+        raise BadArgument(
+            "netns", "bad netns %d: no such network namespace here (known: %s%s)"
+            % (missing[0], ", ".join(shown[:20]), more),
+        )
 
 
 def snapshot(
@@ -102,8 +199,8 @@ def snapshot(
     family=None,
     protocol=None,
     state=None,
-    pid: Optional[int] = None,
-    port: Optional[int] = None,
+    pid=None,
+    port=None,
     netns=None,
     details: bool = False,
     proc_root: Optional[str] = None,
@@ -114,15 +211,20 @@ def snapshot(
     """Every socket matching the filters, joined with the fds that hold it.
 
     Sockets of every network namespace whose processes hold sockets are included (on the live
-    host); `netns` keeps those of the given namespace inodes. With `pid`, only that process's
-    fds are walked and only its sockets resolved. With
+    host); `netns` keeps those of the given namespace inodes. With `pid` (one or several), only
+    those processes' fds are walked and only their sockets resolved. With
     `details`, records carry ``extended`` (tcp_info, memory, ...) where the backend can give it.
+    A filter value procsock does not know raises BadArgument (or TypeError): see make_query.
     """
+    registry = registry_or_default(registry)
     query = make_query(
         kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, netns=netns,
-        details=details,
+        details=details, registry=registry,
     )
-    return _resolver(proc_root, diag_file, backend, registry).snapshot(query)
+    source = make_source(proc_root, diag_file)
+    check_backend(registry, backend, query)
+    check_netns(source, query)
+    return Resolver(registry, source, backend).snapshot(query)
 
 
 def describe_fd(
@@ -138,7 +240,8 @@ def describe_fd(
 
     Raises NoSuchProcess, AccessDenied, NotASocket or SocketNotFound.
     """
-    return _resolver(proc_root, None, backend, registry).describe_fd(pid, fd, details)
+    pid, fd = _number("pid", pid, 1, None, "a process id"), _number("fd", fd, 0, None, "an fd number")
+    return Resolver(registry_or_default(registry), make_source(proc_root), backend).describe_fd(pid, fd, details)
 
 
 def describe_inode(
@@ -151,4 +254,7 @@ def describe_inode(
     registry: Optional[Registry] = None,
 ) -> Socket:
     """What is socket:[INODE]? Its socket, with every fd on the host that holds it."""
-    return _resolver(proc_root, diag_file, backend, registry).describe_inode(inode, details)
+    inode = _number("inode", inode, 1, None, "a socket inode")
+    return Resolver(registry_or_default(registry), make_source(proc_root, diag_file), backend).describe_inode(
+        inode, details
+    )

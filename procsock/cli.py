@@ -11,9 +11,9 @@ import sys
 import tempfile
 from typing import List, Optional
 
-from procsock.api import default_registry, make_query, make_source
+from procsock.api import check_backend, check_netns, default_registry, make_query, make_source
 from procsock.backends import Registry
-from procsock.errors import ProcsockError
+from procsock.errors import BadArgument, ProcsockError
 from procsock.model import DEFAULT_MAX_INPUT_BYTES
 from procsock.render import (
     comparison_lines,
@@ -41,8 +41,15 @@ class UsageError(Exception):
     """Bad usage found after argument parsing (exit code 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line `procsock: ...` (exit 2), like every other error, not usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, "procsock: %s\n" % message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="procsock",
         description="List every socket with the processes and fds that hold it.",
     )
@@ -59,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("-l", "--listening", action="store_true", help="listening sockets only")
     select.add_argument("-a", "--all", action="store_true", help="all sockets (the default; for ss habits)")
     select.add_argument("--state", action="append", metavar="STATE", help="only this state (LISTEN, ESTAB, ...)")
-    select.add_argument("--pid", type=int, help="only sockets held by this process (walks only its fds)")
-    select.add_argument("--port", type=int, help="only sockets with this local or remote port")
+    select.add_argument("--pid", type=int, action="append",
+                        help="only sockets held by this process (walks only its fds); several add up")
+    select.add_argument("--port", type=int, action="append",
+                        help="only sockets with this local or remote port; several add up")
     select.add_argument("--netns", type=int, action="append", metavar="INODE",
                         help="only sockets of this network namespace (inode of /proc/PID/ns/net)")
 
@@ -102,23 +111,22 @@ def _add_max_input_bytes(group) -> None:
     )
 
 
-def _query(args: argparse.Namespace):
+def _query(args: argparse.Namespace, registry: Registry):
+    """The query the options ask for; a value procsock does not know raises BadArgument (exit 2)."""
     states = list(args.state or [])
     if args.listening:
         states.append("LISTEN")
-    try:
-        return make_query(
-            kind=args.kind,
-            family=args.families,
-            protocol=args.protocols,
-            state=states or None,
-            pid=args.pid,
-            port=args.port,
-            netns=args.netns,
-            details=args.details,
-        )
-    except ProcsockError as exc:  # a state name that does not exist: the user's typo
-        raise UsageError(str(exc)) from None
+    return make_query(
+        kind=args.kind,
+        family=args.families,
+        protocol=args.protocols,
+        state=states or None,
+        pid=args.pid,
+        port=args.port,
+        netns=args.netns,
+        details=args.details,
+        registry=registry,
+    )
 
 
 def _list_backends(registry: Registry, source) -> List[str]:
@@ -210,19 +218,15 @@ def run(args: argparse.Namespace, out) -> int:
         for line in _list_backends(registry, source):
             out.write(line + "\n")
         return 0
-    unknown = sorted(set(args.kind or ()) - {k.name for k in registry.kinds()})
-    if unknown:
-        known = ", ".join(k.name for k in registry.kinds())
-        raise UsageError("unknown kind %s (known: %s)" % (", ".join(unknown), known))
-    forced = registry.by_name().get(args.backend) if args.backend else None
-    if forced is not None and forced.info.lookup_only and args.pid is None:
-        raise UsageError("backend %s answers lookups only: use it with --pid" % forced.name)
+    query = _query(args, registry)
+    check_backend(registry, args.backend, query)
+    check_netns(source, query)
     if args.save_diag:
         _refuse_inputs(args.save_diag, args)
     resolver = Resolver(registry, source, args.backend)
     if args.save_diag:
-        return _save_diag(resolver, _query(args), args.save_diag)
-    snap = resolver.snapshot(_query(args))
+        return _save_diag(resolver, query, args.save_diag)
+    snap = resolver.snapshot(query)
     unread = [note for note in snap.notes if ": no backend could read it (" in note]
     if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table
         more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""
@@ -243,13 +247,15 @@ def run(args: argparse.Namespace, out) -> int:
 
 
 def build_compare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="procsock compare",
         description="Compare two backends' views of the same moment. Exit 0 when they agree "
-        "(every difference explained), 1 when they do not.",
+        "(every difference explained), 1 when they do not or when there was nothing to compare.",
     )
     parser.add_argument("backends", nargs="*", metavar="BACKEND", help="two backend names (default: the two best here)")
     parser.add_argument("--kind", action="append", metavar="NAME", help="only this kind (tcp6, unix, ...)")
+    parser.add_argument("--pid", type=int, action="append",
+                        help="only the sockets this process holds (lookup-only backends such as pidfd need it)")
     parser.add_argument("--proc-root", metavar="DIR", help="compare on a captured /proc tree")
     parser.add_argument("--diag-file", metavar="FILE", help="compare on saved sock_diag replies")
     _add_max_input_bytes(parser)
@@ -266,10 +272,9 @@ def run_compare(args: argparse.Namespace, out) -> int:
     from procsock.compare import compare_backends  # only this subcommand needs it
 
     names = list(args.backends) + [None] * (2 - len(args.backends))
-    result = compare_backends(
-        default_registry(), make_source(args.proc_root, args.diag_file, args.max_input_bytes), names[0], names[1],
-        make_query(kind=args.kind),
-    )
+    registry = default_registry()
+    query = make_query(kind=args.kind, pid=args.pid, registry=registry)
+    result = compare_backends(registry, make_source(args.proc_root, args.diag_file, args.max_input_bytes), names[0], names[1], query)
     if args.json:
         json.dump(comparison_to_dict(result), out, indent=1)
         out.write("\n")
@@ -290,7 +295,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(handlers=[handler], level=logging.DEBUG if args.debug else logging.WARNING)
     try:
         return command(args, sys.stdout)
-    except UsageError as exc:
+    except (UsageError, BadArgument) as exc:
         print("procsock: %s" % escape_text(str(exc)), file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `procsock | head`: stop quietly, and let exit not flush again

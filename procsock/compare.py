@@ -10,11 +10,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
+from procsock.api import check_backend
 from procsock.backends import Backend, Registry
-from procsock.errors import BackendUnavailable, ProcsockError
-from procsock.model import SocketKind, SocketRecord, Source, State, UnixAddress
+from procsock.errors import BackendUnavailable, BadArgument, NothingCompared, ProcsockError
 from procsock.fdscan import scan_fds
-from procsock.resolver import Query, Resolver
+from procsock.model import Netns, SocketKind, SocketRecord, Source, State, UnixAddress
+from procsock.resolver import Query, Resolver, ask
 
 COMPARED_FIELDS = (
     "type", "protocol", "state", "local", "remote", "rx_queue", "tx_queue",
@@ -45,6 +46,7 @@ class Comparison:
     only_b: Tuple[SocketRecord, ...]
     differences: Tuple[FieldDiff, ...]
     not_compared: Tuple[str, ...] = ()
+    compared: int = 0  # sockets compared: those both saw, and those only one saw
 
     @property
     def unexplained(self) -> Tuple[FieldDiff, ...]:
@@ -103,14 +105,39 @@ def _held(records: Tuple[SocketRecord, ...], inodes: Optional[frozenset]) -> Tup
     return records if inodes is None else tuple(r for r in records if r.inode in inodes)
 
 
-def _backend(resolver: Resolver, name: Optional[str], skip: Optional[str]) -> Backend:
+def _named(resolver: Resolver, name: str) -> Backend:
     for backend in resolver.usable_backends():
-        if (name is None and backend.name != skip and not backend.info.lookup_only) or backend.name == name:
+        if backend.name == name:
             return backend
-    if name is not None and name not in resolver.registry.by_name():
-        installed = ", ".join(b.name for b in resolver.registry.backends) or "none"
-        raise BackendUnavailable(name, "no such backend (installed: %s)" % installed)
-    raise BackendUnavailable(name or "second", "not usable here for this source")
+    installed = resolver.registry.by_name()
+    if name not in installed:
+        raise BackendUnavailable(name, "no such backend (installed: %s)" % (", ".join(installed) or "none"))
+    raise BackendUnavailable(name, installed[name].unavailable(resolver.source) or "not usable here")
+
+
+def _default(resolver: Resolver, kinds: Sequence[SocketKind], other: Optional[Backend]) -> Backend:
+    """The best usable backend that reads whole tables of a wanted kind (one `other` serves too)."""
+    wanted = [k for k in kinds if other is None or k in other.info.kinds]
+    for backend in resolver.usable_backends():
+        if backend is not other and not backend.info.lookup_only and set(wanted) & set(backend.info.kinds):
+            return backend
+    if other is None:
+        raise NothingCompared("no backend here reads the kinds asked for")
+    usable = set(resolver.usable_backends())
+    why = []
+    for backend in resolver.registry.backends:
+        if backend.name == other.name:
+            continue
+        if backend not in usable:
+            why.append("%s: %s" % (backend.name, backend.unavailable(resolver.source)))
+        elif backend.info.lookup_only:
+            why.append("%s: answers lookups only, name it to compare it on a pid" % backend.name)
+        else:
+            why.append("%s: serves none of these kinds" % backend.name)
+    raise NothingCompared(
+        "no backend here to compare %s with on %s (%s)"
+        % (other.name, ",".join(k.name for k in wanted) or "no kind", "; ".join(why) or "no other backend")
+    )
 
 
 def compare_backends(
@@ -120,28 +147,50 @@ def compare_backends(
     b: Optional[str] = None,
     query: Query = Query(),
 ) -> Comparison:
-    """Compare backends `a` and `b` (default: the two highest-priority usable ones).
+    """Compare backends `a` and `b` (default: the best usable ones that read whole tables of a
+    kind both serve).
 
     For each kind both serve, the two are read back to back so they see nearly the same moment.
-    With ``query.pid`` only the sockets that process holds are compared (asked for by inode), so
-    a busy host's churn elsewhere cannot make the two disagree.
+    With ``query.pid`` only the sockets those processes hold are compared, asked for by inode
+    with their holders in each one's network namespace as the resolver asks (so lookup-only
+    backends such as pidfd can be compared, and a busy host's churn elsewhere cannot make the
+    two disagree). A comparison that would compare nothing (no second backend, no common kind,
+    no socket either saw) raises NothingCompared: a check that cannot fail is no check.
     """
     resolver = Resolver(registry, source)
-    inodes = None
-    if query.pid is not None and source.proc_root is not None:
-        inodes = frozenset(scan_fds(source.proc_root, (query.pid,), captured=not source.kernel).owners)
-    first = _backend(resolver, a, None)
-    second = _backend(resolver, b, first.name)
-    kinds = [k for k in resolver.kinds(query) if k in first.info.kinds and k in second.info.kinds]
+    kinds = resolver.kinds(query)
+    first = _named(resolver, a) if a is not None else None
+    second = _named(resolver, b) if b is not None else None
+    first = first or _default(resolver, kinds, second)
+    second = second or _default(resolver, kinds, first)
+    if first.name == second.name:
+        raise BadArgument("backends", "compare needs two different backends, not %s twice" % first.name)
+    for backend in (first, second):
+        check_backend(registry, backend.name, query)
+    kinds = [k for k in kinds if k in first.info.kinds and k in second.info.kinds]
+    if not kinds:
+        raise NothingCompared("%s and %s serve no common kind here (for this query)" % (first.name, second.name))
+    plans: List[Tuple[Netns, Optional[frozenset]]] = [(Netns(), None)]
+    owners = {}
+    if query.pid is not None:
+        if source.proc_root is None:
+            raise BadArgument("pid", "pid needs a /proc tree to find its sockets (not only a saved diag file)")
+        scan = scan_fds(source.proc_root, sorted(query.pid), captured=not source.kernel, threads=source.kernel)
+        owners = scan.owners
+        plans = resolver.namespace_plans(scan, frozenset(owners))
     only_a: List[SocketRecord] = []
     only_b: List[SocketRecord] = []
     diffs: List[FieldDiff] = []
     not_compared: List[str] = []
     compared: List[str] = []
+    count = 0
     for kind in kinds:
+        left: List[SocketRecord] = []
+        right: List[SocketRecord] = []
         try:
-            left = _held(first.collect(kind, source, inodes).records, inodes)
-            right = _held(second.collect(kind, source, inodes).records, inodes)
+            for netns, inodes in plans:
+                left += _held(ask(first, kind, source, inodes, False, netns, owners).records, inodes)
+                right += _held(ask(second, kind, source, inodes, False, netns, owners).records, inodes)
         except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
             not_compared.append("%s: %s" % (kind.name, exc))
             continue
@@ -150,6 +199,16 @@ def compare_backends(
         only_a += x
         only_b += y
         diffs += d
+        count += len(left) + len(y)
+    if not compared:
+        raise NothingCompared("%s vs %s compared no kind: %s" % (first.name, second.name, "; ".join(not_compared)))
+    if not count:
+        held = " held by pid %s" % ",".join(map(str, sorted(query.pid))) if query.pid is not None else ""
+        raise NothingCompared(
+            "%s vs %s compared nothing: neither saw a socket of %s%s"
+            % (first.name, second.name, ",".join(compared), held)
+        )
     return Comparison(
-        first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared)
+        first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared),
+        count,
     )

@@ -97,3 +97,17 @@ class SocketNotFound(ProcsockError):
     def __init__(self, inode: int, reason: str = "") -> None:
         self.inode = inode
         super().__init__("socket:[%d] not found%s" % (inode, ": " + reason if reason else ""))
+
+
+class BadArgument(ProcsockError, ValueError):
+    """An argument whose value procsock does not accept; the message names the argument and the
+    values it takes. (A value of the wrong type is a TypeError saying the same.)"""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(message)
+
+
+class NothingCompared(ProcsockError):
+    """A backend comparison that would compare nothing (no second backend, no kind both serve, no
+    socket either saw): a check that cannot fail is refused, with the reason."""

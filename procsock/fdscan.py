@@ -455,6 +455,15 @@ def netns_inode(proc_root: str, pid, captured: bool = False) -> Optional[int]:
         return None
 
 
+def known_netns(proc_root: str) -> Dict[int, str]:
+    """Every network namespace visible here, inode → its `ip netns` name or "": those of the
+    processes we may look at (ours included) and those `ip netns add` named."""
+    found = (netns_inode(proc_root, pid) for pid in _all_pids(proc_root))
+    known = {inode: "" for inode in found if inode is not None}
+    known.update(named_netns())
+    return known
+
+
 def socket_inode(proc_root: str, pid: int, fd: int, captured: bool = False) -> int:
     """The inode of the socket at PROC/pid/fd/fd; typed errors when it is gone, hidden or no socket."""
     try:

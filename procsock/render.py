@@ -218,6 +218,7 @@ def comparison_to_dict(result: "Comparison") -> dict:
         "only_b": [socket_to_dict(Socket(r, ())) for r in result.only_b],
         "differences": [_diff_dict(d) for d in result.differences],
         "not_compared": list(result.not_compared),
+        "compared": result.compared,
     }
 
 
@@ -235,8 +236,9 @@ def comparison_lines(result: "Comparison") -> Iterator[str]:
     for reason in result.not_compared:
         yield "not compared: " + escape_text(reason)
     verdict = "agree" if result.agree else "DISAGREE"
-    yield "%s vs %s on %s: %s (%d only in %s, %d only in %s, %d field differences, %d unexplained)" % (
-        a, b, escape_text(",".join(result.kinds)) or "no common kinds", verdict,
+    yield "%s vs %s on %s: %s (%d sockets compared, %d only in %s, %d only in %s, %d field differences, " \
+        "%d unexplained)" % (
+        a, b, escape_text(",".join(result.kinds)), verdict, result.compared,
         len(result.only_a), a, len(result.only_b), b,
         len(result.differences), len(result.unexplained),
     )

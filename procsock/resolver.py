@@ -24,7 +24,7 @@ from procsock.fdscan import (
     scan_fds,
     socket_inode,
 )
-from procsock.model import Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
+from procsock.model import Collected, Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
 
 log = logging.getLogger("procsock")
 _NOBODY = object()  # no namespace's record of a contested inode stands
@@ -52,17 +52,23 @@ def _without_gc_passes(method):
     return paused
 
 
+def _one_or_set(value) -> Optional[FrozenSet[int]]:
+    return None if value is None else frozenset((value,) if isinstance(value, int) else value)
+
+
 @attrs.frozen
 class Query:
-    """Which sockets to list. Each filter is None (no restriction) or a set of accepted values;
-    `details` asks backends for ``SocketRecord.extended`` (tcp_info, memory, ...)."""
+    """Which sockets to list. Each filter is None (no restriction) or a set of accepted values
+    (`pid` and `port` also take one number); `details` asks backends for
+    ``SocketRecord.extended`` (tcp_info, memory, ...). Values are not checked here: make_query
+    checks what users give."""
 
     kinds: Optional[FrozenSet[str]] = None
     families: Optional[FrozenSet[Family]] = None
     protocols: Optional[FrozenSet[str]] = None
     states: Optional[FrozenSet[State]] = None
-    pid: Optional[int] = None
-    port: Optional[int] = None
+    pid: Optional[FrozenSet[int]] = attrs.field(default=None, converter=_one_or_set)
+    port: Optional[FrozenSet[int]] = attrs.field(default=None, converter=_one_or_set)
     netns: Optional[FrozenSet[int]] = None
     details: bool = False
 
@@ -83,8 +89,8 @@ class Query:
         if self.states is not None and record.state not in self.states:
             return False
         if self.port is not None:
-            ports = (getattr(record.local, "port", None), getattr(record.remote, "port", None))
-            if self.port not in ports:
+            ports = self.port
+            if getattr(record.local, "port", None) not in ports and getattr(record.remote, "port", None) not in ports:
                 return False
         return True
 
@@ -193,7 +199,7 @@ class Resolver:
     def snapshot(self, query: Query = Query()) -> Snapshot:
         if query.pid is None:
             return self._snapshot_all(query)
-        scan = self._owners((query.pid,))
+        scan = self._owners(sorted(query.pid))
         return self._resolve(query, self._hinted_kinds(query, scan), scan, frozenset(scan.owners))
 
     def _snapshot_all(self, query: Query) -> Snapshot:
@@ -261,7 +267,7 @@ class Resolver:
         """Collect `kinds` in each namespace the scan shows and join the owners. `early` holds
         the whole-table answers of our own namespace, already read while the walk ran."""
         owners = scan.owners
-        plans = self._namespace_plans(scan, inodes)
+        plans = self.namespace_plans(scan, inodes)
         sockets: List[Socket] = []
         seen = set()
         answered_by: Dict[str, str] = {}
@@ -358,6 +364,12 @@ class Resolver:
             notes.append("%d fds not readable (permission denied): not counted as owners" % scan.denied_fds)
         if scan.malformed:
             notes.append("%d socket fd entries skipped: not socket:[INODE] with a decimal fd and inode" % scan.malformed)
+        missing = () if query.netns is None or self.source.kernel else query.netns - {s.record.netns for s in sockets}
+        if missing:  # on the live host the door refuses an unknown namespace; here none can be checked
+            notes.append(
+                "no socket of network namespace %s in this source (a captured or saved source cannot "
+                "tell which namespaces existed)" % ", ".join(map(str, sorted(missing)))
+            )
         unresolved = {}
         if query.selects_all:
             unresolved = {
@@ -409,7 +421,7 @@ class Resolver:
         """
         dumps, notes = [], []
         live = self.source.kernel and self._own_netns.inode is not None
-        plans = self._namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
+        plans = self.namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
         for netns, _ in plans:
             for kind in self.kinds(query):
                 failures = []
@@ -446,7 +458,7 @@ class Resolver:
             "no process of ours is in" % (protocol or "protocol unknown")
         )
 
-    def _namespace_plans(
+    def namespace_plans(
         self, scan: FdScan, inodes: Optional[FrozenSet[int]]
     ) -> List[Tuple[Netns, Optional[FrozenSet[int]]]]:
         """(namespace, inodes wanted there) to read: ours, then each other network namespace whose
@@ -478,18 +490,34 @@ class Resolver:
             if kind not in backend.info.kinds or (inodes is None and backend.info.lookup_only):
                 continue
             try:
-                collected = backend.collect(kind, self.source, inodes, details, netns, holders)
+                return backend.name, ask(backend, kind, self.source, inodes, details, netns, holders), failures
             except NotApplicable:
                 continue
             except ProcsockError as exc:
-                reason = getattr(exc, "reason", None) or str(exc)
                 log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)
-            except Exception as exc:  # a plugin's bug: reported, and the next backend answers
-                reason = "plugin error: %s: %s" % (type(exc).__name__, exc)
-                log.debug("backend %s crashed on %s", backend.name, kind.name, exc_info=True)
-            else:
-                if collected is not None:
-                    return backend.name, collected, failures
-                reason = "returned nothing"
-            failures.append((backend.name, reason))
+                failures.append((backend.name, getattr(exc, "reason", None) or str(exc)))
         return None, None, failures
+
+
+def ask(
+    backend: Backend,
+    kind: SocketKind,
+    source: Source,
+    inodes: Optional[FrozenSet[int]],
+    details: bool = False,
+    netns: Netns = Netns(),
+    holders: Optional[Dict[int, Tuple[Owner, ...]]] = None,
+) -> Collected:
+    """`backend`'s records of one kind. Every failure is a ProcsockError saying why: a plugin's
+    bug (any exception, MemoryError on hostile input included) or an answer of nothing is
+    reported as BackendUnavailable, so that one broken plugin cannot stop the others."""
+    try:
+        collected = backend.collect(kind, source, inodes, details, netns, holders)
+    except ProcsockError:
+        raise
+    except Exception as exc:
+        log.debug("backend %s crashed on %s", backend.name, kind.name, exc_info=True)
+        raise BackendUnavailable(backend.name, "plugin error: %s: %s" % (type(exc).__name__, exc)) from None
+    if collected is None:
+        raise BackendUnavailable(backend.name, "returned nothing")
+    return collected

@@ -100,9 +100,9 @@ CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
     (["--backend", "netlink", "--proc-root", CAPTURE], 1, "backend netlink unavailable: a captured /proc tree"),
     (["--save-diag", "/nonexistent/dir/saved.diag"], 1, "/nonexistent/dir/saved.diag: No such file or directory"),
     (["--pid", str(2 ** 22 + 7)], 1, "no such process %d" % (2 ** 22 + 7)),
-    (["--kind", "nosuch"], 2, "unknown kind nosuch (known: tcp, tcp6, "),
-    (["--state", "BOGUS"], 2, "unknown socket state 'BOGUS'"),
-    (["--backend", "pidfd"], 2, "backend pidfd answers lookups only: use it with --pid"),
+    (["--kind", "nosuch"], 2, "bad kind 'nosuch' (accepted: tcp, tcp6, "),
+    (["--state", "BOGUS"], 2, "bad state 'BOGUS' (accepted: ESTAB, "),
+    (["--backend", "pidfd"], 2, "backend pidfd answers lookups only: give a pid with it"),
     (["--proc-root", os.path.join(CAPTURE, "3925")], 1, "no socket table could be read: tcp: no backend could read it"),
     (["compare", "nope"], 1, "backend nope unavailable: no such backend (installed: "),
 ])

@@ -2,15 +2,22 @@
 
 import os
 import socket
+import subprocess
+import sys
 
 import attrs
+import pytest
 
 import procsock
 from procsock.compare import compare_backends, compare_records
+from procsock.errors import BadArgument, NothingCompared
+from procsock.testing import assert_backends_agree
 from procsock.model import TCP, UDP, UNIX, Netns, Source, State, UnixAddress
 from procsock.resolver import Query, Resolver
-from procsock_plugins import procnet
+from procsock_plugins import pidfd, procnet
+from sockzoo import needs_root
 from stubs import StubBackend, registry_of
+from test_netns import other_namespace  # noqa: F401 (a fixture)
 
 
 def procnet_records(kind):
@@ -70,3 +77,124 @@ def test_raw_dumps_come_from_the_first_backend_with_a_wire_form():
     dumps, notes = Resolver(registry_of(failing, fine), Source.live()).raw_dumps()
     assert [(k.name, b, d) for k, _, b, d in dumps] == [("tcp", "other", b"other:tcp;")]
     assert notes == ["udp: no raw dump (wire: refused)"]
+
+
+class FailsOn(StubBackend):
+    """A stub whose collect crashes (a plugin's bug) on the kinds named."""
+
+    def __init__(self, name, priority, kinds, records, crash, on):
+        super().__init__(name, priority, kinds, records)
+        self.crash, self.on = crash, on
+
+    @procsock.hookimpl
+    def procsock_collect(self, kind, source, inodes, netns):
+        if kind.name in self.on:
+            raise self.crash
+        return super().procsock_collect(kind, source, inodes, netns)
+
+
+@pytest.mark.parametrize("crash", [ValueError("bad line"), MemoryError()])
+def test_a_crashing_backend_is_reported_as_not_compared(zoo, crash):
+    both = procnet_records(TCP) + procnet_records(UDP)
+    crashing = FailsOn("crashing", 60, [TCP, UDP], both, crash, {"udp"})
+    result = compare_backends(with_procnet(crashing), Source.live(), query=Query(kinds=frozenset({"tcp", "udp"})))
+    assert result.kinds == ("tcp",) and result.compared > 0
+    (reason,) = result.not_compared
+    assert reason.startswith("udp: ") and "plugin error: %s" % type(crash).__name__ in reason
+    crashing.on = {"tcp", "udp"}
+    with pytest.raises(NothingCompared, match="crashing vs procnet compared no kind: tcp: .*plugin error"):
+        compare_backends(with_procnet(crashing), Source.live(), query=Query(kinds=frozenset({"tcp", "udp"})))
+
+
+def test_comparing_nothing_is_an_error_saying_why():
+    tcp = StubBackend("tcp-only", 60, [TCP])
+    udp = StubBackend("udp-only", 70, [UDP])
+    with pytest.raises(NothingCompared, match="tcp-only and udp-only serve no common kind"):
+        compare_backends(registry_of(tcp, udp), Source.live(), "tcp-only", "udp-only")
+    with pytest.raises(NothingCompared, match="no backend here to compare udp-only with on udp .*tcp-only: serves no"):
+        compare_backends(registry_of(tcp, udp), Source.live())
+    empty = StubBackend("empty", 50, [TCP])
+    with pytest.raises(NothingCompared, match="tcp-only vs empty compared nothing: neither saw a socket of tcp"):
+        compare_backends(registry_of(tcp, empty), Source.live())
+
+
+@pytest.fixture
+def no_sockets():
+    """The pid of a process that holds no socket at all."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "procsock", "compare", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
+DIAG = os.path.join(os.path.dirname(__file__), "fixtures", "diag", "tcp.bin")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--proc-root", CAPTURE], ["no backend here to compare procnet with", "netlink: a captured /proc tree"]),
+    (["--diag-file", DIAG], ["no backend here to compare netlink with", "procnet: "]),
+    (["--pid", "NO_SOCKETS"], ["netlink vs procnet compared nothing: neither saw a socket of ", "held by pid "]),
+    (["--pid", "NO_SOCKETS", "--kind", "tcp", "procnet", "netlink"], ["procnet vs netlink compared nothing"]),
+])
+def test_a_comparison_of_nothing_exits_1_with_one_line(no_sockets, args, says):
+    proc = cli(*[str(no_sockets) if a == "NO_SOCKETS" else a for a in args])
+    lines = proc.stderr.splitlines()
+    assert (proc.returncode, proc.stdout, len(lines)) == (1, "", 1), proc.stderr
+    assert lines[0].startswith("procsock: ") and "second" not in lines[0]
+    for text in says:
+        assert text in lines[0]
+
+
+def test_a_comparison_with_a_plugin_of_other_kinds_exits_1():
+    pytest.importorskip("procsock_ping")
+    proc = cli("ping", "procnet")
+    assert proc.returncode == 1
+    assert proc.stderr == "procsock: ping and procnet serve no common kind here (for this query)\n"
+
+
+def test_assert_backends_agree_fails_when_it_compared_nothing(no_sockets):
+    with pytest.raises(AssertionError, match="backends not compared: .*neither saw a socket of tcp held by pid %d"
+                       % no_sockets):
+        assert_backends_agree(pid=no_sockets, kind=["tcp"])
+    if pidfd.procsock_unavailable(Source.live()) is None:
+        with pytest.raises(AssertionError, match="pidfd vs netlink compared nothing"):
+            assert_backends_agree("pidfd", "netlink", pid=no_sockets, kind=["tcp"])
+    with pytest.raises(BadArgument, match="backend pidfd answers lookups only"):
+        assert_backends_agree("pidfd", "netlink", kind=["tcp"])
+
+
+needs_pidfd = pytest.mark.skipif(
+    pidfd.procsock_unavailable(Source.live()) is not None, reason="pidfd_getfd is not available here"
+)
+
+
+@needs_pidfd
+def test_a_lookup_only_backend_is_compared_on_a_process_sockets():
+    with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        udp.bind(("::1", 0))
+        with client, server:
+            result = assert_backends_agree("pidfd", "netlink", pid=os.getpid(), kind=["tcp", "udp6"])
+            assert (result.a, result.b, set(result.kinds)) == ("pidfd", "netlink", {"tcp", "udp6"})
+            assert result.compared >= 4 and not result.only_a and not result.only_b
+            proc = cli("pidfd", "netlink", "--pid", str(os.getpid()), "--kind", "tcp")
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert proc.stdout.splitlines()[-1].startswith("pidfd vs netlink on tcp: agree (")
+
+
+@needs_root
+@needs_pidfd
+def test_a_lookup_only_backend_is_compared_in_the_namespace_of_the_process(other_namespace):
+    pid, report = other_namespace
+    result = assert_backends_agree("pidfd", "netlink", pid=pid, kind=["tcp", "udp6"])
+    assert result.compared == 4  # listener, client, server (tcp) and udp (udp6): each in its namespace
+    assert set(result.kinds) == {"tcp", "udp6"} and not result.only_a and not result.only_b

@@ -8,11 +8,12 @@ runs against itself.
 
 from typing import FrozenSet, Optional, Tuple
 
-from procsock.api import default_registry, make_query, make_source, snapshot
+from procsock.api import make_query, make_source, registry_or_default, snapshot
 from procsock.backends import Registry
 from procsock.compare import Comparison, compare_backends
+from procsock.errors import BadArgument, NothingCompared
 from procsock.fdscan import scan_fds
-from procsock.model import Socket, State
+from procsock.model import Family, Socket, State
 from procsock.render import comparison_lines, table_lines
 
 
@@ -42,46 +43,86 @@ def _accepts(sock: Socket) -> bool:
     return bool(getattr(record.local, "port", None) or getattr(record.local, "name", None))
 
 
+# psutil's connection kinds (``Process.net_connections(kind=)``) → (families, protocols); "all"
+# is every socket procsock can list, not only psutil's inet and unix ones.
+_V4, _V6, _BOTH = frozenset({Family.INET}), frozenset({Family.INET6}), frozenset({Family.INET, Family.INET6})
+PSUTIL_KINDS = {
+    "inet": (_BOTH, ("tcp", "udp")),
+    "inet4": (_V4, ("tcp", "udp")),
+    "inet6": (_V6, ("tcp", "udp")),
+    "tcp": (_BOTH, ("tcp",)),
+    "tcp4": (_V4, ("tcp",)),
+    "tcp6": (_V6, ("tcp",)),
+    "udp": (_BOTH, ("udp",)),
+    "udp4": (_V4, ("udp",)),
+    "udp6": (_V6, ("udp",)),
+    "unix": (frozenset({Family.UNIX}), ("unix",)),
+    "all": (None, None),
+}
+
+
+def _psutil_kind(kind: Optional[str]):
+    """(families, protocols) of one of psutil's kind names; anything else is refused naming them."""
+    if kind is None:
+        return None, None
+    if not isinstance(kind, str):
+        raise TypeError("kind takes one of psutil's kind names (str), not %s %r" % (type(kind).__name__, kind))
+    if kind not in PSUTIL_KINDS:
+        raise BadArgument("kind", "bad kind %r (accepted: %s)" % (kind, ", ".join(PSUTIL_KINDS)))
+    return PSUTIL_KINDS[kind]
+
+
 def connections_of(
     pid: int,
     *,
-    kind=None,
+    kind: Optional[str] = None,
     protocol=None,
     state=None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Tuple[Socket, ...]:
     """Every socket process `pid` holds (like psutil's ``Process.net_connections``), optionally
-    narrowed by kind, protocol or state (``state="ESTAB"``)."""
-    snap = snapshot(pid=pid, kind=kind, protocol=protocol, state=state, backend=backend, registry=registry)
-    return snap.sockets
+    narrowed by psutil's kind names ("inet", "tcp4", "udp6", "unix", "all"...; "tcp" is TCP over
+    IPv4 and IPv6 as in psutil), protocol or state (``state="ESTAB"``)."""
+    families, protocols = _psutil_kind(kind)
+    snap = snapshot(
+        pid=pid, family=families, protocol=protocols if protocol is None else protocol, state=state,
+        backend=backend, registry=registry,
+    )
+    if protocol is None or protocols is None:
+        return snap.sockets
+    return tuple(s for s in snap.sockets if s.record.kind.protocol in protocols)
 
 
 def assert_backends_agree(
     a: Optional[str] = None,
     b: Optional[str] = None,
     *,
-    pid: Optional[int] = None,
+    pid=None,
     kind=None,
     proc_root: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Comparison:
     """Read the same kinds through backends `a` and `b` (default: the two best here) and raise
-    AssertionError listing the sockets only one saw and the unexplained field differences.
+    AssertionError listing the sockets only one saw and the unexplained field differences, or
+    saying why nothing could be compared (a check that compares nothing does not pass).
 
     With `pid`, only that process's sockets are compared: the check to use on a busy host, where
-    sockets elsewhere come and go between the two reads."""
-    result = compare_backends(
-        registry or default_registry(), make_source(proc_root), a, b, make_query(kind=kind, pid=pid)
-    )
+    sockets elsewhere come and go between the two reads; lookup-only backends (pidfd) need it."""
+    registry = registry_or_default(registry)
+    query = make_query(kind=kind, pid=pid, registry=registry)
+    try:
+        result = compare_backends(registry, make_source(proc_root), a, b, query)
+    except NothingCompared as exc:
+        raise AssertionError("backends not compared: %s" % exc) from None
     if not result.agree:
         raise AssertionError("backends disagree:\n" + "\n".join(comparison_lines(result)))
     return result
 
 
 def held_socket_inodes(pid: int) -> FrozenSet[int]:
-    """The socket inodes process `pid` holds now (one walk of its fds, no backend asked)."""
-    return frozenset(scan_fds("/proc", (pid,)).owners)
+    """The socket inodes process `pid` (or processes) holds now (one walk of its fds, no backend asked)."""
+    return frozenset(scan_fds("/proc", sorted(make_query(pid=pid).pid)).owners)
 
 
 def describe_sockets(pid: int, inodes: FrozenSet[int]) -> str:
