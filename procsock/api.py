@@ -71,7 +71,8 @@ def make_query(
     """A Query from user-friendly values: each filter takes one value or several.
 
     family: Family, its number or name ("inet6"); protocol: "tcp", "udp", "udplite", "raw",
-    "unix", ...; state: State, or its name or ss label ("LISTEN", "estab", "time-wait").
+    "unix", ...; state: State, or its name or ss label ("LISTEN", "estab", "time-wait",
+    "bound-inactive").
     """
     return Query(
         kinds=_as_set(kind, str),

@@ -14,7 +14,7 @@ from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError
 from procsock.model import SocketKind, SocketRecord, Source, State, UnixAddress
 from procsock.fdscan import scan_fds
-from procsock.resolver import Query, Resolver
+from procsock.resolver import Query, Resolver, deferred_reasons
 
 COMPARED_FIELDS = (
     "type", "protocol", "state", "local", "remote", "rx_queue", "tx_queue",
@@ -45,15 +45,22 @@ class Comparison:
     only_b: Tuple[SocketRecord, ...]
     differences: Tuple[FieldDiff, ...]
     not_compared: Tuple[str, ...] = ()
+    explained_only: Tuple[Tuple[SocketRecord, str], ...] = ()  # (record of only_a/only_b, known cause)
 
     @property
     def unexplained(self) -> Tuple[FieldDiff, ...]:
         return tuple(d for d in self.differences if d.explained is None)
 
     @property
+    def unexplained_only(self) -> Tuple[SocketRecord, ...]:
+        """The sockets only one backend saw, for no known cause."""
+        known = {record for record, _ in self.explained_only}
+        return tuple(r for r in self.only_a + self.only_b if r not in known)
+
+    @property
     def agree(self) -> bool:
-        """True when both saw the same sockets and every field difference has a known cause."""
-        return not (self.only_a or self.only_b or self.unexplained)
+        """True when every socket only one backend saw and every field difference has a known cause."""
+        return not (self.unexplained_only or self.unexplained)
 
 
 def _explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
@@ -67,6 +74,15 @@ def _explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
         return "for listeners inet_diag reports the backlog limit as Send-Q, /proc/net reports 0"
     if field in ("rx_queue", "tx_queue"):
         return "queues move with traffic between the two reads"
+    return None
+
+
+def _explain_only(record: SocketRecord, deferred: Dict[int, str]) -> Optional[str]:
+    """The known reason only one of two faithful backends lists a socket, or None."""
+    if record.inode in deferred:
+        return deferred[record.inode]
+    if record.state is State.BOUND_INACTIVE:
+        return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound but neither listening nor connected"
     return None
 
 
@@ -138,18 +154,24 @@ def compare_backends(
     diffs: List[FieldDiff] = []
     not_compared: List[str] = []
     compared: List[str] = []
+    deferred: Dict[int, str] = {}  # inode → which backend deferred it, and what it said the socket is
     for kind in kinds:
         try:
-            left = _held(first.collect(kind, source, inodes).records, inodes)
-            right = _held(second.collect(kind, source, inodes).records, inodes)
+            answers = [(backend.name, backend.collect(kind, source, inodes)) for backend in (first, second)]
         except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
             not_compared.append("%s: %s" % (kind.name, exc))
             continue
+        for name, collected in answers:
+            deferred.update((inode, "%s deferred it: %s" % (name, why)) for inode, why in deferred_reasons(collected).items())
         compared.append(kind.name)
-        x, y, d = compare_records(kind, left, right)
+        x, y, d = compare_records(kind, _held(answers[0][1].records, inodes), _held(answers[1][1].records, inodes))
         only_a += x
         only_b += y
         diffs += d
+    explained_only = tuple(
+        (record, why) for record in only_a + only_b for why in (_explain_only(record, deferred),) if why
+    )
     return Comparison(
-        first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared)
+        first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared),
+        explained_only,
     )

@@ -66,6 +66,11 @@ def procsock_collect(
     `holders` maps socket inodes to the fds that hold them (from the fd walk), for backends that
     read a socket through its holder (pidfd). A backend that only answers some shapes of request
     raises ``procsock.errors.NotApplicable`` for the others: the next backend answers, silently.
+    A backend that can answer a held socket only incompletely (a connecting TCP socket has no peer
+    address to read yet; a socket in no kernel table has no row to give) leaves its record out and
+    lists ``(inode, reason)`` in ``Collected.deferred``, the reason saying what the socket is: the
+    next backend serving `kind` is asked for those inodes, and if none reports one, the socket is
+    unresolved with that reason.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for

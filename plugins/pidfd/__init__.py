@@ -47,10 +47,11 @@ def procsock_collect(
     netns: Netns,
     holders: Mapping[int, Sequence[Owner]],
 ) -> Collected:
-    """Each wanted inode read through its first holder; others (vanished, refused) are skipped."""
+    """Each wanted inode read through its first holder; others (vanished, refused) are skipped,
+    and those its fd cannot tell completely (connecting, or in no kernel table) are deferred."""
     if inodes is None or len(inodes) > LOOKUP_LIMIT or details:
         raise NotApplicable(NAME, "answers lookups of up to %d sockets, without details" % LOOKUP_LIMIT)
-    records, skipped = [], []
+    records, skipped, deferred = [], [], []
     for inode in sorted(inodes):
         owners = holders.get(inode)
         if not owners:
@@ -60,9 +61,12 @@ def procsock_collect(
             record = probe.read_socket(owner.pid, owner.fd, inode, kind, netns.inode, NAME)
         except PermissionError as exc:
             raise BackendUnavailable(NAME, "pidfd_getfd refused for pid %d (%s)" % (owner.pid, exc.strerror)) from None
+        except probe.Incomplete as exc:
+            deferred.append((inode, exc.reason))
+            continue
         except OSError as exc:
             skipped.append("pid %d fd %d: %s" % (owner.pid, owner.fd, os.strerror(exc.errno or 0)))
             continue
         if record is not None:
             records.append(record)
-    return Collected(tuple(records), tuple(skipped))
+    return Collected(tuple(records), tuple(skipped), deferred=tuple(deferred))
