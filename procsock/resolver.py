@@ -274,7 +274,7 @@ class Resolver:
         seen = set()
         answered_by: Dict[str, str] = {}
         fallbacks: Dict[Tuple[str, str], List[str]] = {}
-        unread: Dict[Optional[int], str] = {}  # namespace → why one of its kinds could not be read
+        unread: Dict[Tuple[Optional[int], SocketKind], str] = {}  # (namespace, kind) → why it was not read
         deferred: Dict[int, str] = {}  # inode → what the backend that deferred it says it is
         notes: List[str] = []
         skipped: List[str] = []
@@ -290,7 +290,7 @@ class Resolver:
             for failed, reason in failures:
                 fallbacks.setdefault((failed, reason), []).append(label)
             if collected is None:
-                unread.setdefault(netns.inode, "; ".join("%s: %s" % f for f in failures) or "no backend")
+                unread.setdefault((netns.inode, kind), "; ".join("%s: %s" % f for f in failures) or "no backend")
                 notes.append(
                     "%s: no backend could read it (%s)"
                     % (label, "; ".join("%s: %s" % f for f in failures) or "none serves it here")
@@ -429,16 +429,19 @@ class Resolver:
             return {}
         return {inode: reason for inode, reason in deferred_reasons(collected).items() if inode in inodes}
 
-    def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str],
+    def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Tuple[Optional[int], SocketKind], str],
                         deferred: Optional[str]) -> str:
         """The likely reason no backend reported a socket `owner` holds (asked of the live fd);
         `deferred` is what a backend that read its fd said it is."""
         namespace = scan.netns.get(owner.pid)  # None: not readable (no ptrace rights) or unknown
         read_as = self._own_netns.inode if namespace is None else namespace
-        if read_as in unread:
-            return "its network namespace %s could not be fully read (%s)" % (read_as, unread[read_as])
         live = self.source.kernel
         protocol = protocol_name(self.source.proc_root, owner.pid, owner.fd) if live else None
+        kind = self._kind_by_kernel_name.get(protocol)
+        failed = [why for (where, unread_kind), why in unread.items()
+                  if where == read_as and (kind is None or unread_kind == kind)]
+        if failed:  # its own kind's table, or (kind unknown) any, could not be read there
+            return "its network namespace %s could not be fully read (%s)" % (read_as, failed[0])
         if protocol is not None and protocol not in self._kind_by_kernel_name:
             return "no backend serves %s sockets" % protocol
         if deferred is not None:

@@ -118,6 +118,7 @@ def _peer(sock: socket.socket):
         return None
 
 
+_SIOCINQ_IS_RECV_Q = frozenset((State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2))
 _TCP_INFO_HEAD = struct.Struct("=B23xII")  # tcpi_state ... tcpi_unacked, tcpi_sacked
 
 
@@ -134,7 +135,11 @@ def _state_and_queues(sock: socket.socket, kind: SocketKind, peer):
         )
         if state == State.LISTEN:
             return State.LISTEN, backlog, limit
-        return State(state), _queue(sock, SIOCINQ), _queue(sock, SIOCOUTQ)
+        state = State(state)
+        # SIOCINQ is inet_diag's Recv-Q (unread bytes) only while no FIN has come in and the
+        # handshake is done: it leaves out the FIN's sequence number and a fast open SYN's data.
+        rx_queue = _queue(sock, SIOCINQ) if state in _SIOCINQ_IS_RECV_Q else None
+        return state, rx_queue, _queue(sock, SIOCOUTQ)
     state = State.ESTABLISHED if peer is not None else State.CLOSE
     return state, None, _queue(sock, SIOCOUTQ)
 
