@@ -143,9 +143,10 @@ def compare_backends(
     a busy host's churn elsewhere cannot make the two disagree.
     """
     resolver = Resolver(registry, source)
-    inodes = None
+    inodes, holders = None, {}
     if query.pid is not None and source.proc_root is not None:
-        inodes = frozenset(scan_fds(source.proc_root, (query.pid,)).owners)
+        holders = scan_fds(source.proc_root, (query.pid,)).owners  # pidfd reads through them
+        inodes = frozenset(holders)
     first = _backend(resolver, a, None)
     second = _backend(resolver, b, first.name)
     kinds = [k for k in resolver.kinds(query) if k in first.info.kinds and k in second.info.kinds]
@@ -157,7 +158,7 @@ def compare_backends(
     deferred: Dict[int, str] = {}  # inode → which backend deferred it, and what it said the socket is
     for kind in kinds:
         try:
-            answers = [(backend.name, backend.collect(kind, source, inodes)) for backend in (first, second)]
+            answers = [(b.name, b.collect(kind, source, inodes, holders=holders)) for b in (first, second)]
         except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
             not_compared.append("%s: %s" % (kind.name, exc))
             continue

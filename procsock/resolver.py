@@ -298,7 +298,7 @@ class Resolver:
                 continue
             answered_by[label] = backend
             retries += collected.retries
-            deferred.update(deferred_reasons(collected))
+            deferred.update(collected.deferred)  # already checked and escaped by _collect
             fresh = [entry for entry in collected.skipped if entry not in seen_skips]
             if fresh:  # one input (a saved file) may serve several kinds: say each skip once
                 seen_skips.update(fresh)

@@ -213,8 +213,11 @@ def main() -> None:
     run("ip link set lo up",
         "ip link add vsilent type veth peer name vsilent2", "ip addr add 192.0.2.1/24 dev vsilent",
         "ip link set vsilent up", "ip link set vsilent2 up")
-    with open("/proc/sys/net/ipv4/tcp_fastopen", "w") as sysctl:
-        sysctl.write(FAST_OPEN)
+    # This namespace's sysctls: fast open on; unanswered SYNs and SYN-ACKs retried for hours, so
+    # the connecting sockets stay where they are however long a slow host takes to read them.
+    for name, value in (("tcp_fastopen", FAST_OPEN), ("tcp_syn_retries", "127"), ("tcp_synack_retries", "255")):
+        with open("/proc/sys/net/ipv4/" + name, "w") as sysctl:
+            sysctl.write(value)
     helper = subprocess.Popen(["unshare", "-n", sys.executable, "-c", HELPER, FAST_OPEN],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -6,7 +6,10 @@ getsockopt then read it exactly, in whatever network namespace it lives, with no
 answers targeted lookups of inet sockets only (a few inodes, e.g. `describe_fd`,
 `snapshot(pid=...)`), ahead of the table backends (priority 150). Unix sockets stay with
 unix_diag's exact lookups, which know the peer; requests for details (tcp_info, memory) go to
-netlink too. Every copied fd is closed before the next is taken, on every path.
+netlink too. A socket its fd cannot tell completely (a connecting TCP socket has no peer
+address yet; one neither listening nor connected may be bound-inactive, which only sock_diag
+lists, or in no table at all; an unbound UDP socket) is deferred to the next backend with what it
+is. Every copied fd is closed before the next is taken, on every path.
 """
 
 import os
