@@ -82,7 +82,7 @@ def _explain_only(record: SocketRecord, deferred: Dict[int, str]) -> Optional[st
     if record.inode in deferred:
         return deferred[record.inode]
     if record.state is State.BOUND_INACTIVE:
-        return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound but neither listening nor connected"
+        return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound, not listening or connected"
     return None
 
 
@@ -163,7 +163,8 @@ def compare_backends(
             not_compared.append("%s: %s" % (kind.name, exc))
             continue
         for name, collected in answers:
-            deferred.update((inode, "%s deferred it: %s" % (name, why)) for inode, why in deferred_reasons(collected).items())
+            for inode, why in deferred_reasons(collected).items():
+                deferred[inode] = "%s deferred it: %s" % (name, why)
         compared.append(kind.name)
         x, y, d = compare_records(kind, _held(answers[0][1].records, inodes), _held(answers[1][1].records, inodes))
         only_a += x

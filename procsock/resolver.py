@@ -487,6 +487,9 @@ class Resolver:
             return None, None, failures
         name = rest[0].name
         records, reasons = list(collected.records), deferred_reasons(collected)
+        if reasons:  # a deferral of a socket not asked for, or answered after all, is not believed
+            listed = {r.inode for r in records}
+            reasons = {i: why for i, why in reasons.items() if (inodes is None or i in inodes) and i not in listed}
         while reasons:
             asked = frozenset(reasons)
             rest, answer, failed = self._first_answer(rest[1:], kind, asked, details, netns, holders)

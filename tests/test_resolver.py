@@ -218,7 +218,8 @@ def test_hostile_deferrals_are_ignored_or_escaped_never_believed(listener):
     deferred = [inode, (inode,), ("1", "x"), (inode, b"bytes"), (inode, "\x1b[31mred\nline" + "x" * 10000)]
     first = StubBackend("first", 200, [TCP], deferred=deferred, lookup_only=True)
     second = StubBackend("second", 100, [TCP])
-    reason = Resolver(registry_of(first, second), Source.live()).snapshot(Query(pid=os.getpid())).unresolved[inode].reason
+    snap = Resolver(registry_of(first, second), Source.live()).snapshot(Query(pid=os.getpid()))
+    reason = snap.unresolved[inode].reason
     assert reason.startswith("\\x1b[31mred\\nline") and reason.isprintable() and len(reason) < 1000
     # A deferral of a socket the backend was not asked about is not believed either.
     stranger = StubBackend("first", 200, [TCP], deferred=[(inode + 1, "x")], lookup_only=True)
