@@ -141,7 +141,7 @@ def make_query(
 
     kind: a kind name of `registry`'s backends ("tcp6", "unix"); family: Family, its number or
     name ("inet6"); protocol: "tcp", "udp", "udplite", "raw", "unix", ...; state: State, or its
-    name or ss label ("LISTEN", "estab", "time-wait"); pid, port, netns: numbers. A value procsock
+    name or ss label ("LISTEN", "estab", "time-wait", "bound-inactive"); pid, port, netns: numbers. A value procsock
     does not know raises BadArgument, one of the wrong type TypeError, naming the argument and
     what it accepts: the door is where a typo is caught, not an empty answer later.
     """

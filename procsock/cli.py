@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("-6", dest="families", action="append_const", const="inet6", help="IPv6 only")
     select.add_argument("--kind", action="append", metavar="NAME", help="a socket kind by name (tcp6, unix, ...)")
     select.add_argument("-l", "--listening", action="store_true", help="listening sockets only")
+    select.add_argument("-B", "--bound-inactive", action="store_true",
+                        help="TCP sockets bound but neither listening nor connected only (as ss -B)")
     select.add_argument("-a", "--all", action="store_true", help="all sockets (the default; for ss habits)")
     select.add_argument("--state", action="append", metavar="STATE", help="only this state (LISTEN, ESTAB, ...)")
     select.add_argument("--pid", type=int, action="append",
@@ -116,6 +118,8 @@ def _query(args: argparse.Namespace, registry: Registry):
     states = list(args.state or [])
     if args.listening:
         states.append("LISTEN")
+    if args.bound_inactive:
+        states.append("BOUND-INACTIVE")
     return make_query(
         kind=args.kind,
         family=args.families,

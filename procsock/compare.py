@@ -15,7 +15,7 @@ from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, BadArgument, NothingCompared, ProcsockError
 from procsock.fdscan import scan_fds
 from procsock.model import Netns, SocketKind, SocketRecord, Source, State, UnixAddress
-from procsock.resolver import Query, Resolver, ask
+from procsock.resolver import Query, Resolver, ask, deferred_reasons
 
 COMPARED_FIELDS = (
     "type", "protocol", "state", "local", "remote", "rx_queue", "tx_queue",
@@ -47,15 +47,22 @@ class Comparison:
     differences: Tuple[FieldDiff, ...]
     not_compared: Tuple[str, ...] = ()
     compared: int = 0  # sockets compared: those both saw, and those only one saw
+    explained_only: Tuple[Tuple[SocketRecord, str], ...] = ()  # (record of only_a/only_b, known cause)
 
     @property
     def unexplained(self) -> Tuple[FieldDiff, ...]:
         return tuple(d for d in self.differences if d.explained is None)
 
     @property
+    def unexplained_only(self) -> Tuple[SocketRecord, ...]:
+        """The sockets only one backend saw, for no known cause."""
+        known = {record for record, _ in self.explained_only}
+        return tuple(r for r in self.only_a + self.only_b if r not in known)
+
+    @property
     def agree(self) -> bool:
-        """True when both saw the same sockets and every field difference has a known cause."""
-        return not (self.only_a or self.only_b or self.unexplained)
+        """True when every socket only one backend saw and every field difference has a known cause."""
+        return not (self.unexplained_only or self.unexplained)
 
 
 def _explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
@@ -69,6 +76,15 @@ def _explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
         return "for listeners inet_diag reports the backlog limit as Send-Q, /proc/net reports 0"
     if field in ("rx_queue", "tx_queue"):
         return "queues move with traffic between the two reads"
+    return None
+
+
+def _explain_only(record: SocketRecord, deferred: Dict[int, str]) -> Optional[str]:
+    """The known reason only one of two faithful backends lists a socket, or None."""
+    if record.inode in deferred:
+        return deferred[record.inode]
+    if record.state is State.BOUND_INACTIVE:
+        return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound, not listening or connected"
     return None
 
 
@@ -184,13 +200,18 @@ def compare_backends(
     not_compared: List[str] = []
     compared: List[str] = []
     count = 0
+    deferred: Dict[int, str] = {}  # inode → which backend deferred it, and what it said the socket is
     for kind in kinds:
         left: List[SocketRecord] = []
         right: List[SocketRecord] = []
         try:
             for netns, inodes in plans:
-                left += _held(ask(first, kind, source, inodes, False, netns, owners).records, inodes)
-                right += _held(ask(second, kind, source, inodes, False, netns, owners).records, inodes)
+                answers = [(b.name, ask(b, kind, source, inodes, False, netns, owners)) for b in (first, second)]
+                for name, collected in answers:
+                    for inode, why in deferred_reasons(collected).items():
+                        deferred[inode] = "%s deferred it: %s" % (name, why)
+                left += _held(answers[0][1].records, inodes)
+                right += _held(answers[1][1].records, inodes)
         except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
             not_compared.append("%s: %s" % (kind.name, exc))
             continue
@@ -208,7 +229,10 @@ def compare_backends(
             "%s vs %s compared nothing: neither saw a socket of %s%s"
             % (first.name, second.name, ",".join(compared), held)
         )
+    explained_only = tuple(
+        (record, why) for record in only_a + only_b for why in (_explain_only(record, deferred),) if why
+    )
     return Comparison(
         first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared),
-        count,
+        count, explained_only,
     )

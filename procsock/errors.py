@@ -96,6 +96,7 @@ class SocketNotFound(ProcsockError):
 
     def __init__(self, inode: int, reason: str = "") -> None:
         self.inode = inode
+        self.reason = reason
         super().__init__("socket:[%d] not found%s" % (inode, ": " + reason if reason else ""))
 
 

@@ -69,6 +69,11 @@ def procsock_collect(
     read a socket through its holder (pidfd: the fd is /proc/TASK/fd/FD with ``owner.task``, a thread's
     id when the fd is in that thread's own table). A backend that only answers some shapes of request
     raises ``procsock.errors.NotApplicable`` for the others: the next backend answers, silently.
+    A backend that can answer a held socket only incompletely (a connecting TCP socket has no peer
+    address to read yet; a socket in no kernel table has no row to give) leaves its record out and
+    lists ``(inode, reason)`` in ``Collected.deferred``, the reason saying what the socket is: the
+    next backend serving `kind` is asked for those inodes, and if none reports one, the socket is
+    unresolved with that reason.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for

@@ -480,10 +480,14 @@ class BackendInfo:
 
 @attrs.frozen
 class Collected:
-    """A backend's answer for one kind: its records, lines it skipped with the reason, and how
+    """A backend's answer for one kind: its records, lines it skipped with the reason, how
     many times it read the table again because the kernel said it changed mid-read
-    (NLM_F_DUMP_INTR)."""
+    (NLM_F_DUMP_INTR), and the inodes it `deferred`: (inode, reason) for sockets of this kind it
+    holds but cannot answer completely (a connecting socket has no peer address yet, one in no
+    kernel table has nothing to list). The next backend is asked for those; the reason, which says
+    what the socket is, stays the unresolved reason if none reports it."""
 
     records: Tuple[SocketRecord, ...]
     skipped: Tuple[str, ...] = ()
     retries: int = 0
+    deferred: Tuple[Tuple[int, str], ...] = ()

@@ -219,15 +219,18 @@ def comparison_to_dict(result: "Comparison") -> dict:
         "differences": [_diff_dict(d) for d in result.differences],
         "not_compared": list(result.not_compared),
         "compared": result.compared,
+        "explained_only": [{"inode": r.inode, "explained": why} for r, why in result.explained_only],
     }
 
 
 def comparison_lines(result: "Comparison") -> Iterator[str]:
     """A readable diff: sockets only one backend saw, then fields that differ (explained or not)."""
     a, b = escape_text(result.a), escape_text(result.b)
+    known = dict(result.explained_only)
     for label, records in (("only in " + a, result.only_a), ("only in " + b, result.only_b)):
         for record in records:
-            yield "%s: %s" % (label, _record_line(record))
+            why = " (expected: %s)" % escape_text(known[record]) if record in known else ""
+            yield "%s: %s%s" % (label, _record_line(record), why)
     for diff in result.differences:
         why = " (expected: %s)" % diff.explained if diff.explained else ""
         yield "differs: %s inode %d %s: %s=%s %s=%s%s" % (

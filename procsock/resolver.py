@@ -25,6 +25,7 @@ from procsock.fdscan import (
     socket_inode,
 )
 from procsock.model import Collected, Family, Netns, Owner, Socket, SocketKind, SocketRecord, Source, State
+from procsock.text import escape_text
 
 log = logging.getLogger("procsock")
 _NOBODY = object()  # no namespace's record of a contested inode stands
@@ -54,6 +55,22 @@ def _without_gc_passes(method):
 
 def _one_or_set(value) -> Optional[FrozenSet[int]]:
     return None if value is None else frozenset((value,) if isinstance(value, int) else value)
+
+
+REASON_LIMIT = 300  # characters of a backend's reason kept: it is one line of a report
+
+
+def deferred_reasons(collected) -> Dict[int, str]:
+    """A backend's deferred inodes → reason, keeping only well-formed (inode, text) pairs, with
+    the text escaped and cut short: a plugin's words reach terminals."""
+    try:
+        pairs = tuple(collected.deferred)
+    except TypeError:
+        return {}
+    return {
+        pair[0]: escape_text(pair[1][:REASON_LIMIT]) for pair in pairs
+        if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], int) and isinstance(pair[1], str)
+    }
 
 
 @attrs.frozen
@@ -158,6 +175,7 @@ class Resolver:
         self._kind_by_kernel_name = {
             name: kind for b in self._candidates for kind in b.info.kinds for name in kind.kernel_names
         }
+        self._explainers: Optional[Tuple[Backend, ...]] = None  # lookup-only backends, found when needed
         live = source.kernel and source.proc_root is not None
         self._own_netns = Netns(netns_inode(source.proc_root, "self") if live else None)
 
@@ -254,6 +272,8 @@ class Resolver:
         for sock in found.sockets:
             if sock.record.inode == inode:
                 return sock
+        if inode in found.unresolved:
+            raise SocketNotFound(inode, found.unresolved[inode].reason)
         raise SocketNotFound(inode, "; ".join(found.notes))
 
     def _resolve(
@@ -272,7 +292,8 @@ class Resolver:
         seen = set()
         answered_by: Dict[str, str] = {}
         fallbacks: Dict[Tuple[str, str], List[str]] = {}
-        unread: Dict[Optional[int], str] = {}  # namespace → why one of its kinds could not be read
+        unread: Dict[Tuple[Optional[int], SocketKind], str] = {}  # (namespace, kind) → why it was not read
+        deferred: Dict[int, str] = {}  # inode → what the backend that deferred it says it is
         notes: List[str] = []
         skipped: List[str] = []
         seen_skips = set()
@@ -288,7 +309,7 @@ class Resolver:
             for failed, reason in failures:
                 fallbacks.setdefault((failed, reason), []).append(label)
             if collected is None:
-                unread.setdefault(netns.inode, "; ".join("%s: %s" % f for f in failures) or "no backend")
+                unread.setdefault((netns.inode, kind), "; ".join("%s: %s" % f for f in failures) or "no backend")
                 notes.append(
                     "%s: no backend could read it (%s)"
                     % (label, "; ".join("%s: %s" % f for f in failures) or "none serves it here")
@@ -296,6 +317,7 @@ class Resolver:
                 continue
             answered_by[label] = backend
             retries += collected.retries
+            deferred.update(collected.deferred)  # already checked and escaped by _collect
             fresh = [entry for entry in collected.skipped if entry not in seen_skips]
             if fresh:  # one input (a saved file) may serve several kinds: say each skip once
                 seen_skips.update(fresh)
@@ -372,14 +394,16 @@ class Resolver:
             )
         unresolved = {}
         if query.selects_all:
+            unlisted = [i for i in owners if i not in seen and (inodes is None or i in inodes)]
+            deferred.update(self._explain(frozenset(i for i in unlisted if i not in deferred), scan))
             unresolved = {
                 inode: Unresolved(
-                    inode, holders,
+                    inode, owners[inode],
                     "several network namespaces reported it, none can be believed over the others"
-                    if inode in conflicting else self._why_unresolved(holders[0], scan, unread),
+                    if inode in conflicting
+                    else self._why_unresolved(owners[inode][0], scan, unread, deferred.get(inode)),
                 )
-                for inode, holders in owners.items()
-                if inode not in seen
+                for inode in unlisted
             }
         names = named_netns() if len(plans) > 1 else {}
         return Snapshot(
@@ -441,16 +465,66 @@ class Resolver:
                         notes.append("%s: no raw dump (%s)" % (_label(kind, netns), "; ".join(failures)))
         return dumps, notes
 
-    def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Optional[int], str]) -> str:
-        """The likely reason no backend reported a socket `owner` holds (asked of the live fd)."""
+    def _explain(self, inodes: FrozenSet[int], scan: FdScan) -> Dict[int, str]:
+        """What held sockets that no backend listed are, as the lookup-only backends (pidfd) read
+        them from their fds: the reasons they defer them with (unbound, in no kernel table...).
+        Asked even when another backend was forced: this explains, it answers nothing."""
+        if not (inodes and self.source.kernel and self.source.proc_root is not None):
+            return {}
+        if self._explainers is None:
+            self._explainers = tuple(
+                b for b in self.registry.backends if b.info.lookup_only and b.unavailable(self.source) is None
+            )
+        reasons: Dict[int, str] = {}
+        for backend in self._explainers:
+            kind_of = {name: kind for kind in backend.info.kinds for name in kind.kernel_names}
+            groups: Dict[Tuple[SocketKind, Netns], set] = {}
+            for inode in inodes - set(reasons):
+                owner = scan.owners[inode][0]
+                kind = kind_of.get(protocol_name(self.source.proc_root, owner.task, owner.fd))
+                namespace = scan.netns.get(owner.pid, self._own_netns.inode)
+                if kind is not None:
+                    netns = Netns(namespace, None if namespace == self._own_netns.inode else owner.pid)
+                    groups.setdefault((kind, netns), set()).add(inode)
+            for (kind, netns), wanted in groups.items():
+                reasons.update(self._deferred_by(backend, kind, frozenset(wanted), netns, scan.owners))
+        return reasons
+
+    def _deferred_by(self, backend: Backend, kind: SocketKind, inodes: FrozenSet[int], netns: Netns,
+                     holders: Dict[int, Tuple[Owner, ...]]) -> Dict[int, str]:
+        """The inodes `backend` defers, with its reasons; asked one by one if it declines them all
+        at once (a lookup-only backend answers small lookups)."""
+        try:
+            collected = backend.collect(kind, self.source, inodes, False, netns, holders)
+        except NotApplicable:
+            if len(inodes) == 1:
+                return {}
+            reasons: Dict[int, str] = {}
+            for inode in inodes:
+                reasons.update(self._deferred_by(backend, kind, frozenset((inode,)), netns, holders))
+            return reasons
+        except Exception:  # an explanation is optional: the generic reason stands
+            log.debug("backend %s could not explain %s", backend.name, kind.name, exc_info=True)
+            return {}
+        return {inode: reason for inode, reason in deferred_reasons(collected).items() if inode in inodes}
+
+    def _why_unresolved(self, owner: Owner, scan: FdScan, unread: Dict[Tuple[Optional[int], SocketKind], str],
+                        deferred: Optional[str]) -> str:
+        """The likely reason no backend reported a socket `owner` holds (asked of the live fd);
+        `deferred` is what a backend that read its fd said it is."""
         namespace = scan.netns.get(owner.pid)  # None: not readable (no ptrace rights) or unknown
         read_as = self._own_netns.inode if namespace is None else namespace
-        if read_as in unread:
-            return "its network namespace %s could not be fully read (%s)" % (read_as, unread[read_as])
         live = self.source.kernel
         protocol = protocol_name(self.source.proc_root, owner.task, owner.fd) if live else None
+        kind = self._kind_by_kernel_name.get(protocol)
+        failed = [why for (where, unread_kind), why in unread.items()
+                  if where == read_as and (kind is None or unread_kind == kind)]
+        if failed:  # its own kind's table, or (kind unknown) any, could not be read there
+            return "its network namespace %s could not be fully read (%s)" % (read_as, failed[0])
         if protocol is not None and protocol not in self._kind_by_kernel_name:
             return "no backend serves %s sockets" % protocol
+        if deferred is not None:
+            return deferred
         if namespace is None and self._own_netns.inode is not None:
             return "its network namespace is not readable here (needs ptrace rights over pid %d)" % owner.pid
         return (
@@ -484,19 +558,48 @@ class Resolver:
 
     def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns,
                  holders: Dict[int, Tuple[Owner, ...]]):
-        """(backend name, Collected, failures) from the first usable backend serving `kind`."""
+        """(backend name, Collected, failures) from the first usable backend serving `kind`; the
+        inodes it deferred are asked of the backends after it, and those none reports stay in
+        ``deferred`` with the first reason given."""
+        rest, collected, failures = self._first_answer(self._candidates, kind, inodes, details, netns, holders)
+        if collected is None:
+            return None, None, failures
+        name = rest[0].name
+        records, reasons = list(collected.records), deferred_reasons(collected)
+        if reasons:  # a deferral of a socket not asked for, or answered after all, is not believed
+            listed = {r.inode for r in records}
+            reasons = {i: why for i, why in reasons.items() if (inodes is None or i in inodes) and i not in listed}
+        while reasons:
+            asked = frozenset(reasons)
+            rest, answer, failed = self._first_answer(rest[1:], kind, asked, details, netns, holders)
+            failures += failed
+            if answer is None:
+                break
+            for record in answer.records:
+                if record.inode in asked and reasons.pop(record.inode, None) is not None:
+                    records.append(record)
+        if collected.deferred or reasons:
+            collected = attrs.evolve(collected, records=tuple(records), deferred=tuple(reasons.items()))
+        return name, collected, failures
+
+    def _first_answer(self, backends: Sequence[Backend], kind: SocketKind, inodes: Optional[FrozenSet[int]],
+                      details: bool, netns: Netns, holders: Dict[int, Tuple[Owner, ...]]):
+        """(the backends from the one that answered on, its Collected, failures) for the first of
+        `backends` that answers for `kind`; ((), None, failures) if none does."""
         failures: List[Tuple[str, str]] = []
-        for backend in self._candidates:
+        for position, backend in enumerate(backends):
             if kind not in backend.info.kinds or (inodes is None and backend.info.lookup_only):
                 continue
             try:
-                return backend.name, ask(backend, kind, self.source, inodes, details, netns, holders), failures
+                collected = ask(backend, kind, self.source, inodes, details, netns, holders)
             except NotApplicable:
                 continue
             except ProcsockError as exc:
                 log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)
                 failures.append((backend.name, getattr(exc, "reason", None) or str(exc)))
-        return None, None, failures
+                continue
+            return backends[position:], collected, failures
+        return (), None, failures
 
 
 def ask(

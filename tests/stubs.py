@@ -8,14 +8,16 @@ from procsock.model import BackendInfo, Collected
 class StubBackend:
     """A backend plugin serving fixed records, or failing the way it is told to."""
 
-    def __init__(self, name, priority, kinds, records=(), error=None, unavailable=None):
+    def __init__(self, name, priority, kinds, records=(), error=None, unavailable=None, deferred=(),
+                 lookup_only=False):
         self.name, self.priority, self.kinds = name, priority, tuple(kinds)
         self.records, self.error, self.why_not = tuple(records), error, unavailable
+        self.deferred, self.lookup_only = tuple(deferred), lookup_only
         self.calls = []
 
     @hookimpl
     def procsock_backend_info(self):
-        return BackendInfo(self.name, self.priority, self.kinds)
+        return BackendInfo(self.name, self.priority, self.kinds, lookup_only=self.lookup_only)
 
     @hookimpl
     def procsock_unavailable(self, source):
@@ -28,7 +30,7 @@ class StubBackend:
         if netns.pid is not None:  # its records live in our namespace; others have none of them
             return Collected(())
         self.calls.append((kind.name, inodes))
-        return Collected(tuple(r for r in self.records if r.kind == kind))
+        return Collected(tuple(r for r in self.records if r.kind == kind), deferred=self.deferred)
 
     @hookimpl
     def procsock_raw_dump(self, kind, source):

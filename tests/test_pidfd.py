@@ -63,6 +63,7 @@ def test_another_process_socket_and_listener_queues():
 def test_no_fd_is_left_open_after_many_lookups_failing_ones_included():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
+        sock.listen()  # bound only, pidfd would defer it to sock_diag
         dead = os.fork()
         if dead == 0:
             os._exit(0)

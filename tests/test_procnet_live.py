@@ -72,7 +72,7 @@ def expected(kind: SocketKind, sock: socket.socket, state: State, **fields) -> S
         state=state,
         remote=None,
         rx_queue=0 if inet else None,
-        tx_queue=0 if inet else None,
+        tx_queue=0 if inet and not (state is State.LISTEN and kind.protocol == "tcp") else None,
         uid=os.geteuid() if inet else None,
         backend="procnet",
     )

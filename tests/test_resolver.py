@@ -183,3 +183,46 @@ def test_a_process_lookup_asks_only_the_kinds_its_fds_are(listener):
         os.waitpid(child, 0)
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_deferred_socket_is_asked_of_the_next_backend(listener):
+    inode = inode_of(listener)
+    first = StubBackend("first", 200, [TCP], deferred=[(inode, "connecting: no peer yet")], lookup_only=True)
+    second = StubBackend("second", 100, [TCP], [tcp_record(listener, "second")])
+    resolver = Resolver(registry_of(first, second), Source.live())
+    snap = resolver.snapshot(Query(pid=os.getpid()))
+    assert [s.record.backend for s in snap.sockets if s.record.inode == inode] == ["second"]
+    assert second.calls == [("tcp", frozenset({inode}))]  # asked for the deferred inode only
+    assert inode not in snap.unresolved
+    assert resolver.describe_fd(os.getpid(), listener.fileno()).record.backend == "second"
+
+
+def test_a_socket_no_backend_reports_keeps_the_reason_it_was_deferred_with(listener):
+    inode = inode_of(listener)
+    first = StubBackend("first", 200, [TCP], deferred=[(inode, "unbound: in no table")], lookup_only=True)
+    second = StubBackend("second", 100, [TCP])
+    resolver = Resolver(registry_of(first, second), Source.live())
+    assert resolver.snapshot(Query(pid=os.getpid())).unresolved[inode].reason == "unbound: in no table"
+    # The whole-table path never asks a lookup-only backend for records, but learns the reason from it.
+    assert resolver.snapshot().unresolved[inode].reason == "unbound: in no table"
+    with pytest.raises(SocketNotFound) as raised:
+        resolver.describe_fd(os.getpid(), listener.fileno())
+    assert raised.value.reason == "unbound: in no table"
+    with pytest.raises(SocketNotFound) as raised:
+        resolver.describe_inode(inode)
+    assert raised.value.reason == "unbound: in no table"
+
+
+def test_hostile_deferrals_are_ignored_or_escaped_never_believed(listener):
+    inode = inode_of(listener)
+    deferred = [inode, (inode,), ("1", "x"), (inode, b"bytes"), (inode, "\x1b[31mred\nline" + "x" * 10000)]
+    first = StubBackend("first", 200, [TCP], deferred=deferred, lookup_only=True)
+    second = StubBackend("second", 100, [TCP])
+    snap = Resolver(registry_of(first, second), Source.live()).snapshot(Query(pid=os.getpid()))
+    reason = snap.unresolved[inode].reason
+    assert reason.startswith("\\x1b[31mred\\nline") and reason.isprintable() and len(reason) < 1000
+    # A deferral of a socket the backend was not asked about is not believed either.
+    stranger = StubBackend("first", 200, [TCP], deferred=[(inode + 1, "x")], lookup_only=True)
+    snap = Resolver(registry_of(stranger, StubBackend("second", 100, [TCP])), Source.live()).snapshot(
+        Query(pid=os.getpid()))
+    assert inode + 1 not in snap.unresolved

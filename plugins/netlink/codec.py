@@ -257,6 +257,10 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     if known is None:
         skipped.append("%s: inode %d in unknown state %d" % (_where(*where), inode, state))
         return None
+    if known is State.CLOSE and kind.protocol == "tcp":
+        # Only the bound-inactive walk (state bit 13, Linux >= 6.5) finds TCP sockets in CLOSE;
+        # the kernel returns them as CLOSE, as `ss -B` shows.
+        known = State.BOUND_INACTIVE
     local_port, remote_port = _PORTS.unpack_from(data, start)
     protocol = local_port if kind.protocol == "raw" else INET_PROTOCOLS[kind.protocol]
     return SocketRecord(

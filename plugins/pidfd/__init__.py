@@ -6,7 +6,10 @@ getsockopt then read it exactly, in whatever network namespace it lives, with no
 answers targeted lookups of inet sockets only (a few inodes, e.g. `describe_fd`,
 `snapshot(pid=...)`), ahead of the table backends (priority 150). Unix sockets stay with
 unix_diag's exact lookups, which know the peer; requests for details (tcp_info, memory) go to
-netlink too. Every copied fd is closed before the next is taken, on every path.
+netlink too. A socket its fd cannot tell completely (a connecting TCP socket has no peer
+address yet; one neither listening nor connected may be bound-inactive, which only sock_diag
+lists, or in no table at all; an unbound UDP socket) is deferred to the next backend with what it
+is. Every copied fd is closed before the next is taken, on every path.
 """
 
 import os
@@ -56,10 +59,11 @@ def procsock_collect(
     netns: Netns,
     holders: Mapping[int, Sequence[Owner]],
 ) -> Collected:
-    """Each wanted inode read through its first holder; others (vanished, refused) are skipped."""
+    """Each wanted inode read through its first holder; others (vanished, refused) are skipped,
+    and those its fd cannot tell completely (connecting, or in no kernel table) are deferred."""
     if inodes is None or len(inodes) > LOOKUP_LIMIT or details:
         raise NotApplicable(NAME, "answers lookups of up to %d sockets, without details" % LOOKUP_LIMIT)
-    records, skipped = [], []
+    records, skipped, deferred = [], [], []
     for inode in sorted(inodes):
         owners = holders.get(inode)
         if not owners:
@@ -69,9 +73,12 @@ def procsock_collect(
             record = probe.read_socket(owner.task, owner.fd, inode, kind, netns.inode, NAME)
         except PermissionError as exc:
             raise BackendUnavailable(NAME, "pidfd_getfd refused for pid %d (%s)" % (owner.task, exc.strerror)) from None
+        except probe.Incomplete as exc:
+            deferred.append((inode, exc.reason))
+            continue
         except OSError as exc:
             skipped.append("pid %d fd %d: %s" % (owner.task, owner.fd, os.strerror(exc.errno or 0)))
             continue
         if record is not None:
             records.append(record)
-    return Collected(tuple(records), tuple(skipped))
+    return Collected(tuple(records), tuple(skipped), deferred=tuple(deferred))

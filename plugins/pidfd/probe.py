@@ -77,10 +77,29 @@ def _copy_fd(pid: int, fd: int) -> int:
         os.close(pidfd)
 
 
+UNBOUND = "unbound: in no kernel table (never bound or connected, or its connect failed)"
+NOT_ACTIVE = (
+    "unbound or bound-inactive: neither listening nor connected, local port %d (after a failed connect it "
+    "is in no kernel table; bound, only sock_diag on Linux >= 6.5 lists it)"
+)
+NO_PEER = "%s: no peer address to read until it is connected"
+
+
+class Incomplete(Exception):
+    """The fd cannot give the socket's whole record (no peer address yet, no table entry to
+    match); `reason` says what it is, for the backend to defer it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def read_socket(pid: int, fd: int, inode: int, kind: SocketKind, netns: Optional[int],
                 backend: str) -> Optional[SocketRecord]:
     """The record of socket `inode` held at fd `fd` of `pid`, if it is of `kind`; None if the fd
-    now holds another socket or another kind. OSError when the process or fd is gone or refused."""
+    now holds another socket or another kind. Incomplete when the fd cannot tell all of it (a
+    TCP socket that is connecting, or neither listening nor connected; an unbound UDP socket);
+    OSError when the process or fd is gone or refused."""
     copied = _copy_fd(pid, fd)
     try:
         sock = socket.socket(fileno=copied)
@@ -107,6 +126,7 @@ def _peer(sock: socket.socket):
         return None
 
 
+_SIOCINQ_IS_RECV_Q = frozenset((State.ESTABLISHED, State.FIN_WAIT1, State.FIN_WAIT2))
 _TCP_INFO_HEAD = struct.Struct("=B23xII")  # tcpi_state ... tcpi_unacked, tcpi_sacked
 
 
@@ -123,7 +143,11 @@ def _state_and_queues(sock: socket.socket, kind: SocketKind, peer):
         )
         if state == State.LISTEN:
             return State.LISTEN, backlog, limit
-        return State(state), _queue(sock, SIOCINQ), _queue(sock, SIOCOUTQ)
+        state = State(state)
+        # SIOCINQ is inet_diag's Recv-Q (unread bytes) only while no FIN has come in and the
+        # handshake is done: it leaves out the FIN's sequence number and a fast open SYN's data.
+        rx_queue = _queue(sock, SIOCINQ) if state in _SIOCINQ_IS_RECV_Q else None
+        return state, rx_queue, _queue(sock, SIOCOUTQ)
     state = State.ESTABLISHED if peer is not None else State.CLOSE
     return state, None, _queue(sock, SIOCOUTQ)
 
@@ -132,6 +156,23 @@ def _inet(family: int, address, port: Optional[int] = None) -> InetAddress:
     if address is None:
         return InetAddress(bytes(4 if family == socket.AF_INET else 16), 0)
     return InetAddress(socket.inet_pton(family, address[0]), address[1] if port is None else port)
+
+
+def _check_complete(kind: SocketKind, state: State, local: InetAddress, peer) -> None:
+    """Raise Incomplete for a socket whose fd cannot give what the kernel's tables say of it.
+
+    A TCP socket that neither listens nor is connected (state CLOSE) is either bound-inactive,
+    which only a sock_diag dump tells apart, or in no table (unbound, or its connect failed: the
+    port getsockname still shows was released); a connecting one has no peer address yet; an
+    unbound UDP socket (port 0) is in no table.
+    """
+    if kind.protocol == "tcp":
+        if state is State.CLOSE:
+            raise Incomplete(UNBOUND if local.port == 0 else NOT_ACTIVE % local.port)
+        if peer is None and state is not State.LISTEN:
+            raise Incomplete(NO_PEER % ("connecting (%s)" % state.label))
+    elif kind.protocol != "raw" and local.port == 0:
+        raise Incomplete(UNBOUND)
 
 
 def _record(sock: socket.socket, inode: int, kind: SocketKind, netns: Optional[int],
@@ -147,13 +188,15 @@ def _record(sock: socket.socket, inode: int, kind: SocketKind, netns: Optional[i
     peer = None if raw else _peer(sock)  # the kernel keeps no peer port for raw sockets
     state, rx_queue, tx_queue = _state_and_queues(sock, kind, peer)
     protocol = sock.proto if raw else {"tcp": 6, "udp": 17, "udplite": 136}[kind.protocol]
+    local = _inet(family, sock.getsockname(), protocol if raw else None)
+    _check_complete(kind, state, local, peer)
     return SocketRecord(
         kind=kind,
         inode=inode,
         type=SockType(sock_type),
         protocol=protocol,
         state=state,
-        local=_inet(family, sock.getsockname(), protocol if raw else None),
+        local=local,
         remote=_inet(family, peer),
         rx_queue=rx_queue,
         tx_queue=tx_queue,

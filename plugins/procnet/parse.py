@@ -180,7 +180,8 @@ def parse_inet(
             local=local,
             remote=endpoint(fields[2]),
             rx_queue=_hex(rx_queue),
-            tx_queue=_hex(tx_queue),
+            # A TCP listener's row has 0 here, not its backlog limit (sock_diag's Send-Q): unknown.
+            tx_queue=None if state is State.LISTEN and kind.protocol == "tcp" else _hex(tx_queue),
             uid=_dec(fields[_INET_UID]),
             backend=backend,
             netns=netns,
