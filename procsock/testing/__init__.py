@@ -13,7 +13,8 @@ from procsock.backends import Registry
 from procsock.compare import Comparison, compare_backends
 from procsock.fdscan import scan_fds
 from procsock.model import Socket, State
-from procsock.render import comparison_lines, table_lines
+from procsock.render import comparison_lines
+from procsock.testing.leaks import allow_lingering
 
 
 def listening(
@@ -82,12 +83,3 @@ def assert_backends_agree(
 def held_socket_inodes(pid: int) -> FrozenSet[int]:
     """The socket inodes process `pid` holds now (one walk of its fds, no backend asked)."""
     return frozenset(scan_fds("/proc", (pid,)).owners)
-
-
-def describe_sockets(pid: int, inodes: FrozenSet[int]) -> str:
-    """Table lines (endpoints, fds) for these sockets of `pid`, for a test failure report."""
-    found = [s for s in snapshot(pid=pid).sockets if s.record.inode in inodes]
-    unknown = inodes - {s.record.inode for s in found}
-    lines = list(table_lines(found)) if found else []
-    lines += ["socket:[%d] (no backend reported it)" % inode for inode in sorted(unknown)]
-    return "\n".join(lines)
