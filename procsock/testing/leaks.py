@@ -113,10 +113,13 @@ def find_leaks(before: FrozenSet[int], policy: LeakPolicy) -> Optional[str]:
     new = {s.record.inode for s in sockets if not policy.ignores(s)} | unknown
     deadline = time.monotonic() + policy.grace
     delay = 0.001
-    while new and time.monotonic() < deadline:
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.05)
+    while True:
         new &= _new(before, policy)
+        remaining = deadline - time.monotonic()
+        if not new or remaining <= 0:
+            break
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)
     if not new:
         return None
     return describe([s for s in sockets if s.record.inode in new], new - {s.record.inode for s in sockets})
