@@ -2,9 +2,14 @@
 subprocess on real sockets and processes: what it reports, what it must not report, and how a
 test suite controls it."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
+
+from procsock.testing import leaks
 
 CONTROLS = """
     import asyncio, socket
@@ -227,3 +232,18 @@ def test_sockets_still_closing_are_not_leaks_but_kept_ones_are(pytester):
     assert re.findall(r"ERROR at teardown of (\w+)", out) == ["test_server_keeps_the_connection"]
     result.stdout.fnmatch_lines(["*tcp*CLOSE-WAIT*127.0.0.1:*python*"])
     assert int(re.search(r"closed late: (\d+)", out).group(1)) == 20
+
+
+def test_descendants_are_found_with_and_without_the_kernels_child_lists():
+    """Both ways of finding the test's descendants (per-thread child lists; every process's parent
+    from /proc/PID/stat, for kernels without CONFIG_PROC_CHILDREN) find a child and a grandchild."""
+    code = ("import subprocess, sys; g = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], "
+            "stdin=subprocess.PIPE); print(g.pid, flush=True); sys.stdin.read(); g.stdin.close(); g.wait()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        grandchild = int(child.stdout.readline())
+        assert {child.pid, grandchild} <= set(leaks.descendants(os.getpid()))
+        assert {child.pid, grandchild} <= set(leaks._descendants_by_parent(os.getpid()))
+    finally:
+        child.stdin.close()
+        child.wait()

@@ -60,7 +60,10 @@ class LeakPolicy:
 
 
 def descendants(pid: int) -> Tuple[int, ...]:
-    """Every live descendant of `pid`, from the kernel's per-thread child lists."""
+    """Every live descendant of `pid`: from the kernel's per-thread child lists, or, on a kernel
+    without them (CONFIG_PROC_CHILDREN), from every process's parent in /proc/PID/stat."""
+    if not os.path.exists("/proc/%d/task/%d/children" % (pid, pid)):
+        return _descendants_by_parent(pid)
     found: List[int] = []
     todo = [pid]
     while todo:
@@ -77,6 +80,26 @@ def descendants(pid: int) -> Tuple[int, ...]:
                 continue
             found += children
             todo += children
+    return tuple(found)
+
+
+def _descendants_by_parent(pid: int) -> Tuple[int, ...]:
+    children: Dict[int, List[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                after_name = f.read().rpartition(b")")[2].split()  # the name may hold ") "
+            children.setdefault(int(after_name[1]), []).append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found: List[int] = []
+    todo = [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
     return tuple(found)
 
 

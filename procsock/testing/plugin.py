@@ -213,8 +213,10 @@ def pytest_runtest_setup(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
+    """Note a test whose setup or call raised (failed, xfailed, skipped inside): its traceback may
+    hold the sockets, so it gets no leak error on top."""
     report = yield
-    if report.failed:
+    if call.excinfo is not None or report.failed:
         item.stash[_FAILED] = True
     return report
 
