@@ -148,6 +148,17 @@ def test_baseline_before_setup_and_child_processes(pytester):
     assert "127.0.0.1:%s " % fixture_ports[0] not in out
 
 
+def test_baseline_children_and_ignore_rules_from_the_ini_file(pytester):
+    """The ini settings apply to every checked test (a bare marker keeps them); ignore_kinds too."""
+    pytester.makeini("[pytest]\nprocsock_leaks_baseline = before-setup\nprocsock_leaks_children = true\n")
+    pytester.makepyfile(BASELINE_AND_CHILDREN)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, errors=4)
+    pytester.makeini("[pytest]\nprocsock_leaks_baseline = before-setup\nprocsock_leaks_children = true\n"
+                     "procsock_leaks_ignore_kinds = udp tcp\n")
+    pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider").assert_outcomes(passed=4)
+
+
 SERVER_THREAD = """
     import gc, socket, threading
     import pytest
