@@ -40,7 +40,9 @@ def pytest_addoption(parser) -> None:
         help="report an error at teardown of every test that leaves sockets open that this process "
         "did not hold once the test's setup was done (ini: procsock_leaks = true)",
     )
-    parser.addini("procsock_leaks", "check every test for leaked sockets (like --procsock-leaks)", type="bool", default=False)
+    parser.addini(
+        "procsock_leaks", "check every test for leaked sockets (like --procsock-leaks)", type="bool", default=False
+    )
     parser.addini(
         "procsock_leaks_grace", "seconds a new socket may take to close before it counts as leaked (default 0.5)",
         default="0.5",
@@ -53,8 +55,12 @@ def pytest_addoption(parser) -> None:
         "procsock_leaks_children", "also check the test's child processes for sockets they hold at teardown",
         type="bool", default=False,
     )
-    parser.addini("procsock_leaks_ignore_ports", "local or remote ports whose sockets are never leaks", type="args", default=[])
-    parser.addini("procsock_leaks_ignore_kinds", "socket kinds (tcp, unix, ...) that are never leaks", type="args", default=[])
+    parser.addini(
+        "procsock_leaks_ignore_ports", "local or remote ports whose sockets are never leaks", type="args", default=[]
+    )
+    parser.addini(
+        "procsock_leaks_ignore_kinds", "socket kinds (tcp, unix, ...) that are never leaks", type="args", default=[]
+    )
 
 
 def pytest_configure(config) -> None:
@@ -138,7 +144,8 @@ def pytest_generate_tests(metafunc) -> None:
             if unknown or not kinds:
                 pytest.fail(
                     "procsock_kinds(%s): unknown kind(s) %s; known kinds: %s"
-                    % (", ".join(map(repr, kinds)), ", ".join(map(repr, unknown)) or "(none given)", ", ".join(sorted(known))),
+                    % (", ".join(map(repr, kinds)), ", ".join(map(repr, unknown)) or "(none given)",
+                       ", ".join(sorted(known))),
                     pytrace=False,
                 )
         lookups = metafunc.definition.get_closest_marker("procsock_lookups") is not None

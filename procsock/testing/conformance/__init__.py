@@ -74,6 +74,11 @@ def own_netns() -> Netns:
     return Netns(os.stat("/proc/self/ns/net").st_ino)
 
 
+def own_holders():
+    """This process's socket fds, as the fd walk gives them to a backend (`holders`)."""
+    return scan_fds("/proc", (os.getpid(),)).owners
+
+
 def _listed(lines: List[str], limit: int = 20) -> str:
     more = ["... and %d more" % (len(lines) - limit)] if len(lines) > limit else []
     return "\n".join(lines[:limit] + more)
@@ -84,9 +89,11 @@ def record_errors(records, kind: SocketKind, backend: Backend, netns: Netns) -> 
     the namespace it was read in (``--netns`` and the resolver's per-namespace reads rely on it)."""
     wrong = []
     for r in records:
-        for field, got, want in (("kind", r.kind, kind), ("backend", r.backend, backend.name), ("netns", r.netns, netns.inode)):
+        fields = (("kind", r.kind, kind), ("backend", r.backend, backend.name), ("netns", r.netns, netns.inode))
+        for field, got, want in fields:
             if got != want:
-                wrong.append("socket:[%d] (%s): %s: got %s, want %s" % (r.inode, backend.name, field, _text(got), _text(want)))
+                wrong.append("socket:[%d] (%s): %s: got %s, want %s"
+                             % (r.inode, backend.name, field, _text(got), _text(want)))
     return wrong
 
 
@@ -97,7 +104,8 @@ def assert_reported(records, zoo: List[Expected], kind: SocketKind, backend: Bac
     for want in zoo:
         matching = [r for r in records if r.inode == want.inode]
         if len(matching) != 1:
-            wrong.append("%s (%s): socket:[%d] reported %d times, want once" % (want.label, backend.name, want.inode, len(matching)))
+            wrong.append("%s (%s): socket:[%d] reported %d times, want once"
+                         % (want.label, backend.name, want.inode, len(matching)))
         else:
             wrong += mismatches(matching[0], want, kind, backend.name)
     assert not wrong, _listed(wrong)
@@ -197,7 +205,8 @@ class BackendConformance:
     def test_describes_itself(self, conformance_backend: Backend) -> None:
         info = conformance_backend.info
         assert info.name and isinstance(info.priority, int), "BackendInfo needs a name and an int priority: %r" % (info,)
-        assert info.kinds and all(isinstance(k, SocketKind) for k in info.kinds), "kinds must be SocketKinds: %r" % (info.kinds,)
+        kinds_ok = info.kinds and all(isinstance(k, SocketKind) for k in info.kinds)
+        assert kinds_ok, "kinds must be SocketKinds: %r" % (info.kinds,)
         assert len({k.name for k in info.kinds}) == len(info.kinds), "kind names must be unique: %r" % (info.kinds,)
 
     def test_answers_availability_for_a_capture(self, conformance_backend: Backend, tmp_path) -> None:
@@ -210,7 +219,7 @@ class BackendConformance:
         others = decoys(kind)
         try:
             foreign = {inode_of(sock): "a %s socket" % sock.family.name for sock in others}
-            holders = scan_fds("/proc", (os.getpid(),)).owners
+            holders = own_holders()
             with readable_here(kind):
                 records = conformance_backend.collect(
                     kind, Source.live(), frozenset(want.inode for want in zoo) | frozenset(foreign),
@@ -243,7 +252,7 @@ class BackendConformance:
         backend, live, netns = conformance_backend, Source.live(), own_netns()
         wanted = frozenset(want.inode for want in zoo)
         with readable_here(kind):
-            seen = {r.inode for r in backend.collect(kind, live, wanted, netns=netns, holders=scan_fds("/proc", (os.getpid(),)).owners).records}
+            seen = {r.inode for r in backend.collect(kind, live, wanted, netns=netns, holders=own_holders()).records}
             if not backend.info.lookup_only:
                 seen |= {r.inode for r in backend.collect(kind, live, None, netns=netns).records}
         assert wanted <= seen, "the open sockets were not reported, so this check tests nothing"
@@ -254,7 +263,7 @@ class BackendConformance:
         stale = []
         for how, inodes in reads:
             try:
-                records = backend.collect(kind, live, inodes, netns=netns, holders=scan_fds("/proc", (os.getpid(),)).owners).records
+                records = backend.collect(kind, live, inodes, netns=netns, holders=own_holders()).records
             except ProcsockError:  # a lookup-only backend may find no holder to read through
                 continue
             stale += ["%s read: %s (socket:[%d]) is closed, yet reported %s" % (how, gone[r.inode], r.inode, r.state.name)
@@ -271,7 +280,7 @@ class BackendConformance:
         wanted = frozenset(want.inode for want in zoo)
         for inodes in (None, wanted):
             try:
-                collected = conformance_backend.collect(kind, source, inodes, holders=scan_fds("/proc", (os.getpid(),)).owners)
+                collected = conformance_backend.collect(kind, source, inodes, holders=own_holders())
             except ProcsockError:
                 continue
             live = [w.label for w in zoo if w.inode in {r.inode for r in collected.records}]
