@@ -40,3 +40,29 @@ def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Set up and test\n\n```sh\n(.*?)\n```", README, re.S).group(1)
     ci = open(os.path.join(os.path.dirname(__file__), "..", ".ci", "run"), encoding="utf-8").read()
     assert command.replace("python3 ", "python ") in ci
+
+
+class _Recorder:
+    """Collects the options and ini settings a pytest plugin adds, with their help."""
+
+    def __init__(self):
+        self.helps = []
+
+    def getgroup(self, name):
+        return self
+
+    def addoption(self, *names, **kwargs):
+        self.helps.append((names[0] + (" " + kwargs["metavar"] if "metavar" in kwargs else ""), kwargs["help"]))
+
+    def addini(self, name, help, **kwargs):
+        self.helps.append((name, help))
+
+
+def test_readme_lists_each_pytest_option_as_help_says():
+    from procsock.testing import plugin
+
+    recorder = _Recorder()
+    plugin.pytest_addoption(recorder)
+    assert len(recorder.helps) == 8
+    for name, help in recorder.helps:
+        assert "- `%s`: %s\n" % (name, help) in README, name

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from procsock.api import default_registry
 from procsock.model import TCP
 from procsock.testing import assert_backends_agree, connections_of, listening
 from sockzoo import inode_of, usable_backends_serving
@@ -89,31 +90,67 @@ def test_disagreeing_backends_fail_with_the_difference(pytester):
 
 
 def test_backend_fixture_runs_a_test_once_per_usable_backend(pytester):
+    """Lookup-only backends (pidfd) run only the tests marked procsock_lookups: they cannot list a table."""
     pytester.makepyfile(
         """
         import os, socket
         import pytest
+        from procsock import snapshot
         from procsock.testing import listening
 
         @pytest.mark.procsock_kinds("tcp")
+        @pytest.mark.procsock_lookups
         def test_server_seen(procsock_backend):
             with socket.create_server(("127.0.0.1", 0)) as server:
                 port = server.getsockname()[1]
                 assert listening(pid=os.getpid(), port=port, backend=procsock_backend.name)
+
+        @pytest.mark.procsock_kinds("tcp")
+        def test_whole_table(procsock_backend):
+            with socket.create_server(("127.0.0.1", 0)) as server:
+                port = server.getsockname()[1]
+                assert snapshot(port=port, backend=procsock_backend.name).sockets
         """
     )
     result = pytester.runpytest_subprocess("-v")
     names = usable_backends_serving(TCP)
-    result.assert_outcomes(passed=len(names))
+    tables = [n for n in names if not default_registry().by_name()[n].info.lookup_only]
+    assert "pidfd" in names and "pidfd" not in tables  # the case this test is about
+    result.assert_outcomes(passed=len(names) + len(tables))
     result.stdout.fnmatch_lines(["*test_server_seen?%s? PASSED*" % name for name in names], consecutive=False)
+    result.stdout.fnmatch_lines(["*test_whole_table?%s? PASSED*" % name for name in tables], consecutive=False)
+    # Named on the command line, a lookup-only backend skips the table test with the reason.
+    named = pytester.runpytest_subprocess("-rs", "--procsock-backend", "pidfd")
+    named.assert_outcomes(passed=1, skipped=1)
+    named.stdout.fnmatch_lines(["*backend 'pidfd' is lookup-only: mark the test procsock_lookups*"])
 
 
-def test_backend_option_names_one_backend_and_unknown_names_fail(pytester):
+def test_backend_option_names_one_backend_and_unknown_names_are_one_usage_error(pytester):
     pytester.makepyfile("def test_it(procsock_backend):\n    assert procsock_backend.name == 'procnet'\n")
     pytester.runpytest_subprocess("--procsock-backend", "procnet").assert_outcomes(passed=1)
     result = pytester.runpytest_subprocess("--procsock-backend", "nosuch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--procsock-backend nosuch: not an installed procsock backend (installed: *netlink*procnet*)"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_unknown_kind_in_procsock_kinds_is_an_error_naming_the_known_kinds(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.procsock_kinds("tcp4")
+        def test_typo(procsock_backend):
+            pass
+
+        def test_other():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*procsock backend 'nosuch' is not usable: no such backend*"])
+    result.stdout.fnmatch_lines(["*procsock_kinds('tcp4'): unknown kind(s) 'tcp4'; known kinds: *tcp, tcp6*"])
+    assert "empty parameter set" not in result.stdout.str()
 
 
 LEAKY_TESTS = """

@@ -14,7 +14,8 @@ from procsock.compare import Comparison, compare_backends
 from procsock.errors import BadArgument, NothingCompared
 from procsock.fdscan import scan_fds
 from procsock.model import Family, Socket, State
-from procsock.render import comparison_lines, table_lines
+from procsock.render import comparison_lines
+from procsock.testing.leaks import allow_lingering  # noqa: F401 (public: declared session-lived sockets)
 
 
 def listening(
@@ -124,11 +125,3 @@ def held_socket_inodes(pid: int) -> FrozenSet[int]:
     """The socket inodes process `pid` (or processes) holds now (one walk of its fds, no backend asked)."""
     return frozenset(scan_fds("/proc", sorted(make_query(pid=pid).pid)).owners)
 
-
-def describe_sockets(pid: int, inodes: FrozenSet[int]) -> str:
-    """Table lines (endpoints, fds) for these sockets of `pid`, for a test failure report."""
-    found = [s for s in snapshot(pid=pid).sockets if s.record.inode in inodes]
-    unknown = inodes - {s.record.inode for s in found}
-    lines = list(table_lines(found)) if found else []
-    lines += ["socket:[%d] (no backend reported it)" % inode for inode in sorted(unknown)]
-    return "\n".join(lines)
