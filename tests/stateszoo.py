@@ -102,6 +102,9 @@ def build(zoo: Zoo, helper: subprocess.Popen) -> None:
 
     connecting = zoo.add("tcp syn-sent", socket.socket(), "SYN_SENT", "SYN_SENT")
     connecting.setblocking(False)
+    # The most SYN retries the kernel allows (backoff capped at 120 s): the socket stays in SYN-SENT
+    # for as long as a slow, busy host takes to read every path, not the default ~2 minutes.
+    connecting.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 127)
     try:
         connecting.connect((SILENT_HOST, 9))
     except BlockingIOError:
@@ -212,7 +215,10 @@ def build_unix(zoo: Zoo) -> None:
 def main() -> None:
     run("ip link set lo up",
         "ip link add vsilent type veth peer name vsilent2", "ip addr add 192.0.2.1/24 dev vsilent",
-        "ip link set vsilent up", "ip link set vsilent2 up")
+        "ip link set vsilent up", "ip link set vsilent2 up",
+        # A permanent neighbour: no ARP that fails after a few seconds and fails the connect with
+        # EHOSTUNREACH. The SYNs go out and nothing ever answers them.
+        "ip neigh add %s lladdr 02:00:00:00:00:99 dev vsilent nud permanent" % SILENT_HOST)
     # This namespace's sysctls: fast open on; unanswered SYNs and SYN-ACKs retried for hours, so
     # the connecting sockets stay where they are however long a slow host takes to read them.
     for name, value in (("tcp_fastopen", FAST_OPEN), ("tcp_syn_retries", "127"), ("tcp_synack_retries", "255")):
@@ -228,7 +234,8 @@ def main() -> None:
             "nsenter -t %d -n sh -c 'ip link set lo up; ip addr add %s/24 dev vfast2; ip link set vfast2 up'"
             % (helper.pid, THERE),
             # Our answers to the client go into the silent veth: its fast open socket stays SYN-RECV.
-            "ip route add %s/32 dev vsilent" % THERE)
+            "ip route add %s/32 dev vsilent" % THERE,
+            "ip neigh add %s lladdr 02:00:00:00:00:98 dev vsilent nud permanent" % THERE)
         for conf in ("all", "default", "vfast"):
             with open("/proc/sys/net/ipv4/conf/%s/rp_filter" % conf, "w") as sysctl:
                 sysctl.write("0")

@@ -18,6 +18,18 @@ CLONE_NEWNS = 0x00020000
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 
 
+def visible_uids():
+    """The owners of the processes this /proc shows (a process that exits meanwhile is skipped)."""
+    uids = set()
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit():
+                uids.add(os.stat("/proc/" + name).st_uid)
+        except FileNotFoundError:
+            continue
+    return sorted(uids)
+
+
 def in_child(prepare):
     """Run `prepare()` then the checks in a forked child as nobody; returns what it reports."""
     default_registry()  # plugins load here, while their files are readable
@@ -40,7 +52,7 @@ def in_child(prepare):
                                   for s in snap.sockets if s.record.inode in wanted),
                     "wanted": sorted((inode, [(os.getpid(), fd)]) for inode, fd in wanted.items()),
                     "unreadable": len(snap.unreadable_processes),
-                    "visible_pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
+                    "visible_uids": visible_uids(),
                     "answered_by": snap.answered_by,
                     "notes": list(snap.notes),
                 }
@@ -84,7 +96,7 @@ def test_nobody_resolves_own_sockets_through_netlink_and_counts_the_rest():
 def test_nobody_under_hidepid_2_sees_only_itself_and_still_resolves_its_sockets():
     report = in_child(hidepid_proc)
     check_own_sockets(report)
-    assert report["visible_pids"] == 1  # hidepid=2: only our own process is in /proc
+    assert report["visible_uids"] == [NOBODY]  # hidepid=2: only nobody's own processes are in /proc
     assert report["unreadable"] == 0 and not any("not readable" in note for note in report["notes"])
     assert any(note.startswith("/proc is mounted hidepid=") and "other users' processes are hidden" in note
                for note in report["notes"])  # the kernel names hidepid=2 "invisible" in mountinfo

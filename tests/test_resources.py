@@ -23,8 +23,6 @@ def one_round(i, sock, closed_inode, file_fd):
     calls = [
         lambda: procsock.snapshot(pid=os.getpid()),
         lambda: procsock.describe_fd(os.getpid(), sock.fileno()),
-        lambda: procsock.describe_fd(os.getpid(), sock.fileno(), backend="procnet"),
-        lambda: procsock.snapshot(pid=os.getpid(), details=True),
         lambda: procsock.snapshot(diag_file=os.path.join(DIAG, "truncated.bin")),
         lambda: procsock.snapshot(proc_root="/nonexistent"),                  # ProcsockError
         lambda: procsock.snapshot(backend="nosuch"),                          # BackendUnavailable
@@ -33,8 +31,10 @@ def one_round(i, sock, closed_inode, file_fd):
         lambda: procsock.describe_fd(2 ** 22 + 1, 0),                         # NoSuchProcess
         lambda: procsock.snapshot(pid=os.getpid(), backend="pidfd", kind="unix"),  # nothing serves it
     ]
-    if i % 100 == 0:  # the whole host: the background walker's pipe and child too
-        calls.append(lambda: procsock.snapshot())
+    if i % 100 == 0:  # whole tables, whose cost grows with the host's sockets (a busy host has 30k+)
+        calls.append(lambda: procsock.describe_fd(os.getpid(), sock.fileno(), backend="procnet"))
+        calls.append(lambda: procsock.snapshot(pid=os.getpid(), details=True))  # a netlink dump with details
+        calls.append(lambda: procsock.snapshot())  # the whole host: the background walker's pipe and child too
         calls.append(lambda: procsock.describe_inode(closed_inode))           # SocketNotFound
     for call in calls:
         try:
