@@ -3,7 +3,6 @@ shared options before or after the command name, and the option spellings of com
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -50,14 +49,6 @@ def test_the_default_commands_options_are_the_top_levels():
     assert _flags(COMMANDS[DEFAULT].OPTIONS) <= set(re.findall(r"(?<![\w-])(--?[\w-]+)", run("--help").stdout))
 
 
-@pytest.fixture
-def listener():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock
-
-
 @pytest.mark.parametrize("argv", [
     ["-tl", "--pid", "PID"],
     ["list", "-tl", "--pid", "PID"],
@@ -65,14 +56,13 @@ def listener():
     ["--pid", "PID", "-tl", "list"],
     ["--pid=PID", "-lt"],
 ])
-def test_the_default_command_is_list_wherever_its_word_is_and_without_it(listener, argv):
+def test_the_default_command_is_list_wherever_its_word_is_and_without_it(zoo, argv):
     proc = run(*[a.replace("PID", str(os.getpid())) for a in argv])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:2] == ["Netid", "State"]
-    (row,) = lines[1:]  # our one TCP listener, nothing else
-    port = listener.getsockname()[1]
-    assert ":%d " % port in row and row.endswith(",%d,%d" % (os.getpid(), listener.fileno()))
+    listeners = [i for i in zoo.expected if i.kind.startswith("tcp") and i.state.name == "LISTEN"]
+    assert listeners and sorted(int(row.split()[6]) for row in lines[1:]) == sorted(i.inode for i in listeners)
 
 
 @pytest.mark.parametrize("argv, code, says", [
@@ -113,7 +103,7 @@ def test_backends_takes_disable_plugin_before_and_after_its_name(argv):
 
 
 @pytest.mark.parametrize("before", [True, False])
-def test_compare_takes_disable_plugin(listener, before):
+def test_compare_takes_disable_plugin(zoo, before):
     disable = ["--disable-plugin", "netlink"]
     proc = run(*(disable + ["compare"] if before else ["compare"] + disable), "netlink", "procnet", "--kind", "tcp")
     assert proc.returncode == 1 and proc.stdout == ""
@@ -182,3 +172,9 @@ def test_a_file_after_double_dash_is_a_file_even_if_it_looks_like_an_option(tmp_
     proc = run("-x", "save-diag", "--", "-x.diag", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "-x.diag").stat().st_size and sorted(os.listdir(tmp_path)) == ["-x.diag"]
+
+
+def test_the_readme_lists_every_command():
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
+        listed = re.findall(r"^\| `procsock \[?([a-z-]+)", f.read(), re.M)
+    assert listed == list(COMMANDS)

@@ -3,7 +3,6 @@
 import argparse
 import sys
 
-from procsock.api import check_backend, check_netns
 from procsock.cli import options
 from procsock.errors import ProcsockError
 from procsock.render import notes_lines, snapshot_to_dict, socket_to_dict, table_lines
@@ -31,11 +30,7 @@ def _write_json(snap, per_socket: bool, out) -> None:
 
 
 def run(args: argparse.Namespace, out) -> int:
-    registry = options.registry(args)
-    source = options.source(args)
-    query = options.query(args, registry, details=args.details)
-    check_backend(registry, args.backend, query)
-    check_netns(source, query)
+    registry, source, query = options.resolving(args, details=args.details)
     snap = Resolver(registry, source, args.backend).snapshot(query)
     unread = [note for note in snap.notes if ": no backend could read it (" in note]
     if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table

@@ -10,7 +10,8 @@ from typing import Mapping, Optional, Tuple
 
 import attrs
 
-from procsock.api import default_registry, make_query, make_source
+from procsock import Query  # the public face: wherever the model keeps it
+from procsock.api import check_backend, check_netns, default_registry, make_query, make_source
 from procsock.backends import Registry
 from procsock.model import DEFAULT_MAX_INPUT_BYTES, Source
 
@@ -151,7 +152,7 @@ def source(args: argparse.Namespace) -> Source:
     return make_source(args.proc_root, args.diag_file, args.max_input_bytes)
 
 
-def query(args: argparse.Namespace, registry: Registry, details: bool = False):
+def query(args: argparse.Namespace, registry: Registry, details: bool = False) -> Query:
     """The query the selection options ask for (with `details`: tcp_info and the like); a value
     procsock does not know raises BadArgument (exit 2)."""
     states = list(args.state or [])
@@ -170,3 +171,14 @@ def query(args: argparse.Namespace, registry: Registry, details: bool = False):
         details=details,
         registry=registry,
     )
+
+
+def resolving(args: argparse.Namespace, details: bool = False) -> Tuple[Registry, Source, Query]:
+    """The registry, source and query the options ask for, checked at the door: a lookup-only
+    --backend needs a pid, a --netns on this host must exist."""
+    chosen = registry(args)
+    where = source(args)
+    asked = query(args, chosen, details)
+    check_backend(chosen, args.backend, asked)
+    check_netns(where, asked)
+    return chosen, where, asked

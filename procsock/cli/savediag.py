@@ -6,7 +6,6 @@ import os
 import sys
 import tempfile
 
-from procsock.api import check_backend, check_netns
 from procsock.cli import options
 from procsock.errors import ProcsockError
 from procsock.resolver import Resolver
@@ -71,10 +70,6 @@ def _save_diag(resolver: Resolver, query, path: str) -> int:
 
 
 def run(args: argparse.Namespace, out) -> int:
-    registry = options.registry(args)
-    source = options.source(args)
-    query = options.query(args, registry)
-    check_backend(registry, args.backend, query)
-    check_netns(source, query)
+    registry, source, query = options.resolving(args)
     _refuse_inputs(args.file, args)
     return _save_diag(Resolver(registry, source, args.backend), query, args.file)
