@@ -16,6 +16,7 @@ import pytest
 
 import procsock
 from procsock import cli, hookimpl
+from procsock.cli import options
 from procsock.backends import Registry
 from procsock.errors import InputError, NotASocket
 from procsock.fdscan import netns_inode, scan_fds
@@ -349,7 +350,7 @@ class HostilePlugin:
 def hostile_registry(monkeypatch):
     registry = Registry.from_entry_points()
     registry.register(HostilePlugin(), "evil\x1b[31m")
-    monkeypatch.setattr(cli, "default_registry", lambda: registry)
+    monkeypatch.setattr(options, "default_registry", lambda: registry)
     return registry
 
 

@@ -1,0 +1,184 @@
+"""The options commands share, each defined once in a group (source, selection, output, plugins),
+and what they mean (registry, source, query).
+
+A command takes whole groups or the options of a group it honours (by `dest`), so that no command
+accepts an option it would ignore. Every command takes `--debug`.
+"""
+
+import argparse
+from typing import Mapping, Optional, Tuple
+
+import attrs
+
+from procsock import Query  # the public face: wherever the model keeps it
+from procsock.api import check_backend, check_netns, default_registry, make_query, make_source
+from procsock.backends import Registry
+from procsock.model import DEFAULT_MAX_INPUT_BYTES, Source
+
+
+class UsageError(Exception):
+    """Bad usage found after argument parsing (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line `procsock: ...` (exit 2), like every other error, not usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, "procsock: %s\n" % message)
+
+
+@attrs.frozen
+class Option:
+    """One option: where argparse stores it (`dest`, by which commands pick it), its flags and
+    argparse settings; `exclusive` options of one group exclude each other."""
+
+    dest: str
+    flags: Tuple[str, ...]
+    settings: Tuple[Tuple[str, object], ...]
+    exclusive: bool = False
+
+
+def _option(dest: str, *flags: str, exclusive: bool = False, **settings) -> Option:
+    return Option(dest, flags, tuple(sorted(settings.items())), exclusive)
+
+
+@attrs.frozen
+class Group:
+    """Options that go together, under one heading of --help."""
+
+    name: str
+    title: str
+    options: Tuple[Option, ...]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_PROTOCOL_FLAGS = (
+    ("-t", "--tcp", "tcp"),
+    ("-u", "--udp", "udp"),
+    ("-x", "--unix", "unix"),
+    ("-w", "--raw", "raw"),
+    ("--udplite", "--udplite", "udplite"),
+    ("--packet", "--packet", "packet"),
+    ("--netlink", "--netlink", "netlink"),
+)
+
+SELECTION = Group("selection", "which sockets (default: all)", (
+    *(
+        _option("protocols", *((short,) if short == long else (short, long)), action="append_const",
+                const=protocol, help="%s sockets" % protocol)
+        for short, long, protocol in _PROTOCOL_FLAGS
+    ),
+    _option("families", "-4", action="append_const", const="inet", help="IPv4 only"),
+    _option("families", "-6", action="append_const", const="inet6", help="IPv6 only"),
+    _option("kind", "--kind", action="append", metavar="NAME", help="a socket kind by name (tcp6, unix, ...)"),
+    _option("listening", "-l", "--listening", action="store_true", help="listening sockets only"),
+    _option("bound_inactive", "-B", "--bound-inactive", action="store_true",
+            help="TCP sockets bound but neither listening nor connected only (as ss -B)"),
+    _option("all", "-a", "--all", action="store_true", help="all sockets (the default; for ss habits)"),
+    _option("state", "--state", action="append", metavar="STATE", help="only this state (LISTEN, ESTAB, ...)"),
+    _option("pid", "--pid", type=int, action="append",
+            help="only sockets held by this process (walks only its fds); several add up"),
+    _option("port", "--port", type=int, action="append",
+            help="only sockets with this local or remote port; several add up"),
+    _option("netns", "--netns", type=int, action="append", metavar="INODE",
+            help="only sockets of this network namespace (inode of /proc/PID/ns/net)"),
+))
+
+SOURCE = Group("source", "where from", (
+    _option("proc_root", "--proc-root", metavar="DIR", help="read a captured /proc tree instead of this host"),
+    _option("diag_file", "--diag-file", metavar="FILE", help="decode saved sock_diag replies (ss -D format) "
+            "instead of asking the kernel; owners from --proc-root"),
+    _option("max_input_bytes", "--max-input-bytes", type=_positive, metavar="N",
+            help="refuse a captured or saved file larger than N bytes (default %d)" % DEFAULT_MAX_INPUT_BYTES),
+    _option("backend", "--backend", metavar="NAME", help="use only this backend (no fallback)"),
+))
+
+OUTPUT = Group("output", "output", (
+    _option("json", "--json", exclusive=True, action="store_true", help="one JSON document"),
+    _option("jsonl", "--jsonl", exclusive=True, action="store_true", help="one JSON object per socket per line"),
+    _option("no_header", "-H", "--no-header", action="store_true", help="no table header"),
+    *(
+        _option("details", flag, long, action="store_true", help="details: " + what)
+        for flag, long, what in (
+            ("-i", "--info", "TCP internals (tcp_info)"),
+            ("-e", "--extended", "socket cookie, uid, mark, cgroup, shutdown"),
+            ("-m", "--memory", "socket memory"),
+        )
+    ),
+))
+
+PLUGINS = Group("plugins", "plugins", (
+    _option("disable_plugin", "--disable-plugin", action="append", default=[], metavar="NAME",
+            help="do not load this plugin"),
+))
+
+GROUPS = {group.name: group for group in (SELECTION, SOURCE, OUTPUT, PLUGINS)}  # in --help order
+
+
+def add_options(parser: argparse.ArgumentParser, takes: Mapping[str, Optional[Tuple[str, ...]]]) -> None:
+    """Add the groups a command takes (name -> the dests it takes of that group, None for all of
+    them), in --help order, and --debug."""
+    for name, group in GROUPS.items():
+        if name not in takes:
+            continue
+        chosen = [o for o in group.options if takes[name] is None or o.dest in takes[name]]
+        missing = set(takes[name] or ()) - {o.dest for o in chosen}
+        if missing:
+            raise ValueError("group %s has no option %s" % (name, ", ".join(sorted(missing))))
+        section = parser.add_argument_group(group.title)
+        exclusive = section.add_mutually_exclusive_group() if any(o.exclusive for o in chosen) else None
+        for option in chosen:
+            (exclusive if option.exclusive else section).add_argument(
+                *option.flags, dest=option.dest, **dict(option.settings)
+            )
+    parser.add_argument("--debug", action="store_true", help="show details of failures")
+
+
+def registry(args: argparse.Namespace) -> Registry:
+    """The plugins the options leave loaded."""
+    if args.disable_plugin:
+        return Registry.from_entry_points(disabled=args.disable_plugin)
+    return default_registry()
+
+
+def source(args: argparse.Namespace) -> Source:
+    """The host, a captured tree or a saved file, as the source options say."""
+    return make_source(args.proc_root, args.diag_file, args.max_input_bytes)
+
+
+def query(args: argparse.Namespace, registry: Registry, details: bool = False) -> Query:
+    """The query the selection options ask for (with `details`: tcp_info and the like); a value
+    procsock does not know raises BadArgument (exit 2)."""
+    states = list(args.state or [])
+    if args.listening:
+        states.append("LISTEN")
+    if args.bound_inactive:
+        states.append("BOUND-INACTIVE")
+    return make_query(
+        kind=args.kind,
+        family=args.families,
+        protocol=args.protocols,
+        state=states or None,
+        pid=args.pid,
+        port=args.port,
+        netns=args.netns,
+        details=details,
+        registry=registry,
+    )
+
+
+def resolving(args: argparse.Namespace, details: bool = False) -> Tuple[Registry, Source, Query]:
+    """The registry, source and query the options ask for, checked at the door: a lookup-only
+    --backend needs a pid, a --netns on this host must exist."""
+    chosen = registry(args)
+    where = source(args)
+    asked = query(args, chosen, details)
+    check_backend(chosen, args.backend, asked)
+    check_netns(where, asked)
+    return chosen, where, asked
