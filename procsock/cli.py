@@ -231,7 +231,7 @@ def run(args: argparse.Namespace, out) -> int:
     if args.save_diag:
         return _save_diag(resolver, query, args.save_diag)
     snap = resolver.snapshot(query)
-    unread = [note for note in snap.notes if ": no backend could read it (" in note]
+    unread = [note for note in snap.notes if note.code == "unreadable-table"]
     if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table
         more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""
         raise ProcsockError("no socket table could be read: %s%s" % (unread[0], more))

@@ -42,7 +42,7 @@ def in_child(prepare):
                     "unreadable": len(snap.unreadable_processes),
                     "visible_pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
                     "answered_by": snap.answered_by,
-                    "notes": list(snap.notes),
+                    "notes": [note.text for note in snap.notes],
                 }
         except BaseException as exc:  # reported to the parent, which fails the test with it
             report = {"error": "%s: %s" % (type(exc).__name__, exc)}
