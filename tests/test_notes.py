@@ -6,38 +6,20 @@ import ast
 import json
 import os
 import pickle
-import socket
 
 import pytest
 
 import procsock
 from procsock.errors import BackendUnavailable
-from procsock.model import (
-    TCP, UDP, InetAddress, Note, NoteCode, Snapshot, SocketRecord, SockType, Source, State,
-)
+from procsock.model import TCP, UDP, Note, NoteCode, Snapshot, Source
 from procsock.render import notes_lines, snapshot_to_dict
 from procsock.resolve.collect import Answer, collect
 from procsock.resolver import Resolver
 from stubs import StubBackend, registry_of
+from test_resolver import BrokenInfo, listener, tcp_record  # noqa: F401 (listener: a fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
-
-
-@pytest.fixture
-def listener():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock
-
-
-def tcp_record(sock, backend):
-    host, port = sock.getsockname()
-    return SocketRecord(
-        TCP, os.fstat(sock.fileno()).st_ino, SockType.STREAM, 6, State.LISTEN,
-        InetAddress(socket.inet_aton(host), port), InetAddress(bytes(4), 0), 0, 0, 0, backend,
-    )
 
 
 def failing_and_fine(listener):
@@ -64,12 +46,6 @@ def test_collect_answers_with_a_typed_value_naming_who_answered_and_who_failed(l
     assert [r.backend for r in answer.collected.records] == ["low"]
     nobody = collect(registry.backends, Source.live(), UDP, None, False, procsock.Netns(), {})
     assert (nobody.backend, nobody.collected, nobody.failures) == (None, None, (("high", "refused"),))
-
-
-class BrokenInfo:
-    @procsock.hookimpl
-    def procsock_backend_info(self):
-        raise ValueError("cannot describe myself")
 
 
 def test_a_broken_plugin_is_a_note_with_its_code_and_name(listener):
