@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import pickle
+import socket
 
 import pytest
 
@@ -16,10 +17,16 @@ from procsock.render import notes_lines, snapshot_to_dict
 from procsock.resolve.collect import Answer, collect
 from procsock.resolver import Resolver
 from stubs import StubBackend, registry_of
-from test_resolver import BrokenInfo, listener, tcp_record  # noqa: F401 (listener: a fixture)
+from test_resolver import BrokenInfo, tcp_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
+
+
+@pytest.fixture
+def listener():
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock
 
 
 def failing_and_fine(listener):
