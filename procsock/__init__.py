@@ -24,8 +24,8 @@ _HOMES = {
         "UDPLITE6", "UNIX", "BackendInfo", "Collected", "Extended", "Family", "InetAddress", "MemInfo",
         "NetlinkAddress", "Netns", "Owner", "PacketAddress", "Socket", "SocketKind", "SocketRecord", "SockType",
         "Source", "State", "TcpInfo", "UnixAddress",
+        "Note", "NoteCode", "Query", "Snapshot", "Unresolved",
     ),
-    "procsock.resolver": ("Query", "Snapshot", "Unresolved"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 

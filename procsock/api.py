@@ -11,8 +11,8 @@ import attrs
 from procsock.backends import Registry
 from procsock.errors import BadArgument
 from procsock.fdscan import known_netns, netns_inode
-from procsock.model import Family, Socket, Source, State
-from procsock.resolver import Query, Resolver, Snapshot
+from procsock.model import Family, Query, Snapshot, Socket, Source, State
+from procsock.resolver import Resolver
 
 
 @functools.lru_cache(maxsize=1)

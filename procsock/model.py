@@ -8,7 +8,7 @@ the kernel holds; conversions to text happen only when something is displayed.
 import enum
 import ipaddress
 import socket
-from typing import Optional, Tuple, Union
+from typing import FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -491,3 +491,163 @@ class Collected:
     skipped: Tuple[str, ...] = ()
     retries: int = 0
     deferred: Tuple[Tuple[int, str], ...] = ()
+
+
+# --- What a snapshot answers: the query, the notes, the sockets no backend reported -------------
+
+
+def _one_or_set(value) -> Optional[FrozenSet[int]]:
+    return None if value is None else frozenset((value,) if isinstance(value, int) else value)
+
+
+@attrs.frozen
+class Query:
+    """Which sockets to list. Each filter is None (no restriction) or a set of accepted values
+    (`pid` and `port` also take one number); `details` asks backends for
+    ``SocketRecord.extended`` (tcp_info, memory, ...). Values are not checked here: make_query
+    checks what users give."""
+
+    kinds: Optional[FrozenSet[str]] = None
+    families: Optional[FrozenSet[Family]] = None
+    protocols: Optional[FrozenSet[str]] = None
+    states: Optional[FrozenSet[State]] = None
+    pid: Optional[FrozenSet[int]] = attrs.field(default=None, converter=_one_or_set)
+    port: Optional[FrozenSet[int]] = attrs.field(default=None, converter=_one_or_set)
+    netns: Optional[FrozenSet[int]] = None
+    details: bool = False
+
+    def wants_kind(self, kind: SocketKind) -> bool:
+        return (
+            (self.kinds is None or kind.name in self.kinds)
+            and (self.families is None or kind.family in self.families)
+            and (self.protocols is None or kind.protocol in self.protocols)
+        )
+
+    @property
+    def filters_records(self) -> bool:
+        return self.states is not None or self.port is not None or self.netns is not None
+
+    def wants(self, record: SocketRecord) -> bool:
+        if self.netns is not None and record.netns not in self.netns:
+            return False
+        if self.states is not None and record.state not in self.states:
+            return False
+        if self.port is not None:
+            ports = self.port
+            local, remote = getattr(record.local, "port", None), getattr(record.remote, "port", None)
+            if local not in ports and remote not in ports:
+                return False
+        return True
+
+    @property
+    def selects_all(self) -> bool:
+        """True when no filter drops sockets by what they are (only then is "unresolved" meaningful)."""
+        narrowed = self.kinds is not None or self.families is not None or self.protocols is not None
+        return not narrowed and not self.filters_records
+
+
+class NoteCode(str, enum.Enum):
+    """What a note is about, for code that acts on notes (the CLI's exit status, tests).
+
+    A kind's table read by no backend (``UNREADABLE_TABLE``), a backend that failed while a later one
+    answered (``FALLBACK``), input entries a backend skipped (``SKIPPED_ENTRIES``), a plugin that
+    could not load (``BROKEN_PLUGIN``), processes or fds the walk could not read
+    (``UNREADABLE_PROCESSES``, ``HIDDEN_PROCESSES``, ``DENIED_FDS``, ``MALFORMED_FDS``), sockets a
+    namespace reported that another one's processes hold (``CLAIMED_ELSEWHERE``) or that several
+    reported (``CONTESTED``), and namespaces asked for that a capture does not show (``NETNS_MISSING``).
+    """
+
+    UNREADABLE_TABLE = "unreadable-table"
+    FALLBACK = "fallback"
+    SKIPPED_ENTRIES = "skipped-entries"
+    BROKEN_PLUGIN = "broken-plugin"
+    UNREADABLE_PROCESSES = "unreadable-processes"
+    HIDDEN_PROCESSES = "hidden-processes"
+    DENIED_FDS = "denied-fds"
+    MALFORMED_FDS = "malformed-fds"
+    CLAIMED_ELSEWHERE = "claimed-elsewhere"
+    CONTESTED = "contested"
+    NETNS_MISSING = "netns-missing"
+
+
+@attrs.frozen
+class Note:
+    """One thing the user should know about a snapshot: a `code` to act on, the one-line `text` to
+    show (raw: renderers escape it), and where it applies when it is one place: the `kind` name
+    (with " (netns INODE)" for another namespace), the `backend`, the namespace inode `netns`."""
+
+    code: NoteCode = attrs.field(converter=NoteCode)
+    text: str
+    kind: Optional[str] = None
+    backend: Optional[str] = None
+    netns: Optional[int] = None
+
+    def __str__(self) -> str:
+        return self.text
+
+    def as_dict(self) -> dict:
+        return {"code": self.code.value, "text": self.text, "kind": self.kind, "backend": self.backend,
+                "netns": self.netns}
+
+
+class FrozenDict(dict):
+    """A dict that refuses changes and hashes by its items, so the values holding one stay
+    hashable; still a dict for JSON, equality and users' code."""
+
+    __slots__ = ("_hash",)
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("%s is read-only" % type(self).__name__)
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            object.__setattr__(self, "_hash", hash(frozenset(self.items())))
+            return self._hash
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self)
+
+
+def _frozen(value) -> FrozenDict:
+    return value if isinstance(value, FrozenDict) else FrozenDict(value)
+
+
+@attrs.frozen
+class Unresolved:
+    """A socket inode that processes hold but no backend reported, and the likely reason."""
+
+    inode: int
+    owners: Tuple[Owner, ...]
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class Snapshot:
+    """The sockets of one moment, and how they were found (built by keyword: its fields may grow).
+
+    `sockets` is a sequence of Socket (read it as one: it may later be built on access).
+    `answered_by` maps kind name → backend name. `notes` are Notes for the user (fallbacks,
+    skipped lines, unreadable processes); `skipped` holds every skipped input line with its reason.
+    `unresolved` maps inodes that processes hold but no backend reported (a namespace that could
+    not be read, a family no backend serves) to an Unresolved with the reason; it is filled only
+    when no filter narrows the kinds. `netns_names` names the namespaces of the sockets listed
+    that `ip netns add` named (live host). `retries` counts the tables read again because the
+    kernel flagged them changed mid-dump (NLM_F_DUMP_INTR). The mappings are read-only dicts, so
+    a Snapshot is hashable like every value here.
+    """
+
+    sockets: Sequence[Socket]
+    answered_by: Mapping[str, str] = attrs.field(converter=_frozen)
+    notes: Tuple[Note, ...] = ()
+    skipped: Tuple[str, ...] = ()
+    unreadable_processes: Tuple[int, ...] = ()
+    unresolved: Mapping[int, Unresolved] = attrs.field(factory=FrozenDict, converter=_frozen)
+    netns_names: Mapping[int, str] = attrs.field(factory=FrozenDict, converter=_frozen)
+    retries: int = 0

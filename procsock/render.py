@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequ
 if TYPE_CHECKING:  # imported by `procsock compare` only
     from procsock.compare import Comparison, FieldDiff
 from procsock.model import InetAddress, NetlinkAddress, Owner, PacketAddress, Socket, SocketRecord, UnixAddress
-from procsock.resolver import Snapshot
+from procsock.model import Snapshot
 from procsock.text import escape_text
 
 TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
@@ -61,7 +61,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
     return {
         "sockets": [socket_to_dict(s) for s in snap.sockets],
         "answered_by": snap.answered_by,
-        "notes": list(snap.notes),
+        "notes": [note.as_dict() for note in snap.notes],
         "skipped": list(snap.skipped),
         "unreadable_processes": list(snap.unreadable_processes),
         "netns_names": {str(inode): name for inode, name in snap.netns_names.items()},
@@ -175,7 +175,7 @@ def table_lines(
 def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterator[str]:
     """One line per note, for standard error (escaped: notes quote paths, names, plugins' words)."""
     for note in snap.notes:
-        yield "procsock: " + escape_text(note)
+        yield "procsock: " + escape_text(note.text)
     reasons = collections.Counter(u.reason for u in snap.unresolved.values())
     for reason, count in sorted(reasons.items()):
         yield "procsock: %d socket inodes held by processes not resolved: %s%s" % (

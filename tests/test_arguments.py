@@ -86,7 +86,7 @@ def test_an_unknown_namespace_on_the_live_host_is_refused_naming_the_known_ones(
 def test_a_namespace_filter_on_a_captured_tree_gives_an_empty_answer_with_a_note():
     snap = procsock.snapshot(proc_root=CAPTURE, netns=12345)
     assert snap.sockets == ()
-    assert any("network namespace 12345" in note for note in snap.notes)
+    assert any("network namespace 12345" in note.text for note in snap.notes)
     assert procsock.snapshot(proc_root=CAPTURE).sockets  # the capture does have sockets
 
 

@@ -53,7 +53,7 @@ def test_capture_lists_exactly_its_sockets_and_owners():
     assert {(o.pid, o.name, o.uid) for o in owners} == {(3925, "capd", 0)}
     assert set(snap.answered_by.values()) == {"procnet"}
     # Files the capture does not have are skipped with a note, never fatal.
-    assert any(note.startswith("udplite: no backend could read it") for note in snap.notes)
+    assert any(note.text.startswith("udplite: no backend could read it") for note in snap.notes)
 
 
 def test_capture_never_asks_this_hosts_kernel():

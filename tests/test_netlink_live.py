@@ -93,7 +93,7 @@ def test_netlink_refused_falls_back_to_procnet_and_says_so(zoo, monkeypatch):
     snap = procsock.snapshot(pid=os.getpid())
     assert set(snap.answered_by.values()) == {"procnet"}
     assert {s.record.backend for s in snap.sockets} == {"procnet"}
-    note = next(n for n in snap.notes if n.startswith("netlink: "))
+    note = next(n.text for n in snap.notes if n.text.startswith("netlink: "))
     assert "EPERM" in note and "using procnet for tcp, tcp6" in note
     assert {s.record.inode for s in snap.sockets} == {i.inode for i in zoo.expected}
 

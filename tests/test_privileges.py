@@ -54,7 +54,7 @@ def in_child(prepare):
                     "unreadable": len(snap.unreadable_processes),
                     "visible_uids": visible_uids(),
                     "answered_by": snap.answered_by,
-                    "notes": list(snap.notes),
+                    "notes": [note.text for note in snap.notes],
                 }
         except BaseException as exc:  # reported to the parent, which fails the test with it
             report = {"error": "%s: %s" % (type(exc).__name__, exc)}

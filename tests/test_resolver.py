@@ -75,8 +75,8 @@ def test_a_failing_backend_falls_back_per_kind_with_a_note(listener, error, reas
     assert [s.record.backend for s in snap.sockets] == ["low"]
     # Other network namespaces of a busy host add "tcp (netns N)" entries: all answered by low too.
     assert snap.answered_by["tcp"] == "low" and set(snap.answered_by.values()) == {"low"}
-    assert any(n.startswith("high: %s; using low for tcp" % reason) for n in snap.notes)
-    assert any(n.startswith("udp: no backend could read it (high: ") for n in snap.notes)
+    assert any(n.text.startswith("high: %s; using low for tcp" % reason) for n in snap.notes)
+    assert any(n.text.startswith("udp: no backend could read it (high: ") for n in snap.notes)
 
 
 def test_unavailable_backend_is_passed_over_silently(listener):
@@ -84,7 +84,7 @@ def test_unavailable_backend_is_passed_over_silently(listener):
     low = StubBackend("low", 10, [TCP], [tcp_record(listener, "low")])
     snap = Resolver(registry_of(high, low), Source.live()).snapshot()
     assert snap.answered_by["tcp"] == "low" and set(snap.answered_by.values()) == {"low"} and high.calls == []
-    assert not any("high" in note for note in snap.notes)
+    assert not any("high" in note.text for note in snap.notes)
 
 
 def test_forced_backend_never_falls_back(listener):

@@ -90,7 +90,7 @@ def test_unprivileged_caller_sees_own_sockets_and_counts_the_rest():
                 owned = [s for s in snap.sockets if s.record.inode == inode_of(mine)]
                 ok = (len(owned) == 1 and owned[0].owners[0].pid == os.getpid()
                       and len(snap.unreadable_processes) > 0
-                      and any("not readable" in n for n in snap.notes))
+                      and any("not readable" in n.text for n in snap.notes))
             os.write(write_end, b"ok" if ok else b"bad")
         finally:
             os._exit(0)

@@ -32,7 +32,7 @@ def _write_json(snap, per_socket: bool, out) -> None:
 def run(args: argparse.Namespace, out) -> int:
     registry, source, query = options.resolving(args, details=args.details)
     snap = Resolver(registry, source, args.backend).snapshot(query)
-    unread = [note for note in snap.notes if ": no backend could read it (" in note]
+    unread = [note.text for note in snap.notes if note.code == "unreadable-table"]
     if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table
         more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""
         raise ProcsockError("no socket table could be read: %s%s" % (unread[0], more))

@@ -1,0 +1,118 @@
+"""Asking backends: the first usable backend serving a kind answers, one that fails is passed over
+(and remembered), and the sockets it defers are asked of the backends after it."""
+
+import logging
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+import attrs
+
+from procsock.backends import Backend
+from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError
+from procsock.model import Collected, Netns, Owner, SocketKind, Source
+from procsock.text import escape_text
+
+log = logging.getLogger("procsock")
+
+REASON_LIMIT = 300  # characters of a backend's reason kept: it is one line of a report
+
+Holders = Dict[int, Tuple[Owner, ...]]
+
+
+@attrs.frozen
+class Answer:
+    """One kind read in one namespace: the `inodes` asked for (None: the whole table), the
+    `backend` that answered and what it `collected` (both None when none could), and the
+    `failures` (backend name, reason) of the backends tried before or after it."""
+
+    kind: SocketKind
+    netns: Netns
+    inodes: Optional[FrozenSet[int]]
+    backend: Optional[str]
+    collected: Optional[Collected]
+    failures: Tuple[Tuple[str, str], ...] = ()
+
+
+def deferred_reasons(collected) -> Dict[int, str]:
+    """A backend's deferred inodes → reason, keeping only well-formed (inode, text) pairs, with
+    the text escaped and cut short: a plugin's words reach terminals."""
+    try:
+        pairs = tuple(collected.deferred)
+    except TypeError:
+        return {}
+    return {
+        pair[0]: escape_text(pair[1][:REASON_LIMIT]) for pair in pairs
+        if isinstance(pair, tuple) and len(pair) == 2
+        and isinstance(pair[0], int) and isinstance(pair[1], str)
+    }
+
+
+def ask(
+    backend: Backend,
+    kind: SocketKind,
+    source: Source,
+    inodes: Optional[FrozenSet[int]],
+    details: bool = False,
+    netns: Netns = Netns(),
+    holders: Optional[Holders] = None,
+) -> Collected:
+    """`backend`'s records of one kind. Every failure is a ProcsockError saying why: a plugin's
+    bug (any exception, MemoryError on hostile input included) or an answer of nothing is
+    reported as BackendUnavailable, so that one broken plugin cannot stop the others."""
+    try:
+        collected = backend.collect(kind, source, inodes, details, netns, holders)
+    except ProcsockError:
+        raise
+    except Exception as exc:
+        log.debug("backend %s crashed on %s", backend.name, kind.name, exc_info=True)
+        raise BackendUnavailable(backend.name, "plugin error: %s: %s" % (type(exc).__name__, exc)) from None
+    if collected is None:
+        raise BackendUnavailable(backend.name, "returned nothing")
+    return collected
+
+
+def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inodes: Optional[FrozenSet[int]],
+            details: bool, netns: Netns, holders: Holders) -> Answer:
+    """The answer of the first of `backends` serving `kind`; the inodes it deferred are asked of
+    the backends after it, and those none reports stay in ``deferred`` with the first reason given."""
+    rest, collected, failures = _first_answer(backends, source, kind, inodes, details, netns, holders)
+    if collected is None:
+        return Answer(kind, netns, inodes, None, None, tuple(failures))
+    name = rest[0].name
+    records, reasons = list(collected.records), deferred_reasons(collected)
+    if reasons:  # a deferral of a socket not asked for, or answered after all, is not believed
+        listed = {r.inode for r in records}
+        reasons = {
+            i: why for i, why in reasons.items() if (inodes is None or i in inodes) and i not in listed
+        }
+    while reasons:
+        asked = frozenset(reasons)
+        rest, answer, failed = _first_answer(rest[1:], source, kind, asked, details, netns, holders)
+        failures += failed
+        if answer is None:
+            break
+        for record in answer.records:
+            if record.inode in asked and reasons.pop(record.inode, None) is not None:
+                records.append(record)
+    if collected.deferred or reasons:
+        collected = attrs.evolve(collected, records=tuple(records), deferred=tuple(reasons.items()))
+    return Answer(kind, netns, inodes, name, collected, tuple(failures))
+
+
+def _first_answer(backends: Sequence[Backend], source: Source, kind: SocketKind,
+                  inodes: Optional[FrozenSet[int]], details: bool, netns: Netns, holders: Holders):
+    """(the backends from the one that answered on, its Collected, failures) for the first of
+    `backends` that answers for `kind`; ((), None, failures) if none does."""
+    failures: List[Tuple[str, str]] = []
+    for position, backend in enumerate(backends):
+        if kind not in backend.info.kinds or (inodes is None and backend.info.lookup_only):
+            continue
+        try:
+            collected = ask(backend, kind, source, inodes, details, netns, holders)
+        except NotApplicable:
+            continue
+        except ProcsockError as exc:
+            log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)
+            failures.append((backend.name, getattr(exc, "reason", None) or str(exc)))
+            continue
+        return backends[position:], collected, failures
+    return (), None, failures
