@@ -194,7 +194,7 @@ def test_a_lookup_only_backend_is_compared_on_a_process_sockets():
 
 @needs_root
 @needs_pidfd
-def test_a_lookup_only_backend_is_compared_in_the_namespace_of_the_process(other_namespace):
+def test_a_lookup_only_backend_is_compared_in_the_namespace_of_the_process(other_namespace):  # noqa: F811 (fixture)
     pid, report = other_namespace
     result = assert_backends_agree("pidfd", "netlink", pid=pid, kind=["tcp", "udp6"])
     assert result.compared == 4  # listener, client, server (tcp) and udp (udp6): each in its namespace
