@@ -127,13 +127,11 @@ def _held(records: Tuple[SocketRecord, ...], inodes: Optional[frozenset]) -> Tup
 
 
 def _named(resolver: Resolver, name: str) -> Backend:
-    for backend in resolver.usable_backends():
-        if backend.name == name:
-            return backend
-    installed = resolver.registry.by_name()
-    if name not in installed:
-        raise BackendUnavailable(name, "no such backend (installed: %s)" % (", ".join(installed) or "none"))
-    raise BackendUnavailable(name, installed[name].unavailable(resolver.source) or "not usable here")
+    """The backend called `name` if it can read the resolver's source; BackendUnavailable why not."""
+    backend = resolver.registry.backend(name)
+    if backend not in resolver.usable_backends():
+        raise BackendUnavailable(name, backend.unavailable(resolver.source) or "not usable here")
+    return backend
 
 
 def _default(resolver: Resolver, kinds: Sequence[SocketKind], other: Optional[Backend]) -> Backend:

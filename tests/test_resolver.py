@@ -25,11 +25,8 @@ from procsock.model import (
 )
 from procsock.resolver import Query, Resolver
 from procsock.testing import held_socket_inodes
+from sockzoo import inode_of
 from stubs import StubBackend, registry_of
-
-
-def inode_of(sock):
-    return os.fstat(sock.fileno()).st_ino
 
 
 def tcp_record(sock, backend):
