@@ -74,7 +74,7 @@ def run(directory: str, live: int, leaks: bool):
         command + (["--procsock-leaks"] if leaks else []), cwd=directory, capture_output=True, text=True,
         env=dict(os.environ, LIVE_OBJECTS=str(live)), check=False,
     ).stdout
-    line = [l for l in out.splitlines() if l.startswith("RESULT")]
+    line = [row for row in out.splitlines() if row.startswith("RESULT")]
     if not line:
         raise SystemExit("pytest failed:\n" + out)
     _, count, protocol, check, median = line[0].split()
@@ -100,7 +100,8 @@ def main() -> None:
     live_objects = [[i] for i in range(1_000_000)]
     start = time.perf_counter()
     gc.collect()
-    print("one full gc.collect() with %d live objects: %.1f ms" % (len(live_objects), (time.perf_counter() - start) * 1000))
+    elapsed = (time.perf_counter() - start) * 1000
+    print("one full gc.collect() with %d live objects: %.1f ms" % (len(live_objects), elapsed))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 The mix: TCP listeners and established pairs (IPv4 and IPv6), UDP bound and connected, unix
 stream listeners with connections, dgram and seqpacket sockets with filesystem, abstract and no
 names, and socketpairs. With --netns K, K of the processes each open theirs in a network namespace
-of their own (root). Holds them until stdin closes or SIGTERM (to this process or a worker); TCP sockets close with SO_LINGER 0,
-so no TIME_WAIT is left behind. Raises RLIMIT_NOFILE as needed.
+of their own (root). Holds them until stdin closes or SIGTERM (to this process or a worker); TCP
+sockets close with SO_LINGER 0, so no TIME_WAIT is left behind. Raises RLIMIT_NOFILE as needed.
 """
 
 import argparse

@@ -15,8 +15,8 @@ _HOMES = {
     "procsock.backends": ("Registry",),
     "procsock.compare": ("Comparison", "compare_backends"),
     "procsock.errors": (
-        "AccessDenied", "BackendUnavailable", "BadArgument", "InputError", "NoSuchProcess", "NotApplicable", "NotASocket", "ParseError",
-        "ProcsockError", "SocketNotFound",
+        "AccessDenied", "BackendUnavailable", "BadArgument", "InputError", "NoSuchProcess", "NotApplicable",
+        "NotASocket", "ParseError", "ProcsockError", "SocketNotFound",
     ),
     "procsock.hookspecs": ("hookimpl",),
     "procsock.model": (

@@ -4,7 +4,7 @@ Plugins load on first use (not at import of procsock) and stay loaded for the pr
 """
 
 import functools
-from typing import Any, FrozenSet, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, FrozenSet, Iterable, Optional, Sequence, Union
 
 import attrs
 
@@ -95,17 +95,27 @@ def _numbers(argument: str, value: Any, low: int, high: Optional[int], what: str
     return None if numbers is None else frozenset(_number(argument, n, low, high, what) for n in numbers)
 
 
-def _families(value: Any) -> Optional[FrozenSet[Family]]:
-    families = _values("family", value, (int, str), "a Family, its number or name")
-    if families is None:
+def _members(
+    argument: str, value: Any, what: str, member: Callable[[Any], Any], accepted: Iterable
+) -> Optional[FrozenSet]:
+    """The enum members `value` names (`member` maps one int or str to one, KeyError/ValueError if none)."""
+    given = _values(argument, value, (int, str), what)
+    if given is None:
         return None
     chosen = set()
-    for one in families:
+    for one in given:
         try:
-            chosen.add(Family[one.upper()] if isinstance(one, str) else Family(one))
+            chosen.add(member(one))
         except (KeyError, ValueError):
-            raise _bad("family", one, [f.name.lower() for f in Family]) from None
+            raise _bad(argument, one, accepted) from None
     return frozenset(chosen)
+
+
+def _families(value: Any) -> Optional[FrozenSet[Family]]:
+    return _members(
+        "family", value, "a Family, its number or name",
+        lambda one: Family[one.upper()] if isinstance(one, str) else Family(one), [f.name.lower() for f in Family],
+    )
 
 
 _STATE_BY_TEXT = {s.name: s for s in State}
@@ -113,16 +123,11 @@ _STATE_BY_TEXT.update({s.label.replace("-", "_"): s for s in State})
 
 
 def _states(value: Any) -> Optional[FrozenSet[State]]:
-    states = _values("state", value, (int, str), "a State, its name or its ss label")
-    if states is None:
-        return None
-    chosen = set()
-    for one in states:
-        try:
-            chosen.add(_STATE_BY_TEXT[one.upper().replace("-", "_")] if isinstance(one, str) else State(one))
-        except (KeyError, ValueError):
-            raise _bad("state", one, [s.label for s in State]) from None
-    return frozenset(chosen)
+    return _members(
+        "state", value, "a State, its name or its ss label",
+        lambda one: _STATE_BY_TEXT[one.upper().replace("-", "_")] if isinstance(one, str) else State(one),
+        [s.label for s in State],
+    )
 
 
 def make_query(

@@ -17,13 +17,16 @@ import pluggy
 from procsock import hookspecs
 from procsock.entrypoints import entry_points
 from procsock.errors import BackendUnavailable
-from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, Source
+from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, SocketRecord, Source
 
 ENTRY_POINT_GROUP = "procsock"
 # Every hook procsock declares (pluggy marks each spec with `procsock_spec`), and those a backend
 # implements: a plugin with any of these but no procsock_backend_info is broken.
 HOOK_NAMES = tuple(sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "procsock_spec")))
-BACKEND_HOOKS = ("procsock_backend_info", "procsock_unavailable", "procsock_collect", "procsock_raw_dump")
+BACKEND_HOOKS = (
+    "procsock_backend_info", "procsock_unavailable", "procsock_collect", "procsock_raw_dump",
+    "procsock_explain_difference",
+)
 DISABLE_ENV = "PROCSOCK_DISABLE_PLUGINS"
 
 
@@ -87,6 +90,17 @@ class Backend:
 
     def raw_dump(self, kind: SocketKind, source: Source, netns: Netns = Netns()) -> Optional[bytes]:
         return self.hooks.procsock_raw_dump(kind=kind, source=source, netns=netns)
+
+    def explain_difference(
+        self, field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]
+    ) -> Optional[str]:
+        """This backend's known cause of a difference, or None; an exception or a value that is
+        not a non-empty str counts as None (a plugin's answer must not hide a difference by error)."""
+        try:
+            reason = self.hooks.procsock_explain_difference(field=field, mine=mine, other=other)
+        except Exception:
+            return None
+        return reason if isinstance(reason, str) and reason else None
 
 
 class _OnePluginHooks:

@@ -6,7 +6,7 @@ Meant for audits and for users' tests. Fields are compared only where both backe
 """
 
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -14,7 +14,7 @@ from procsock.api import check_backend
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, BadArgument, NothingCompared, ProcsockError
 from procsock.fdscan import scan_fds
-from procsock.model import Netns, SocketKind, SocketRecord, Source, State, UnixAddress
+from procsock.model import Netns, SocketKind, SocketRecord, Source
 from procsock.resolver import Query, Resolver, ask, deferred_reasons
 
 COMPARED_FIELDS = (
@@ -65,27 +65,31 @@ class Comparison:
         return not (self.unexplained_only or self.unexplained)
 
 
-def _explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
-    """The known reason two faithful backends report a field differently, or None."""
-    if field == "local" and isinstance(a.local, UnixAddress) and isinstance(b.local, UnixAddress):
-        if b"\0" in a.local.name[1:] or b"\0" in b.local.name[1:]:
-            return "/proc/net/unix prints the NUL bytes of an abstract name as '@'"
-        if a.local.name[:1] == b"@" or b.local.name[:1] == b"@":
-            return "/proc/net/unix shows abstract names with '@', the same as a path starting with '@'"
-    if field == "tx_queue" and a.state is State.LISTEN:
-        return "for listeners inet_diag reports the backlog limit as Send-Q, /proc/net reports 0"
+# Why two backends report one field of one socket differently: (field, a's record, b's record) → reason or None.
+Explain = Callable[[str, SocketRecord, SocketRecord], Optional[str]]
+
+
+def _moved(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
+    """The cause no backend owns: queues are read at two moments."""
     if field in ("rx_queue", "tx_queue"):
         return "queues move with traffic between the two reads"
     return None
 
 
-def _explain_only(record: SocketRecord, deferred: Dict[int, str]) -> Optional[str]:
-    """The known reason only one of two faithful backends lists a socket, or None."""
+def _explainer(first: Backend, second: Backend) -> Explain:
+    """Ask each backend for a known cause of its own (procsock_explain_difference), then the core."""
+
+    def explain(field: str, a: SocketRecord, b: SocketRecord) -> Optional[str]:
+        return first.explain_difference(field, a, b) or second.explain_difference(field, b, a) or _moved(field, a, b)
+
+    return explain
+
+
+def _explain_only(record: SocketRecord, saw: Backend, missed: Backend, deferred: Dict[int, str]) -> Optional[str]:
+    """The known reason only `saw` of two faithful backends lists a socket, or None."""
     if record.inode in deferred:
         return deferred[record.inode]
-    if record.state is State.BOUND_INACTIVE:
-        return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound, not listening or connected"
-    return None
+    return saw.explain_difference(None, record, None) or missed.explain_difference(None, None, record)
 
 
 def _key(record: SocketRecord):
@@ -96,9 +100,10 @@ def _key(record: SocketRecord):
 
 
 def compare_records(
-    kind: SocketKind, a: Sequence[SocketRecord], b: Sequence[SocketRecord]
+    kind: SocketKind, a: Sequence[SocketRecord], b: Sequence[SocketRecord], explain: Explain = _moved
 ) -> Tuple[List[SocketRecord], List[SocketRecord], List[FieldDiff]]:
-    """Match two backends' records of one kind; (only in a, only in b, field differences)."""
+    """Match two backends' records of one kind; (only in a, only in b, field differences), each
+    difference with `explain`'s reason (default: only the causes no backend owns)."""
     by_key: Dict[object, List[SocketRecord]] = defaultdict(list)
     for record in b:
         by_key[_key(record)].append(record)
@@ -112,7 +117,7 @@ def compare_records(
         for field in COMPARED_FIELDS:
             x, y = getattr(left, field), getattr(right, field)
             if x is not None and y is not None and x != y:
-                diffs.append(FieldDiff(kind.name, left.inode, field, x, y, _explain(field, left, right)))
+                diffs.append(FieldDiff(kind.name, left.inode, field, x, y, explain(field, left, right)))
     only_b = [r for rest in by_key.values() for r in rest]
     return only_a, only_b, diffs
 
@@ -122,13 +127,11 @@ def _held(records: Tuple[SocketRecord, ...], inodes: Optional[frozenset]) -> Tup
 
 
 def _named(resolver: Resolver, name: str) -> Backend:
-    for backend in resolver.usable_backends():
-        if backend.name == name:
-            return backend
-    installed = resolver.registry.by_name()
-    if name not in installed:
-        raise BackendUnavailable(name, "no such backend (installed: %s)" % (", ".join(installed) or "none"))
-    raise BackendUnavailable(name, installed[name].unavailable(resolver.source) or "not usable here")
+    """The backend called `name` if it can read the resolver's source; BackendUnavailable why not."""
+    backend = resolver.registry.backend(name)
+    if backend not in resolver.usable_backends():
+        raise BackendUnavailable(name, backend.unavailable(resolver.source) or "not usable here")
+    return backend
 
 
 def _default(resolver: Resolver, kinds: Sequence[SocketKind], other: Optional[Backend]) -> Backend:
@@ -201,6 +204,7 @@ def compare_backends(
     compared: List[str] = []
     count = 0
     deferred: Dict[int, str] = {}  # inode → which backend deferred it, and what it said the socket is
+    explain = _explainer(first, second)
     for kind in kinds:
         left: List[SocketRecord] = []
         right: List[SocketRecord] = []
@@ -216,7 +220,7 @@ def compare_backends(
             not_compared.append("%s: %s" % (kind.name, exc))
             continue
         compared.append(kind.name)
-        x, y, d = compare_records(kind, left, right)
+        x, y, d = compare_records(kind, left, right, explain)
         only_a += x
         only_b += y
         diffs += d
@@ -230,7 +234,11 @@ def compare_backends(
             % (first.name, second.name, ",".join(compared), held)
         )
     explained_only = tuple(
-        (record, why) for record in only_a + only_b for why in (_explain_only(record, deferred),) if why
+        (record, why)
+        for records, saw, missed in ((only_a, first, second), (only_b, second, first))
+        for record in records
+        for why in (_explain_only(record, saw, missed, deferred),)
+        if why
     )
     return Comparison(
         first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared),

@@ -6,6 +6,12 @@ imports email, zipfile and pathlib and reads every distribution's metadata): onl
 the name and version of the few distributions that have the group. Installed normally or editable,
 a distribution has such a directory on sys.path (an unzipped egg: its EGG-INFO). Zip archives
 on sys.path are asked of importlib.metadata.
+
+One departure from importlib.metadata: an `*.egg-info` whose packages (top_level.txt) are not beside
+it is a by-product of building a source checkout (`pip install -e .` leaves `procsock.egg-info`
+there; procsock_plugins is installed from plugins/), not an installation. Running from a checkout
+puts it first on sys.path, where its entry points, stale or not, would shadow those of the
+distribution actually installed; so it counts only for a distribution installed nowhere else.
 """
 
 import importlib
@@ -95,11 +101,24 @@ def _in_zip(entry: str, group: str) -> Iterator[EntryPoint]:
                 yield EntryPoint(ep.name, ep.value, dist.metadata["Name"], dist.version)
 
 
+def _is_build_byproduct(meta_dir: str, names: List[str]) -> bool:
+    """Whether an *.egg-info names top-level packages that are not beside it (in `names`, its
+    directory's entries): a checkout's build metadata, not an installation there."""
+    if not meta_dir.endswith(".egg-info"):
+        return False
+    present = {name.split(".", 1)[0] for name in names}
+    return any(package not in present for package in (_read(os.path.join(meta_dir, "top_level.txt")) or "").split())
+
+
+def _normalized(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def entry_points(group: str, path: Optional[List[str]] = None) -> List[EntryPoint]:
     """Every entry point of `group` on `path` (default sys.path), in path order, the first of
-    each name only (as importlib.metadata resolves duplicates)."""
-    found: List[EntryPoint] = []
-    seen = set()
+    each name only (as importlib.metadata resolves duplicates); a checkout's build metadata only
+    for a distribution with no installed metadata on the path."""
+    everywhere: List[Tuple[EntryPoint, bool]] = []  # (entry point, declared by build metadata)
     for entry in sys.path if path is None else path:
         directory = entry or "."
         if os.path.isdir(directory):
@@ -107,7 +126,6 @@ def entry_points(group: str, path: Optional[List[str]] = None) -> List[EntryPoin
                 names = os.listdir(directory)
             except OSError:
                 continue
-            points: List[EntryPoint] = []
             for name in names:
                 if not (name.endswith(_METADATA_DIRS) or (name == "EGG-INFO" and directory.endswith(".egg"))):
                     continue
@@ -116,13 +134,15 @@ def entry_points(group: str, path: Optional[List[str]] = None) -> List[EntryPoin
                 lines = _section(text, group) if text else []
                 if lines:
                     dist, version = _name_and_version(meta_dir)
-                    points.extend(EntryPoint(n, v, dist, version) for n, v in lines)
+                    byproduct = _is_build_byproduct(meta_dir, names)
+                    everywhere.extend((EntryPoint(n, v, dist, version), byproduct) for n, v in lines)
         elif os.path.isfile(directory):
-            points = list(_in_zip(directory, group))
-        else:
-            continue
-        for point in points:
-            if point.name not in seen:
-                seen.add(point.name)
-                found.append(point)
+            everywhere.extend((point, False) for point in _in_zip(directory, group))
+    installed = {_normalized(point.distribution) for point, byproduct in everywhere if not byproduct}
+    found: List[EntryPoint] = []
+    seen = set()
+    for point, byproduct in everywhere:
+        if point.name not in seen and not (byproduct and _normalized(point.distribution) in installed):
+            seen.add(point.name)
+            found.append(point)
     return found

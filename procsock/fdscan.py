@@ -26,6 +26,7 @@ from procsock.inputs import DIRECTORY, INT_MAX, decimal, open_beneath, read_tree
 from procsock.model import Owner
 
 _SOCKET_PREFIX = "socket:["
+_INODE_START = len(_SOCKET_PREFIX)  # where the inode begins in a socket link's target
 _DENIED = (errno.EACCES, errno.EPERM)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -261,7 +262,7 @@ def scan_fds(
         for tid, (sockets, _) in tables:
             for fd, target in sockets:
                 if not captured:  # the kernel's own links: the hot path of a live snapshot
-                    inode, fd = int(target[8:-1]), int(fd)
+                    inode, fd = int(target[_INODE_START:-1]), int(fd)
                 else:
                     try:
                         inode, fd = _link_inode(target), decimal(fd, INT_MAX)

@@ -10,7 +10,7 @@ from typing import FrozenSet, Mapping, Optional, Sequence
 
 import pluggy
 
-from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, Source
+from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, SocketRecord, Source
 
 hookspec = pluggy.HookspecMarker("procsock")
 hookimpl = pluggy.HookimplMarker("procsock")
@@ -94,4 +94,25 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     ``procsock_collect``; the bytes are written in that order. None means "no raw form". An
     exception is handled as for ``procsock_collect``: the next backend with a raw form is asked,
     and the reason is noted.
+    """
+
+
+@hookspec(firstresult=True)
+def procsock_explain_difference(
+    field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]
+) -> Optional[str]:
+    """Return why this backend's view of a socket differs from another backend's, when the cause
+    is a known trait of what this backend reads (one line, e.g. "/proc/net/unix prints the NUL
+    bytes of an abstract name as '@'"); None when it knows no such cause.
+
+    Called by ``compare_backends`` (``procsock compare``) after both backends were read, once per
+    difference on each of the two backends, until one returns a reason; then the core's generic
+    causes (queues that move between the two reads, a socket a backend deferred) apply. `mine` is
+    this backend's record, `other` the other backend's. For a field both report differently,
+    `field` names it (a ``SocketRecord`` attribute: ``local``, ``tx_queue``...). For a socket only
+    one of the two listed, `field` is None and the backend that did not list it gets `mine` None.
+    A reason explains the difference (``Comparison.agree`` stays true), so give one only for a
+    cause that holds for every such socket, never a guess. Must be cheap and must not touch the
+    system. An exception, or a value that is not a non-empty str, counts as no reason: the
+    difference stays unexplained.
     """

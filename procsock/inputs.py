@@ -117,7 +117,15 @@ def _reason(exc: OSError) -> str:
 
 
 def _read_regular(fd: int, path: str, limit: int) -> bytes:
-    """All of the open file `fd`, if it is a regular file of at most `limit` bytes."""
+    """All of the open file `fd`, if it is a regular file of at most `limit` bytes; closes `fd`."""
+    try:
+        return _read_open(fd, path, limit)
+    finally:
+        os.close(fd)
+
+
+def _read_open(fd: int, path: str, limit: int) -> bytes:
+    """_read_regular's work, on an fd its caller closes."""
     mode = os.fstat(fd)
     if stat.S_ISDIR(mode.st_mode):
         raise InputError(path, os.strerror(errno.EISDIR))
@@ -147,11 +155,7 @@ def read_tree(root: str, parts: Sequence[str], captured: bool, limit: int = DEFA
         if not captured:
             with open(path, "rb") as f:
                 return f.read()
-        fd = open_beneath(root, parts, FILE)
-        try:
-            return _read_regular(fd, path, limit)
-        finally:
-            os.close(fd)
+        return _read_regular(open_beneath(root, parts, FILE), path, limit)
     except OSError as exc:
         raise InputError(path, _reason(exc)) from exc
 
@@ -168,10 +172,6 @@ def read_named_file(path: str, limit: int = DEFAULT_MAX_INPUT_BYTES) -> bytes:
     """The bytes of a file the user named (a saved sock_diag file): if a regular file (a FIFO or
     a device is refused before any read) of at most `limit` bytes; InputError otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            return _read_regular(fd, path, limit)
-        finally:
-            os.close(fd)
+        return _read_regular(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), path, limit)
     except OSError as exc:
         raise InputError(path, _reason(exc)) from exc

@@ -330,9 +330,9 @@ class Extended:
         }
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class SocketRecord:
-    """What one backend knows of one socket.
+    """What one backend knows of one socket (16 fields: built by keyword only, never by position).
 
     `inode` is the sockfs inode, unique host-wide; 0 for sockets that have none (TIME_WAIT, embryonic
     connections), so never key records by inode alone. Fields a backend cannot know are None:

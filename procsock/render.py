@@ -232,7 +232,7 @@ def comparison_lines(result: "Comparison") -> Iterator[str]:
             why = " (expected: %s)" % escape_text(known[record]) if record in known else ""
             yield "%s: %s%s" % (label, _record_line(record), why)
     for diff in result.differences:
-        why = " (expected: %s)" % diff.explained if diff.explained else ""
+        why = " (expected: %s)" % escape_text(diff.explained) if diff.explained else ""
         yield "differs: %s inode %d %s: %s=%s %s=%s%s" % (
             escape_text(diff.kind), diff.inode, diff.field, a, _shown_value(diff.a), b, _shown_value(diff.b), why,
         )

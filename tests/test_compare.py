@@ -68,16 +68,71 @@ def test_abstract_names_with_nul_are_an_explained_difference():
         inode = os.fstat(sock.fileno()).st_ino
         seen = [r for r in procnet_records(UNIX) if r.inode == inode]
         exact = [attrs.evolve(r, local=UnixAddress(name)) for r in seen]
-        _, _, (diff,) = compare_records(UNIX, exact, seen)
+        _, _, (unknown,) = compare_records(UNIX, exact, seen)  # the core knows nothing of /proc/net's text
+        assert unknown.field == "local" and unknown.explained is None
+        procnet_says = lambda field, a, b: procnet.procsock_explain_difference(field, b, a)  # noqa: E731
+        _, _, (diff,) = compare_records(UNIX, exact, seen, procnet_says)
         assert diff.field == "local" and "NUL" in diff.explained
+
+
+class Explains(StubBackend):
+    """A stub that knows one cause of its own: it reports uids shifted by one; or answers `answer`."""
+
+    def __init__(self, name, priority, kinds, records, answer=None):
+        super().__init__(name, priority, kinds, records)
+        self.answer, self.asked = answer, []
+
+    @procsock.hookimpl
+    def procsock_explain_difference(self, field, mine, other):
+        self.asked.append((field, mine, other))
+        if self.answer is not None:
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+        if field == "uid" and mine.uid == other.uid + 1:
+            return "explains reports uid + 1"
+        if field is None and mine is not None and mine.inode == 0:
+            return "explains invents inode-0 rows"
+        return None
+
+
+def shifted(records):
+    return [attrs.evolve(r, uid=r.uid + 1, backend="explains") for r in records]
+
+
+def test_each_backend_explains_the_differences_its_own_source_causes(zoo):
+    query = Query(kinds=frozenset({"tcp"}))
+    invented = attrs.evolve(procnet_records(TCP)[0], inode=0, local=UnixAddress(b"invented"), backend="explains")
+    for a, b in (("explains", "procnet"), ("procnet", "explains")):
+        explains = Explains("explains", 60, [TCP], shifted(procnet_records(TCP)) + [invented])
+        result = compare_backends(with_procnet(explains), Source.live(), a, b, query)
+        # other sockets of a busy host may change between the reads: look at the zoo's and the uids
+        uids = {d.inode: d.explained for d in result.differences if d.field == "uid"}
+        assert {i.inode for i in zoo.expected if i.kind == "tcp"} <= set(uids)
+        assert set(uids.values()) == {"explains reports uid + 1"}
+        assert dict(result.explained_only)[invented] == "explains invents inode-0 rows"
+        # asked with its own record as `mine`, whichever side of the comparison it is on
+        assert all(mine is None or mine.backend == "explains" for _, mine, _ in explains.asked)
+        assert all(other is None or other.backend == "procnet" for _, _, other in explains.asked)
+
+
+@pytest.mark.parametrize("answer", [ValueError("plugin bug"), 42, ""], ids=["raises", "not-str", "empty"])
+def test_a_bad_explanation_leaves_the_difference_unexplained(zoo, answer):
+    explains = Explains("explains", 60, [TCP], shifted(procnet_records(TCP)), answer)
+    result = compare_backends(with_procnet(explains), Source.live(), query=Query(kinds=frozenset({"tcp"})))
+    uids = [d for d in result.differences if d.field == "uid"]
+    assert explains.asked and uids and not result.agree
+    assert all(d.explained is None for d in uids)
 
 
 def test_raw_dumps_come_from_the_first_backend_with_a_wire_form():
     failing = StubBackend("wire", 100, [TCP, UDP], error=procsock.BackendUnavailable("wire", "refused"))
     fine = StubBackend("other", 10, [TCP])
     dumps, notes = Resolver(registry_of(failing, fine), Source.live()).raw_dumps()
-    assert [(k.name, b, d) for k, _, b, d in dumps] == [("tcp", "other", b"other:tcp;")]
-    assert notes == ["udp: no raw dump (wire: refused)"]
+    # ours first; a busy host may have other namespaces whose processes hold sockets: each the same
+    assert [(k.name, b, d) for k, _, b, d in dumps] == [("tcp", "other", b"other:tcp;")] * len(dumps)
+    assert dumps[0][1].pid is None and notes[0] == "udp: no raw dump (wire: refused)"
+    assert len(notes) == len(dumps) and all(note.startswith("udp") for note in notes)
 
 
 class FailsOn(StubBackend):
@@ -194,8 +249,17 @@ def test_a_lookup_only_backend_is_compared_on_a_process_sockets():
 
 @needs_root
 @needs_pidfd
-def test_a_lookup_only_backend_is_compared_in_the_namespace_of_the_process(other_namespace):
+def test_a_lookup_only_backend_is_compared_in_the_namespace_of_the_process(other_namespace):  # noqa: F811 (fixture)
     pid, report = other_namespace
     result = assert_backends_agree("pidfd", "netlink", pid=pid, kind=["tcp", "udp6"])
     assert result.compared == 4  # listener, client, server (tcp) and udp (udp6): each in its namespace
     assert set(result.kinds) == {"tcp", "udp6"} and not result.only_a and not result.only_b
+
+
+def test_a_plugins_explanation_reaches_the_terminal_escaped(zoo):
+    from procsock.render import comparison_lines
+
+    explains = Explains("explains", 60, [TCP], shifted(procnet_records(TCP)), "known\x1b[2J\ncause")
+    result = compare_backends(with_procnet(explains), Source.live(), query=Query(kinds=frozenset({"tcp"})))
+    lines = [line for line in comparison_lines(result) if "(expected: known" in line]
+    assert lines and not any(ch in line for line in lines for ch in "\x1b\n")

@@ -36,8 +36,9 @@ def inventing(kind, source, inodes, netns, holders):
     got = real(kind, source, inodes, netns)
     known = {r.inode for r in got.records}
     made_up = tuple(
-        SocketRecord(kind, inode, SockType.STREAM, 6, State.LISTEN, InetAddress(bytes(4), 0), None, None, None, None,
-                     "broken", netns=netns.inode)
+        SocketRecord(kind=kind, inode=inode, type=SockType.STREAM, protocol=6, state=State.LISTEN,
+                     local=InetAddress(bytes(4), 0), remote=None, rx_queue=None, tx_queue=None, uid=None,
+                     backend="broken", netns=netns.inode)
         for inode in sorted(inodes or ()) if inode in holders and inode not in known
     )
     return attrs.evolve(got, records=got.records + made_up)
@@ -85,14 +86,18 @@ class TestBroken(BackendConformance):
 @pytest.mark.parametrize(
     "how, check, says",
     [
-        ("caching", "test_closed_socket_is_not_reported", "*lookup read: tcp listen (socket:[[]*[]]) is closed, yet reported LISTEN*"),
-        ("remembering", "test_closed_socket_is_not_reported", "*table read: tcp client (socket:[[]*[]]) is closed, yet reported ESTABLISHED*"),
-        ("inventing", "test_lookup_reports_each_socket_exactly", "*socket:[[]*[]] is a AF_UNIX socket, yet reported as tcp LISTEN*"),
+        ("caching", "test_closed_socket_is_not_reported",
+         "*lookup read: tcp listen (socket:[[]*[]]) is closed, yet reported LISTEN*"),
+        ("remembering", "test_closed_socket_is_not_reported",
+         "*table read: tcp client (socket:[[]*[]]) is closed, yet reported ESTABLISHED*"),
+        ("inventing", "test_lookup_reports_each_socket_exactly",
+         "*socket:[[]*[]] is a AF_UNIX socket, yet reported as tcp LISTEN*"),
         ("no_netns", "test_table_lists_each_socket_once", "*socket:[[]*[]] (broken): netns: got None, want *"),
         ("live_for_a_capture", "test_capture_is_read_from_files_only",
          "*asked to read an empty captured tree, it reported live sockets: tcp listen, tcp client, tcp accepted*"),
     ],
-    ids=lambda value: value if value in ("caching", "remembering", "inventing", "no_netns", "live_for_a_capture") else "",
+    ids=lambda value: value if value in ("caching", "remembering", "inventing", "no_netns", "live_for_a_capture")
+    else "",
 )
 def test_suite_fails_a_broken_backend_naming_the_check(pytester, how, check, says):
     pytester.makeconftest(BROKEN.replace("HOW", how))

@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import os
+import subprocess
 import sys
 
 import pytest
@@ -84,3 +85,43 @@ def test_a_plugin_on_sys_path_is_loaded_with_its_distribution(site, monkeypatch)
     loaded = {b.plugin_name: b for b in registry.backends}
     assert (loaded["fake"].distribution, loaded["fake"].version) == ("fake-plugin", "1.2")
     assert loaded["fake"].name == "fakebackend" and "procnet" in loaded
+
+
+def checkout_with_build_metadata(root, entry_points_text):
+    """A source checkout as `pip install -e .` leaves it: procsock.egg-info naming a package
+    (procsock_plugins) that is installed from elsewhere (plugins/), so not beside it."""
+    os.makedirs(os.path.join(root, "procsock"), exist_ok=True)
+    write(os.path.join(root, "procsock.egg-info", "PKG-INFO"), "Metadata-Version: 2.1\nName: procsock\nVersion: 0.1\n")
+    write(os.path.join(root, "procsock.egg-info", "top_level.txt"), "procsock\nprocsock_plugins\n")
+    write(os.path.join(root, "procsock.egg-info", "entry_points.txt"), entry_points_text)
+    return root
+
+
+def test_a_checkouts_build_metadata_never_shadows_the_installed_distribution(tmp_path_factory):
+    checkout = checkout_with_build_metadata(
+        str(tmp_path_factory.mktemp("checkout")), "[procsock]\nprocnet = procsock_plugins.moved\nold = gone.module\n"
+    )
+    installed = str(tmp_path_factory.mktemp("site"))
+    write(os.path.join(installed, "procsock-0.2.dist-info", "entry_points.txt"), "[procsock]\nprocnet = real.mod\n")
+    found = entry_points("procsock", [checkout, installed])
+    assert [(e.name, e.value, e.version) for e in found] == [("procnet", "real.mod", "0.2")]
+    # installed nowhere else, the checkout's metadata is all there is: it counts
+    assert [e.value for e in entry_points("procsock", [checkout])] == ["procsock_plugins.moved", "gone.module"]
+    # an egg-info with its packages beside it is an installation (setup.py install, distro packages)
+    write(os.path.join(checkout, "procsock_plugins", "__init__.py"), "")
+    assert [e.value for e in entry_points("procsock", [checkout, installed])] == [
+        "procsock_plugins.moved", "gone.module"
+    ]
+
+
+def test_running_from_a_checkout_with_stale_build_metadata_keeps_the_built_ins(tmp_path):
+    """`python -c` puts the working directory first on sys.path, as running from a checkout does."""
+    checkout_with_build_metadata(str(tmp_path), "[procsock]\nprocnet = procsock_plugins.moved_away\n")
+    code = (
+        "from procsock.backends import Registry; r = Registry.from_entry_points(); "
+        "print([b.name for b in r.backends]); print([str(f) for f in r.failures])"
+    )
+    env = dict(os.environ, PYTHONPATH="")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    backends, failures = out.stdout.splitlines()
+    assert "procnet" in backends and failures == "[]", out.stdout + out.stderr

@@ -8,10 +8,7 @@ import pytest
 from procsock.errors import NoSuchProcess, NotASocket
 from procsock.fdscan import process_identity, protocol_name, scan_all_in_background, scan_fds, socket_inode
 from procsock.model import NETLINK, TCP, TCP6, UDP, UDP6, UDPLITE, UDPLITE6, UNIX
-
-
-def inode_of(sock):
-    return os.fstat(sock.fileno()).st_ino
+from sockzoo import inode_of
 
 
 def test_scan_finds_own_sockets_with_fd_and_identity():

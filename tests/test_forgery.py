@@ -57,7 +57,9 @@ SPRAYER = textwrap.dedent(
     while True:
         with open("/proc/net/netlink") as table:
             lines = table.read().splitlines()[1:]
-        ports = {int(f[2]) for f in (line.split() for line in lines) if f[1] == "4" and f[2] not in ("0", str(own_port))}
+        ports = {
+            int(f[2]) for f in (line.split() for line in lines) if f[1] == "4" and f[2] not in ("0", str(own_port))
+        }
         for port in ports:
             if port not in seen:
                 seen.add(port)
@@ -130,7 +132,8 @@ def _check(sockets, state, how):
     assert root_tcp["local"]["port"] == state["tcp"].getsockname()[1], how
     assert {(o["pid"], o["fd"]) for o in root_tcp["owners"]} == {(me, state["tcp"].fileno())}, how
     (theirs,) = by_inode[attacker["listener"]]
-    assert (theirs["state"], theirs["local"]["port"], theirs["netns"]) == ("LISTEN", attacker["port"], attacker["netns"]), how
+    got = (theirs["state"], theirs["local"]["port"], theirs["netns"])
+    assert got == ("LISTEN", attacker["port"], attacker["netns"]), how
     assert any(o["fd"] == attacker["listener_fd"] for o in theirs["owners"]), how
     (theirs_unix,) = by_inode[attacker["unix"]]
     assert theirs_unix["netns"] == attacker["netns"], how
@@ -229,7 +232,8 @@ def test_a_namespace_may_report_only_sockets_its_own_processes_hold_or_no_one_el
                             assert getattr(sock.record.local, "name", b"") != b"/forgedproc", sock  # a forged row
                             found.setdefault(sock.record.inode, []).append(sock)
                         (b_listener,) = found[report["listener"]]
-                        assert (b_listener.record.netns, [o.pid for o in b_listener.owners]) == (report["netns"], [holder.pid])
+                        got = (b_listener.record.netns, [o.pid for o in b_listener.owners])
+                        assert got == (report["netns"], [holder.pid])
                         (own,) = found[inode_of(mine)]
                         assert [(o.pid, o.fd) for o in own.owners] == [(os.getpid(), mine.fileno())]
                         (moved,) = found[report["passed"]]

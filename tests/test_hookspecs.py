@@ -35,7 +35,8 @@ def test_every_hook_is_in_the_reference_word_for_word():
     start, end = guide.find(REFERENCE_START), guide.find(REFERENCE_END)
     assert start >= 0 and end > start, "docs/plugins.md has no hook reference markers"
     current = guide[start:end + len(REFERENCE_END)]
-    assert current == hook_reference(), "docs/plugins.md is out of date; its hook reference must read:\n\n" + hook_reference()
+    want = hook_reference()
+    assert current == want, "docs/plugins.md is out of date; its hook reference must read:\n\n" + want
 
 
 @pytest.mark.parametrize("name", HOOK_NAMES)

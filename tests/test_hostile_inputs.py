@@ -21,7 +21,9 @@ from procsock.backends import Registry
 from procsock.errors import InputError, NotASocket
 from procsock.fdscan import netns_inode, scan_fds
 from procsock.inputs import decimal, hexadecimal, read_file, read_named_file
-from procsock.model import TCP, BackendInfo, Collected, Family, InetAddress, SocketKind, SocketRecord, SockType, Source, State
+from procsock.model import (
+    TCP, BackendInfo, Collected, Family, InetAddress, SocketKind, SocketRecord, SockType, Source, State,
+)
 from procsock_plugins import netlink
 from procsock_plugins.procnet import parse
 
@@ -201,7 +203,8 @@ def test_an_oversized_sparse_diag_file_is_a_one_line_error(tmp_path):
         f.truncate(HUGE)
     proc = run_cli("--diag-file", path)
     assert proc.returncode == 1 and proc.stdout == b""
-    assert proc.stderr.count(b"\n") == 1 and b"larger than %d bytes" % procsock.model.DEFAULT_MAX_INPUT_BYTES in proc.stderr
+    limit = b"larger than %d bytes" % procsock.model.DEFAULT_MAX_INPUT_BYTES
+    assert proc.stderr.count(b"\n") == 1 and limit in proc.stderr
 
 
 def test_a_fifo_as_diag_file_is_a_one_line_error(tmp_path):

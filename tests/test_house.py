@@ -47,7 +47,9 @@ def test_every_public_name_resolves_and_is_listed():
 
 
 def test_import_procsock_imports_nothing_else_of_it():
-    code = "import sys, procsock; print(sorted(m for m in sys.modules if m.startswith(('procsock', 'pluggy', 'attrs'))))"
+    code = (
+        "import sys, procsock; print(sorted(m for m in sys.modules if m.startswith(('procsock', 'pluggy', 'attrs'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['procsock']"
 

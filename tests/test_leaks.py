@@ -92,10 +92,14 @@ def test_bad_settings_are_one_clear_error(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*procsock_leaks_baseline must be one of after-setup, before-setup*"])
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile("import pytest\n@pytest.mark.procsock_leaks(children=True, child=True)\ndef test_it():\n    pass\n")
+    pytester.makepyfile(
+        "import pytest\n@pytest.mark.procsock_leaks(children=True, child=True)\ndef test_it():\n    pass\n"
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*procsock_leaks takes (enabled=True, *, baseline, children, *got () {*'child': True}*"])
+    result.stdout.fnmatch_lines(
+        ["*procsock_leaks takes (enabled=True, *, baseline, children, *got () {*'child': True}*"]
+    )
 
 
 BASELINE_AND_CHILDREN = """
@@ -103,7 +107,10 @@ BASELINE_AND_CHILDREN = """
     import pytest
 
     KEPT = []
-    SERVER = "import socket, sys; s = socket.create_server(('127.0.0.1', 0)); print(s.getsockname()[1], flush=True); sys.stdin.read()"
+    SERVER = (
+        "import socket, sys; s = socket.create_server(('127.0.0.1', 0)); "
+        "print(s.getsockname()[1], flush=True); sys.stdin.read()"
+    )
 
     @pytest.fixture
     def leaky_fixture():

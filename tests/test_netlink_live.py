@@ -54,8 +54,13 @@ def test_unix_names_are_byte_exact(hostile_unix):
 
 def test_dump_and_exact_lookup_agree(hostile_unix):
     wanted = frozenset(inode_of(s) for _, s in hostile_unix)
-    dumped = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).records if r.inode in wanted}
-    looked_up = {r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False, netns=Netns()).records}
+    dumped = {
+        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).records
+        if r.inode in wanted
+    }
+    looked_up = {
+        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False, netns=Netns()).records
+    }
     assert dumped == looked_up and set(looked_up) == wanted
     assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1}), False, netns=Netns()).records == ()
 
@@ -196,7 +201,8 @@ def _forged_answer(seq: int, inode: int) -> bytes:
     name = b"/forged"
     payload = struct.pack("=BBBxIII", socket.AF_UNIX, socket.SOCK_STREAM, 10, inode, 0, 0)
     payload += struct.pack("=HH", 4 + len(name), codec.UNIX_DIAG_NAME) + name + bytes(-len(name) % 4)
-    return codec._message(codec.SOCK_DIAG_BY_FAMILY, 2, seq, payload) + codec._message(codec.NLMSG_DONE, 2, seq, bytes(4))
+    done = codec._message(codec.NLMSG_DONE, 2, seq, bytes(4))
+    return codec._message(codec.SOCK_DIAG_BY_FAMILY, 2, seq, payload) + done
 
 
 @needs_root  # sending to another port id needs CAP_NET_ADMIN over the namespace (unshare -Urn gives it)
@@ -220,7 +226,9 @@ def test_only_the_kernel_is_heard(hostile_unix):
 
 @needs_root
 def test_a_diag_socket_refuses_every_sender_but_the_kernel():
-    with transport.open_diag_socket() as ours, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG) as other:
+    with transport.open_diag_socket() as ours, socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG
+    ) as other:
         decoded, _, _ = transport.query(ours, lambda seq: codec.unix_request(seq), backend="netlink")
         assert decoded.records and decoded.skipped == ()
         with pytest.raises(ConnectionRefusedError):

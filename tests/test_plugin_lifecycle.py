@@ -23,13 +23,13 @@ def test_importing_procsock_loads_no_plugin():
 def test_a_distribution_whose_plugin_fails_to_import_is_reported_once_and_skipped():
     listed = procsock("--list-backends", PYTHONPATH=BROKEN)
     assert listed.returncode == 0
-    (line,) = [l for l in listed.stdout.splitlines() if l.startswith("broken ")]
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith("broken ")]
     assert "broken: import failed: ImportError: No module named 'vsock_helpers'" in line
     assert "(from procsock-broken)" in line
-    assert any(l.startswith("netlink ") and "ready" in l for l in listed.stdout.splitlines())
+    assert any(row.startswith("netlink ") and "ready" in row for row in listed.stdout.splitlines())
     run = procsock("--pid", str(os.getpid()), PYTHONPATH=BROKEN)
     assert run.returncode == 0
-    notes = [l for l in run.stderr.splitlines() if "broken" in l]
+    notes = [row for row in run.stderr.splitlines() if "broken" in row]
     assert notes == [
         "procsock: plugin broken (from procsock-broken) is broken and was skipped: import failed: "
         "ImportError: No module named 'vsock_helpers' (plugin test fixture)"
@@ -40,5 +40,5 @@ def test_disabled_broken_plugin_is_not_even_imported():
     run = procsock("--list-backends", "--disable-plugin", "broken", PYTHONPATH=BROKEN)
     assert "broken" not in run.stdout and run.returncode == 0
     run = procsock("--list-backends", PYTHONPATH=BROKEN, PROCSOCK_DISABLE_PLUGINS="broken,pidfd")
-    names = [l.split()[0] for l in run.stdout.splitlines()]
+    names = [row.split()[0] for row in run.stdout.splitlines()]
     assert "broken" not in names and "pidfd" not in names and "netlink" in names

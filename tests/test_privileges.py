@@ -7,8 +7,6 @@ import json
 import os
 import socket
 
-import pytest
-
 import procsock
 from procsock.api import default_registry
 from sockzoo import needs_root

@@ -258,12 +258,14 @@ def test_odd_packet_and_netlink():
     packet = parsed("odd", "packet")
     assert list(packet.records) == [
         record(PACKET, 9201, R, 0x0003, State.CLOSE, PacketAddress(2, 0x0003), None, interface=2, rx=None, tx=None),
-        record(PACKET, 9203, D, 0x88CC, State.CLOSE, PacketAddress(0, 0x88CC), None, uid=1000, interface=0, rx=None, tx=None),
+        record(PACKET, 9203, D, 0x88CC, State.CLOSE, PacketAddress(0, 0x88CC), None, uid=1000, interface=0,
+               rx=None, tx=None),
     ]
     assert packet.skipped == ("net/packet:3: b'zz03' is not a hex number",)
     netlink = parsed("odd", "netlink")
     assert list(netlink.records) == [
-        record(NETLINK, 9301, R, 0, State.CLOSE, NetlinkAddress(0, 4294964001, 0xFFFFFFFF), None, uid=None, rx=None, tx=None)
+        record(NETLINK, 9301, R, 0, State.CLOSE, NetlinkAddress(0, 4294964001, 0xFFFFFFFF), None, uid=None,
+               rx=None, tx=None)
     ]
     assert netlink.skipped == ("net/netlink:3: 9 fields, expected at least 10",)
 

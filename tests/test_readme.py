@@ -33,7 +33,8 @@ def test_plugin_example_registers_and_answers_its_kind():
 
 def test_testing_example_passes_under_pytest(pytester):
     pytester.makepyfile(test_example=block("import os, socket, subprocess, sys"))
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3 + len(usable_backends_serving(TCP)))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3 + len(usable_backends_serving(TCP)))
 
 
 def test_ci_runs_the_readme_test_command():

@@ -25,18 +25,16 @@ from procsock.model import (
 )
 from procsock.resolver import Query, Resolver
 from procsock.testing import held_socket_inodes
+from sockzoo import inode_of
 from stubs import StubBackend, registry_of
-
-
-def inode_of(sock):
-    return os.fstat(sock.fileno()).st_ino
 
 
 def tcp_record(sock, backend):
     host, port = sock.getsockname()
     return SocketRecord(
-        TCP, inode_of(sock), SockType.STREAM, 6, State.LISTEN,
-        InetAddress(socket.inet_aton(host), port), InetAddress(bytes(4), 0), 0, 0, 0, backend,
+        kind=TCP, inode=inode_of(sock), type=SockType.STREAM, protocol=6, state=State.LISTEN,
+        local=InetAddress(socket.inet_aton(host), port), remote=InetAddress(bytes(4), 0),
+        rx_queue=0, tx_queue=0, uid=0, backend=backend,
     )
 
 
@@ -101,9 +99,9 @@ def test_forced_backend_never_falls_back(listener):
 
 def test_filters_and_unowned_sockets(listener):
     other = SocketRecord(
-        TCP, 0, SockType.STREAM, 6, State.TIME_WAIT,
-        InetAddress(socket.inet_aton("127.0.0.1"), 40000), InetAddress(socket.inet_aton("127.0.0.1"), 1),
-        0, 0, 0, "b",
+        kind=TCP, inode=0, type=SockType.STREAM, protocol=6, state=State.TIME_WAIT,
+        local=InetAddress(socket.inet_aton("127.0.0.1"), 40000), remote=InetAddress(socket.inet_aton("127.0.0.1"), 1),
+        rx_queue=0, tx_queue=0, uid=0, backend="b",
     )
     backend = StubBackend("b", 1, [TCP], [tcp_record(listener, "b"), other, other])
     resolver = Resolver(registry_of(backend), Source.live())
@@ -122,8 +120,9 @@ def test_unix_peer_owners_are_joined():
     a, b = socket.socketpair()
     with a, b:
         records = [
-            SocketRecord(UNIX, inode_of(x), SockType.STREAM, 0, State.ESTABLISHED, UnixAddress(b""),
-                         None, 0, 0, None, "u", peer_inode=inode_of(y))
+            SocketRecord(kind=UNIX, inode=inode_of(x), type=SockType.STREAM, protocol=0, state=State.ESTABLISHED,
+                         local=UnixAddress(b""), remote=None, rx_queue=0, tx_queue=0, uid=None, backend="u",
+                         peer_inode=inode_of(y))
             for x, y in ((a, b), (b, a))
         ]
         resolver = Resolver(registry_of(StubBackend("u", 1, [UNIX], records)), Source.live())

@@ -86,7 +86,9 @@ def test_disagreeing_backends_fail_with_the_difference(pytester):
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*backends disagree*", "*differs: tcp inode * local: procnet=127.0.0.1:* lying=127.0.0.1:*"])
+    result.stdout.fnmatch_lines(
+        ["*backends disagree*", "*differs: tcp inode * local: procnet=127.0.0.1:* lying=127.0.0.1:*"]
+    )
 
 
 def test_backend_fixture_runs_a_test_once_per_usable_backend(pytester):
@@ -130,7 +132,9 @@ def test_backend_option_names_one_backend_and_unknown_names_are_one_usage_error(
     pytester.runpytest_subprocess("--procsock-backend", "procnet").assert_outcomes(passed=1)
     result = pytester.runpytest_subprocess("--procsock-backend", "nosuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--procsock-backend nosuch: not an installed procsock backend (installed: *netlink*procnet*)"])
+    result.stderr.fnmatch_lines(
+        ["*--procsock-backend nosuch: not an installed procsock backend (installed: *netlink*procnet*)"]
+    )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 

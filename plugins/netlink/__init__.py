@@ -20,7 +20,9 @@ from procsock.plugin import (
     InputError,
     Netns,
     SocketKind,
+    SocketRecord,
     Source,
+    State,
     hookimpl,
     read_named_file,
 )
@@ -142,3 +144,16 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
         raw = _dump(sock, kind, True, netns.inode)[1]
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
     return codec.renumber(raw, codec.saved_seq(kind), inode)
+
+
+@hookimpl
+def procsock_explain_difference(
+    field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]
+) -> Optional[str]:
+    """What sock_diag reports that other sources do not: a listener's backlog limit as its Send-Q,
+    and TCP sockets that are bound but neither listening nor connected."""
+    if field == "tx_queue" and mine.state is State.LISTEN:
+        return "for listeners inet_diag reports the backlog limit as Send-Q, /proc/net reports 0"
+    if field is None and mine is not None and mine.state is State.BOUND_INACTIVE:
+        return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound, not listening or connected"
+    return None

@@ -187,8 +187,8 @@ def inet_request(kind: SocketKind, seq: int, details: bool = False) -> bytes:
     protocol = INET_PROTOCOLS[kind.protocol]
     raw_protocol = IPPROTO_RAW if protocol == IPPROTO_RAW else 0  # raw_diag: 255 dumps all
     payload = _INET_REQ.pack(
-        int(kind.family), protocol, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES, bytes(4), bytes(16), bytes(16),
-        0, NO_COOKIE, NO_COOKIE,
+        int(kind.family), protocol, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES,
+        bytes(4), bytes(16), bytes(16), 0, NO_COOKIE, NO_COOKIE,
     )
     return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
 
@@ -242,7 +242,9 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     """One inet_diag_msg. Its attributes are read only for details, or to tell the kind of a
     message whose request is unknown (a saved file)."""
     family = data[start]
-    (state, src, dst, interface, cookie0, cookie1, rqueue, wqueue, uid, inode) = _INET_MSG[family].unpack_from(data, start)
+    (state, src, dst, interface, cookie0, cookie1, rqueue, wqueue, uid, inode) = _INET_MSG[family].unpack_from(
+        data, start
+    )
     attributes = _attrs(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
     if kind is None:
         protocol = attributes.get(INET_DIAG_PROTOCOL)
@@ -264,10 +266,10 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     local_port, remote_port = _PORTS.unpack_from(data, start)
     protocol = local_port if kind.protocol == "raw" else INET_PROTOCOLS[kind.protocol]
     return SocketRecord(
-        kind, inode, _INET_TYPES[kind.protocol], protocol, known,
-        InetAddress(src, local_port), InetAddress(dst, remote_port),
-        rqueue, wqueue, uid, backend, None, netns, interface, cookie0 | cookie1 << 32,
-        _inet_extended(attributes) if details else None,
+        kind=kind, inode=inode, type=_INET_TYPES[kind.protocol], protocol=protocol, state=known,
+        local=InetAddress(src, local_port), remote=InetAddress(dst, remote_port),
+        rx_queue=rqueue, tx_queue=wqueue, uid=uid, backend=backend, netns=netns, interface=interface,
+        cookie=cookie0 | cookie1 << 32, extended=_inet_extended(attributes) if details else None,
     )
 
 
@@ -284,10 +286,10 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
         name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
     rqueue, wqueue = _pair(attributes.get(UNIX_DIAG_RQLEN))
     return SocketRecord(
-        UNIX, inode, known_type, 0, known_state, UnixAddress(name), None, rqueue, wqueue,
-        _int(attributes.get(UNIX_DIAG_UID), _U32), backend,
-        _int(attributes.get(UNIX_DIAG_PEER), _U32), netns, None, cookie0 | cookie1 << 32,
-        _unix_extended(attributes) if details else None,
+        kind=UNIX, inode=inode, type=known_type, protocol=0, state=known_state, local=UnixAddress(name), remote=None,
+        rx_queue=rqueue, tx_queue=wqueue, uid=_int(attributes.get(UNIX_DIAG_UID), _U32), backend=backend,
+        peer_inode=_int(attributes.get(UNIX_DIAG_PEER), _U32), netns=netns, cookie=cookie0 | cookie1 << 32,
+        extended=_unix_extended(attributes) if details else None,
     )
 
 
@@ -319,7 +321,8 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         end = offset + length
         where = (source, offset)
         if length < header_size or end > total:
-            skipped.append("%s: truncated message (length %d, %d bytes left)" % (_where(*where), length, total - offset))
+            left = total - offset
+            skipped.append("%s: truncated message (length %d, %d bytes left)" % (_where(*where), length, left))
             break
         start = offset + header_size
         offset = (end + 3) & ~3

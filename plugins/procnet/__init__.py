@@ -15,7 +15,9 @@ from procsock.plugin import (
     InputError,
     Netns,
     SocketKind,
+    SocketRecord,
     Source,
+    UnixAddress,
     hookimpl,
     read_file,
 )
@@ -66,3 +68,18 @@ def procsock_collect(
         raise BackendUnavailable(NAME, "no net/%s under %s (%s)" % (kind.name, source.proc_root, exc.reason)) from exc
     path = "/".join((source.proc_root,) + parts)
     return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes, netns=netns.inode)
+
+
+@hookimpl
+def procsock_explain_difference(
+    field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]
+) -> Optional[str]:
+    """What /proc/net/unix's text cannot say exactly: a unix socket's name."""
+    if field != "local" or not isinstance(mine.local, UnixAddress) or not isinstance(other.local, UnixAddress):
+        return None
+    names = (mine.local.name, other.local.name)
+    if any(b"\0" in name[1:] for name in names):
+        return "/proc/net/unix prints the NUL bytes of an abstract name as '@'"
+    if any(name[:1] == b"@" for name in names):
+        return "/proc/net/unix shows abstract names with '@', the same as a path starting with '@'"
+    return None

@@ -154,7 +154,9 @@ def _new(before: FrozenSet[int], policy: LeakPolicy) -> Set[int]:
 
 def _resolve(inodes: Set[int], policy: LeakPolicy) -> Tuple[List[Socket], Set[int]]:
     """The sockets for these inodes, from each process holding one, and the inodes none resolved."""
-    pids = sorted({owner.pid for inode, holders in held(policy.children).items() if inode in inodes for owner in holders})
+    pids = sorted(
+        {owner.pid for inode, holders in held(policy.children).items() if inode in inodes for owner in holders}
+    )
     found: Dict[int, Socket] = {}
     for pid in pids:
         try:

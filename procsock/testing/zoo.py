@@ -129,7 +129,9 @@ class SocketZoo:
             return
         self.add(kind + " bound", bound, kind, State.CLOSE)
         bound.bind((host, 0))
-        conn = self.add(kind + " connected", socket.socket(family, socket.SOCK_DGRAM, protocol), kind, State.ESTABLISHED)
+        conn = self.add(
+            kind + " connected", socket.socket(family, socket.SOCK_DGRAM, protocol), kind, State.ESTABLISHED
+        )
         conn.connect(bound.getsockname()[:2])
 
     def raw(self, kind: str) -> None:
@@ -151,7 +153,9 @@ class SocketZoo:
         dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.add("unix abstract dgram", dgram, "unix", State.CLOSE).bind(b"\0procsock-zoo-%d" % os.getpid())
         self.add("unix unbound dgram", socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), "unix", State.CLOSE)
-        seq = self.add("unix seqpacket listen", socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET), "unix", State.LISTEN)
+        seq = self.add(
+            "unix seqpacket listen", socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET), "unix", State.LISTEN
+        )
         seq.bind(b"\0procsock-zoo-seq-%d" % os.getpid())
         seq.listen()
         for i, end in enumerate(socket.socketpair()):

@@ -32,10 +32,12 @@ def test_captured_icmp_table():
     loop = socket.inet_aton("127.0.0.1")
     assert got.skipped == ()
     assert got.records == (
-        SocketRecord(ICMP, 419353, SockType.DGRAM, 1, State.CLOSE, InetAddress(loop, 0x83FA),
-                     InetAddress(bytes(4), 0), 0, 0, 0, "ping"),
-        SocketRecord(ICMP, 419354, SockType.DGRAM, 1, State.ESTABLISHED, InetAddress(loop, 0x83FB),
-                     InetAddress(loop, 0), 0, 0, 0, "ping"),
+        SocketRecord(kind=ICMP, inode=419353, type=SockType.DGRAM, protocol=1, state=State.CLOSE,
+                     local=InetAddress(loop, 0x83FA), remote=InetAddress(bytes(4), 0), rx_queue=0, tx_queue=0, uid=0,
+                     backend="ping"),
+        SocketRecord(kind=ICMP, inode=419354, type=SockType.DGRAM, protocol=1, state=State.ESTABLISHED,
+                     local=InetAddress(loop, 0x83FB), remote=InetAddress(loop, 0), rx_queue=0, tx_queue=0, uid=0,
+                     backend="ping"),
     )
 
 

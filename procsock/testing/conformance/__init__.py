@@ -204,14 +204,18 @@ class BackendConformance:
 
     def test_describes_itself(self, conformance_backend: Backend) -> None:
         info = conformance_backend.info
-        assert info.name and isinstance(info.priority, int), "BackendInfo needs a name and an int priority: %r" % (info,)
+        assert info.name and isinstance(info.priority, int), "BackendInfo needs a name and an int priority: %r" % (
+            info,
+        )
         kinds_ok = info.kinds and all(isinstance(k, SocketKind) for k in info.kinds)
         assert kinds_ok, "kinds must be SocketKinds: %r" % (info.kinds,)
         assert len({k.name for k in info.kinds}) == len(info.kinds), "kind names must be unique: %r" % (info.kinds,)
 
     def test_answers_availability_for_a_capture(self, conformance_backend: Backend, tmp_path) -> None:
         reason = conformance_backend.hooks.procsock_unavailable(source=Source.capture(str(tmp_path)))
-        assert reason is None or (isinstance(reason, str) and reason), "a reason must be a non-empty str: %r" % (reason,)
+        assert reason is None or (isinstance(reason, str) and reason), "a reason must be a non-empty str: %r" % (
+            reason,
+        )
 
     def test_lookup_reports_each_socket_exactly(self, conformance_backend: Backend, kind, zoo) -> None:
         """Asked for given inodes (as describe_fd and snapshot(pid=...) ask), each comes back once;
@@ -266,8 +270,10 @@ class BackendConformance:
                 records = backend.collect(kind, live, inodes, netns=netns, holders=own_holders()).records
             except ProcsockError:  # a lookup-only backend may find no holder to read through
                 continue
-            stale += ["%s read: %s (socket:[%d]) is closed, yet reported %s" % (how, gone[r.inode], r.inode, r.state.name)
-                      for r in records if r.inode in gone]
+            stale += [
+                "%s read: %s (socket:[%d]) is closed, yet reported %s" % (how, gone[r.inode], r.inode, r.state.name)
+                for r in records if r.inode in gone
+            ]
         assert not stale, "closed sockets reported (a cached dump or remembered records?):\n" + _listed(stale)
 
     def test_capture_is_read_from_files_only(self, conformance_backend: Backend, kind, zoo, tmp_path) -> None:
