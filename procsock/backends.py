@@ -16,7 +16,7 @@ import pluggy
 
 from procsock import hookspecs
 from procsock.entrypoints import entry_points
-from procsock.errors import BackendUnavailable
+from procsock.errors import BackendUnavailable, BadArgument
 from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, SocketRecord, Source
 
 ENTRY_POINT_GROUP = "procsock"
@@ -132,10 +132,22 @@ class Registry:
 
     @classmethod
     def from_entry_points(cls, disabled: Iterable[str] = ()) -> "Registry":
-        """Load every plugin of the entry-point group, except those named in `disabled`."""
+        """Load every plugin of the entry-point group, except those named in `disabled`.
+
+        A name in `disabled` that no installed plugin has is a BadArgument naming the installed
+        ones (a typo would otherwise leave the plugin loaded, silently). Names in
+        PROCSOCK_DISABLE_PLUGINS may name plugins absent here: one setting serves many hosts.
+        """
         registry = cls()
+        found = entry_points(ENTRY_POINT_GROUP)
+        unknown = sorted(set(disabled) - {ep.name for ep in found})
+        if unknown:
+            installed = ", ".join(sorted({ep.name for ep in found})) or "none"
+            raise BadArgument(
+                "disable_plugin", "no plugin named %s to disable (installed: %s)" % (", ".join(unknown), installed)
+            )
         blocked = set(disabled) | set(disabled_from_env())
-        for ep in entry_points(ENTRY_POINT_GROUP):
+        for ep in found:
             if ep.name in blocked:
                 continue
             try:

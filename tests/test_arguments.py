@@ -184,6 +184,8 @@ CLI_BAD_ARGUMENTS = [
     (["--netns", "0"], ["netns", "1 or more"]),
     (["--netns", "UNKNOWN"], ["netns", "no such network namespace", str(OWN_NETNS)]),
     (["--kind", "bogus"], ["kind", "'bogus'"] + KIND_NAMES),
+    (["--disable-plugin", "nosuch"], ["no plugin named nosuch to disable", "netlink", "procnet"]),
+    (["compare", "--disable-plugin", "nosuch"], ["no plugin named nosuch to disable", "pidfd"]),
     (["--state", "BOGUS"], ["state", "'BOGUS'"] + STATE_LABELS),
     (["--backend", "pidfd"], ["backend", "pidfd", "pid"]),
     (["--bogus"], ["unrecognized arguments: --bogus"]),
