@@ -133,12 +133,14 @@ def paths(pid, held):
 @needs_root
 def test_every_path_gives_each_held_socket_the_same_answer(zoo):
     pid, held = zoo
+    inodes = {_inode(pid, fd) for fd, _ in held.values()}
+    # Queues move while data drains (a LAST-ACK socket probing a zero window sends more when the
+    # peer's buffer is collapsed): what the paths read lies between a read of the truth before
+    # them and one after them, observed rather than assumed.
+    before = _from_snapshot(procsock.snapshot(pid=pid), pid, inodes)
     views = paths(pid, held)
     reference = views["snapshot(pid=)"]
-    # Queues move while data drains (a LAST-ACK socket probing a zero window sends more when the
-    # peer's buffer is collapsed): what the paths read in between lies between a read of the truth
-    # before them and one after them, observed rather than assumed.
-    after = _from_snapshot(procsock.snapshot(pid=pid), pid, set(reference))
+    after = _from_snapshot(procsock.snapshot(pid=pid), pid, inodes)
     problems = []
     for label, (fd, expected) in sorted(held.items()):
         inode = _inode(pid, fd)
@@ -152,7 +154,7 @@ def test_every_path_gives_each_held_socket_the_same_answer(zoo):
             problems.append("%s: want %s, snapshot(pid=) says %r" % (label, expected, truth))
             continue
         for path, view in views.items():
-            problems += _disagreements(label, path, view.get(inode), truth, after.get(inode))
+            problems += _disagreements(label, path, view.get(inode), truth, (before.get(inode), after.get(inode)))
     assert not problems, "\n".join(problems)
 
 
@@ -163,9 +165,9 @@ def _backend_of(path):
     return None
 
 
-def _disagreements(label, path, got, truth, later=None):
+def _disagreements(label, path, got, truth, around=(None, None)):
     """Why `got` (one path's answer) is not `truth`, as lines; none when it is. A queue may lie
-    between the truth and `later`, the same socket read after every path."""
+    anywhere between the reads `around` (the same socket read before and after every path)."""
     forced = _backend_of(path)
     if truth[0] == "socket" and forced == "pidfd" and (_protocol(truth[1]) == "unix"
                                                        or truth[1].state in PIDFD_DEFERS):
@@ -189,7 +191,7 @@ def _disagreements(label, path, got, truth, later=None):
         value, wanted = getattr(record, field), getattr(want, field)
         if (value is None and cannot_carry(record, field)) or (wanted is None and cannot_carry(want, field)):
             continue
-        if field in ("rx_queue", "tx_queue") and _between(value, wanted, later, field):
+        if field in ("rx_queue", "tx_queue") and _between(value, wanted, around, field):
             continue
         if value != wanted:
             lines.append("%s: %s (%s) %s=%r, snapshot(pid=) (%s) has %r"
@@ -197,12 +199,12 @@ def _disagreements(label, path, got, truth, later=None):
     return lines
 
 
-def _between(value, wanted, later, field):
-    """Whether a queue `value` lies between the truth's and a later read's (the queue moved)."""
-    if later is None or later[0] != "socket" or value is None or wanted is None:
-        return False
-    again = getattr(later[1], field)
-    return again is not None and min(wanted, again) <= value <= max(wanted, again)
+def _between(value, wanted, around, field):
+    """Whether a queue `value` lies within the reads of the truth before, at and after the paths
+    (the queue moved while they read it)."""
+    seen = [wanted] + [getattr(read[1], field) for read in around if read is not None and read[0] == "socket"]
+    seen = [v for v in seen if v is not None]
+    return value is not None and bool(seen) and min(seen) <= value <= max(seen)
 
 
 # The states whose sockets pidfd defers: its fd has no peer yet, or the socket's table entry is
