@@ -227,8 +227,9 @@ class Registry:
 
     def kinds(self) -> Tuple[SocketKind, ...]:
         """Every kind some backend serves, in the order backends list them."""
-        seen: Dict[SocketKind, None] = {}
-        for backend in self.backends:
-            for kind in backend.info.kinds:
-                seen.setdefault(kind)
-        return tuple(seen)
+        return kinds_of(self.backends)
+
+
+def kinds_of(backends: Iterable[Backend]) -> Tuple[SocketKind, ...]:
+    """Every kind one of `backends` serves, once each, in the order they list them."""
+    return tuple(dict.fromkeys(kind for backend in backends for kind in backend.info.kinds))

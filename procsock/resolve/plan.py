@@ -3,7 +3,7 @@ kind of one live fd (its protocol xattr), which spares a lookup every other tabl
 
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
-from procsock.backends import Backend
+from procsock.backends import Backend, kinds_of
 from procsock.fdscan import FdScan, protocol_name
 from procsock.model import Netns, Query, SocketKind
 
@@ -17,12 +17,7 @@ def label(kind: SocketKind, netns: Netns) -> str:
 
 def served_kinds(backends: Sequence[Backend], query: Query) -> Tuple[SocketKind, ...]:
     """The kinds the query asks for that one of `backends` serves, in backend order."""
-    seen: Dict[SocketKind, None] = {}
-    for backend in backends:
-        for kind in backend.info.kinds:
-            if query.wants_kind(kind):
-                seen.setdefault(kind)
-    return tuple(seen)
+    return tuple(kind for kind in kinds_of(backends) if query.wants_kind(kind))
 
 
 def kinds_by_kernel_name(backends: Iterable[Backend]) -> Dict[str, SocketKind]:
