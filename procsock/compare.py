@@ -214,8 +214,8 @@ def compare_backends(
                 for name, collected in answers:
                     for inode, why in deferred_reasons(collected).items():
                         deferred[inode] = "%s deferred it: %s" % (name, why)
-                left += _held(answers[0][1].records, inodes)
-                right += _held(answers[1][1].records, inodes)
+                left += _held(answers[0][1].socket_records(), inodes)
+                right += _held(answers[1][1].socket_records(), inodes)
         except ProcsockError as exc:  # one side cannot read this kind here: say so, go on
             not_compared.append("%s: %s" % (kind.name, exc))
             continue

@@ -16,14 +16,13 @@ import os
 import platform
 import signal
 import struct
-from itertools import starmap
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import attrs
 
 from procsock.errors import AccessDenied, InputError, NoSuchProcess, NotASocket, ProcsockError
 from procsock.inputs import DIRECTORY, INT_MAX, decimal, open_beneath, read_tree, readlink_beneath
-from procsock.model import Owner
+from procsock.model import Holders
 
 _SOCKET_PREFIX = "socket:["
 _INODE_START = len(_SOCKET_PREFIX)  # where the inode begins in a socket link's target
@@ -34,7 +33,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 class FdScan:
     """The result of one walk: owners by socket inode, and what could not be read.
 
-    `owners` maps inode → the Owners holding it, in walk order. `unreadable` lists the pids
+    `owner_rows` maps inode → the owner rows (pid, fd, name, uid, tid) holding it, in walk order;
+    `owners` is the same as Owners, each built when first read. `unreadable` lists the pids
     whose fd table we were not allowed to read; `denied_fds` counts single fds we could not read.
     `netns` maps each pid holding a socket to its network namespace inode, where readable.
     `hidden` is the hidepid= option of a /proc that hid other users' processes from the walk.
@@ -43,7 +43,7 @@ class FdScan:
     socket inode that is not a bounded ASCII decimal, a link not ending in "]".
     """
 
-    owners: Dict[int, Tuple[Owner, ...]]
+    owner_rows: Dict[int, Tuple[tuple, ...]]
     processes: int
     unreadable: Tuple[int, ...]
     denied_fds: int
@@ -51,6 +51,10 @@ class FdScan:
     hidden: Optional[str] = None
     unreadable_names: Dict[int, str] = attrs.field(factory=dict)
     malformed: int = 0
+    owners: Holders = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "owners", Holders(self.owner_rows))
 
 
 NAMED_UNREADABLE = 3  # how many unreadable processes the note names
@@ -200,14 +204,13 @@ def _fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[
 
 
 def scan_fds(
-    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (), make_owner=Owner,
+    proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (),
     captured: bool = False, threads: bool = False,
 ) -> FdScan:
     """Walk the fd tables of `pids` (default: every process but those in `skip`) under `proc_root`.
 
     When `pids` is given, a pid that does not exist raises NoSuchProcess and one we may not read
-    raises AccessDenied: the caller asked about that process by name. `make_owner(pid, fd, name,
-    uid, tid)` builds each holder (the background walker sends plain tuples instead of Owners).
+    raises AccessDenied: the caller asked about that process by name.
     With `threads` (a live /proc), threads' private fd tables are walked too, and a thread id in
     `pids` stands for that thread's table (owned by its process; with the tid if private).
     `captured`: `proc_root` is a captured tree, not the kernel's (see `procsock.inputs`).
@@ -272,7 +275,7 @@ def scan_fds(
                 holders = owners.get(inode)
                 if holders is None:
                     owners[inode] = holders = []
-                holders.append(make_owner(pid, fd, name, uid, tid))
+                holders.append((pid, fd, name, uid, tid))
     hidden = None if targeted else hidden_processes(proc_root)
     joined = {inode: tuple(holders) for inode, holders in owners.items()}
     return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names, malformed)
@@ -300,10 +303,6 @@ def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") ->
         if options.get(b"hidepid") in (b"2", b"invisible") and not exempt:
             return "hidepid=" + options[b"hidepid"].decode()
     return None
-
-
-def _plain_owner(pid: int, fd: int, name: str, uid: Optional[int], tid: Optional[int]) -> tuple:
-    return (pid, fd, name, uid, tid)
 
 
 _LENGTH = struct.Struct("=Q")  # prefixes the walker's message: a short one is a failed walker's
@@ -351,8 +350,8 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
             os.close(reader)
             os.close(release)
             os.read(hold, 1)
-            scan = scan_fds(proc_root, skip=(parent, os.getpid()), make_owner=_plain_owner, threads=True)
-            plain = (scan.owners, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
+            scan = scan_fds(proc_root, skip=(parent, os.getpid()), threads=True)
+            plain = (scan.owner_rows, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
                      scan.unreadable_names, scan.malformed)
             message = marshal.dumps(plain)
             with os.fdopen(writer, "wb") as out:
@@ -385,14 +384,13 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names, malformed = marshal.loads(
             memoryview(data)[_LENGTH.size :]
         )
-        owners = {inode: tuple(starmap(Owner, held)) for inode, held in owners.items()}
         try:
             ours = scan_fds(proc_root, (parent,), threads=True)
         except ProcsockError:  # this /proc is of another pid namespace, where our pid is not ours
             ours = FdScan({}, 0, (), 0)
-        for inode, held in ours.owners.items():  # the walker's holders are in pid order already
+        for inode, held in ours.owner_rows.items():  # the walker's holders are in pid order already
             theirs = owners.get(inode, ())
-            cut = next((i for i, owner in enumerate(theirs) if owner.pid > parent), len(theirs))
+            cut = next((i for i, owner in enumerate(theirs) if owner[0] > parent), len(theirs))
             owners[inode] = theirs[:cut] + held + theirs[cut:]
         netns.update(ours.netns)
         return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden,

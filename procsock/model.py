@@ -5,14 +5,15 @@ Everything here is a frozen, slotted attrs class or an enum, so records are chea
 the kernel holds; conversions to text happen only when something is displayed.
 """
 
+import collections.abc
 import enum
 import ipaddress
 import socket
-from typing import FrozenSet, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
-from procsock.text import escape_bytes
+from procsock.text import escape_bytes, escape_text
 
 
 class Family(enum.IntEnum):
@@ -143,14 +144,23 @@ class InetAddress:
     def is_wildcard(self) -> bool:
         return not any(self.packed)
 
-    def __str__(self) -> str:
+    @staticmethod
+    def text(packed: bytes, port: int) -> str:
         """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *)."""
-        if len(self.packed) == 4:
-            return "%s:%s" % (socket.inet_ntop(socket.AF_INET, self.packed), self.port or "*")
-        return "[%s]:%s" % (socket.inet_ntop(socket.AF_INET6, self.packed), self.port or "*")
+        if len(packed) == 4:
+            return "%s:%s" % (socket.inet_ntop(socket.AF_INET, packed), port or "*")
+        return "[%s]:%s" % (socket.inet_ntop(socket.AF_INET6, packed), port or "*")
+
+    @staticmethod
+    def fields_dict(packed: bytes, port: int) -> dict:
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        return {"address": socket.inet_ntop(family, packed), "port": port}
+
+    def __str__(self) -> str:
+        return self.text(self.packed, self.port)
 
     def as_dict(self) -> dict:
-        return {"address": self.host, "port": self.port}
+        return self.fields_dict(self.packed, self.port)
 
 
 @attrs.frozen
@@ -170,18 +180,26 @@ class UnixAddress:
 
     @property
     def display(self) -> str:
+        return self.text(self.name)
+
+    @staticmethod
+    def text(name: bytes) -> str:
         """A one-line, control-free form: `@` + escaped bytes for abstract names, `*` when unbound."""
-        if not self.name:
+        if not name:
             return "*"
-        if self.abstract:
-            return "@" + escape_bytes(self.name[1:])
-        return escape_bytes(self.name)
+        if name[:1] == b"\0":
+            return "@" + escape_bytes(name[1:])
+        return escape_bytes(name)
+
+    @staticmethod
+    def fields_dict(name: bytes) -> dict:
+        return {"name": UnixAddress.text(name), "name_hex": name.hex(), "abstract": name[:1] == b"\0"}
 
     def __str__(self) -> str:
-        return self.display
+        return self.text(self.name)
 
     def as_dict(self) -> dict:
-        return {"name": self.display, "name_hex": self.name.hex(), "abstract": self.abstract}
+        return self.fields_dict(self.name)
 
 
 @attrs.frozen
@@ -191,12 +209,19 @@ class PacketAddress:
     ifindex: int
     ethertype: int
 
+    @staticmethod
+    def text(ifindex: int, ethertype: int) -> str:
+        return "%s:0x%04x" % ("*" if ifindex == 0 else str(ifindex), ethertype)
+
+    @staticmethod
+    def fields_dict(ifindex: int, ethertype: int) -> dict:
+        return {"ifindex": ifindex, "ethertype": ethertype}
+
     def __str__(self) -> str:
-        iface = "*" if self.ifindex == 0 else str(self.ifindex)
-        return "%s:0x%04x" % (iface, self.ethertype)
+        return self.text(self.ifindex, self.ethertype)
 
     def as_dict(self) -> dict:
-        return {"ifindex": self.ifindex, "ethertype": self.ethertype}
+        return self.fields_dict(self.ifindex, self.ethertype)
 
 
 @attrs.frozen
@@ -207,11 +232,19 @@ class NetlinkAddress:
     portid: int
     groups: int
 
+    @staticmethod
+    def text(protocol: int, portid: int, groups: int) -> str:
+        return "%d:%d" % (protocol, portid)
+
+    @staticmethod
+    def fields_dict(protocol: int, portid: int, groups: int) -> dict:
+        return {"protocol": protocol, "portid": portid, "groups": groups}
+
     def __str__(self) -> str:
-        return "%d:%d" % (self.protocol, self.portid)
+        return self.text(self.protocol, self.portid, self.groups)
 
     def as_dict(self) -> dict:
-        return {"protocol": self.protocol, "portid": self.portid, "groups": self.groups}
+        return self.fields_dict(self.protocol, self.portid, self.groups)
 
 
 Endpoint = Union[InetAddress, UnixAddress, PacketAddress, NetlinkAddress]
@@ -363,14 +396,19 @@ class SocketRecord:
 
     @property
     def netid(self) -> str:
-        """The short protocol column `ss` prints: tcp, udp, raw, u_str, u_dgr, u_seq, p_raw, nl ..."""
-        if self.kind.family is Family.UNIX:
-            return _UNIX_NETIDS.get(self.type, "u_???")
-        if self.kind.family is Family.PACKET:
-            return "p_raw" if self.type is SockType.RAW else "p_dgr"
-        if self.kind.family is Family.NETLINK:
-            return "nl"
-        return self.kind.protocol
+        return netid(self.kind, self.type)
+
+
+def netid(kind: SocketKind, sock_type: SockType) -> str:
+    """The short protocol column `ss` prints: tcp, udp, raw, u_str, u_dgr, u_seq, p_raw, nl ..."""
+    family = kind.family
+    if family is Family.UNIX:
+        return _UNIX_NETIDS.get(sock_type, "u_???")
+    if family is Family.PACKET:
+        return "p_raw" if sock_type is SockType.RAW else "p_dgr"
+    if family is Family.NETLINK:
+        return "nl"
+    return kind.protocol
 
 
 _UNIX_NETIDS = {SockType.STREAM: "u_str", SockType.DGRAM: "u_dgr", SockType.SEQPACKET: "u_seq"}
@@ -480,17 +518,36 @@ class BackendInfo:
 
 @attrs.frozen
 class Collected:
-    """A backend's answer for one kind: its records, lines it skipped with the reason, how
+    """A backend's answer for one kind: its records (each a SocketRecord, or the same as a plain
+    tuple, a row: see `Row`; rows cost a tenth of a record to build), lines it skipped with the reason, how
     many times it read the table again because the kernel said it changed mid-read
     (NLM_F_DUMP_INTR), and the inodes it `deferred`: (inode, reason) for sockets of this kind it
     holds but cannot answer completely (a connecting socket has no peer address yet, one in no
     kernel table has nothing to list). The next backend is asked for those; the reason, which says
     what the socket is, stays the unresolved reason if none reports it."""
 
-    records: Tuple[SocketRecord, ...]
+    records: Tuple[Union[SocketRecord, tuple], ...]
     skipped: Tuple[str, ...] = ()
     retries: int = 0
     deferred: Tuple[Tuple[int, str], ...] = ()
+
+    def rows(self) -> Tuple[tuple, ...]:
+        """The records as rows (`Row`), whichever form the backend gave; ValueError naming the
+        first that is neither a SocketRecord nor a row."""
+        rows = []
+        for record in self.records:
+            if type(record) is not tuple:
+                if not isinstance(record, SocketRecord):
+                    raise ValueError("answered %s, neither a SocketRecord nor a row" % type(record).__name__)
+                record = row_from_record(record)
+            elif not is_row(record):
+                raise ValueError("answered a tuple that is not a row (%d items)" % len(record))
+            rows.append(record)
+        return tuple(rows)
+
+    def socket_records(self) -> Tuple[SocketRecord, ...]:
+        """The records as SocketRecords, whichever form the backend gave."""
+        return tuple([record_from_row(r) if type(r) is tuple else r for r in self.records])
 
 
 # --- What a snapshot answers: the query, the notes, the sockets no backend reported -------------
@@ -528,13 +585,18 @@ class Query:
         return self.states is not None or self.port is not None or self.netns is not None
 
     def wants(self, record: SocketRecord) -> bool:
-        if self.netns is not None and record.netns not in self.netns:
+        return self.wants_row(row_from_record(record))
+
+    def wants_row(self, row: tuple) -> bool:
+        """Whether the query keeps the socket of this row (see `Row`)."""
+        if self.netns is not None and row[Row.NETNS] not in self.netns:
             return False
-        if self.states is not None and record.state not in self.states:
+        if self.states is not None and row[Row.STATE] not in self.states:
             return False
         if self.port is not None:
             ports = self.port
-            local, remote = getattr(record.local, "port", None), getattr(record.remote, "port", None)
+            family = row[Row.KIND].family
+            local, remote = endpoint_port(family, row[Row.LOCAL]), endpoint_port(family, row[Row.REMOTE])
             if local not in ports and remote not in ports:
                 return False
         return True
@@ -643,7 +705,7 @@ class Snapshot:
     a Snapshot is hashable like every value here.
     """
 
-    sockets: Sequence[Socket]
+    sockets: Sequence[Socket] = attrs.field(converter=lambda found: found if isinstance(found, Sockets) else tuple(found))
     answered_by: Mapping[str, str] = attrs.field(converter=_frozen)
     notes: Tuple[Note, ...] = ()
     skipped: Tuple[str, ...] = ()
@@ -651,3 +713,173 @@ class Snapshot:
     unresolved: Mapping[int, Unresolved] = attrs.field(factory=FrozenDict, converter=_frozen)
     netns_names: Mapping[int, str] = attrs.field(factory=FrozenDict, converter=_frozen)
     retries: int = 0
+
+
+# --- Rows: records and owners as plain tuples, for the paths where no caller sees objects ---------
+
+
+class Row:
+    """Positions in a socket row: a SocketRecord's fields as a plain tuple, in field order.
+
+    Backends may answer with rows (the built-ins do), and the resolver, the join and the writers
+    work on rows: a tuple costs a tenth of a record. Endpoints are in compact form: the fields of
+    an InetAddress, UnixAddress, PacketAddress or NetlinkAddress as a tuple ((packed, port),
+    (name,), ...); an endpoint of another class (a plugin's family) is the object itself. A row
+    and the record built from it cannot disagree: `record_from_row` and `row_from_record` are
+    the one definition of the form.
+    """
+
+    (KIND, INODE, TYPE, PROTOCOL, STATE, LOCAL, REMOTE, RX_QUEUE, TX_QUEUE, UID, BACKEND, PEER_INODE, NETNS,
+     INTERFACE, COOKIE, EXTENDED) = range(16)
+
+
+ROW_FIELDS = tuple(field.name for field in attrs.fields(SocketRecord))
+ROW_SIZE = len(ROW_FIELDS)
+_ENDPOINT_CLASSES = {
+    Family.INET: InetAddress, Family.INET6: InetAddress, Family.UNIX: UnixAddress,
+    Family.PACKET: PacketAddress, Family.NETLINK: NetlinkAddress,
+}
+
+
+def compact_endpoint(family: Family, endpoint):
+    """The row form of an endpoint: its fields as a tuple when it is of the class procsock has for
+    `family`, else the object itself (a plugin's own endpoint class, None)."""
+    if type(endpoint) is _ENDPOINT_CLASSES.get(family):
+        return attrs.astuple(endpoint, recurse=False)
+    return endpoint
+
+
+def endpoint_of(family: Family, value):
+    """The endpoint object of a row's compact endpoint (None stays None)."""
+    cls = _ENDPOINT_CLASSES.get(family)
+    return cls(*value) if cls is not None and type(value) is tuple else value
+
+
+def endpoint_text(family: Family, value) -> str:
+    """A row's endpoint as people read it (control-free, like str() of the endpoint object)."""
+    cls = _ENDPOINT_CLASSES.get(family)
+    if cls is not None and type(value) is tuple:
+        return cls.text(*value)
+    return escape_text(str(value))
+
+
+def endpoint_dict(family: Family, value) -> Optional[dict]:
+    """A row's endpoint as JSON fields (None stays None)."""
+    if value is None:
+        return None
+    cls = _ENDPOINT_CLASSES.get(family)
+    if cls is not None and type(value) is tuple:
+        return cls.fields_dict(*value)
+    return value.as_dict()
+
+
+def endpoint_port(family: Family, value) -> Optional[int]:
+    """The port of a row's endpoint, where it has one."""
+    if type(value) is tuple:
+        return value[1] if _ENDPOINT_CLASSES.get(family) is InetAddress else None
+    return getattr(value, "port", None)
+
+
+def row_from_record(record: SocketRecord) -> tuple:
+    """The row of a record (what a backend that answers with records gives the resolver)."""
+    values = attrs.astuple(record, recurse=False)
+    family = record.kind.family
+    endpoints = (compact_endpoint(family, record.local), compact_endpoint(family, record.remote))
+    return values[:Row.LOCAL] + endpoints + values[Row.RX_QUEUE:]
+
+
+def record_from_row(row: tuple) -> SocketRecord:
+    """The SocketRecord of a row."""
+    family = row[Row.KIND].family
+    return SocketRecord(**dict(zip(ROW_FIELDS, row), local=endpoint_of(family, row[Row.LOCAL]),
+                               remote=endpoint_of(family, row[Row.REMOTE])))
+
+
+def is_row(value) -> bool:
+    """Whether `value` has a row's shape (a plugin's answer is checked before it is used)."""
+    return type(value) is tuple and len(value) == ROW_SIZE and isinstance(value[Row.KIND], SocketKind)
+
+
+# An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them.
+OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID = range(5)
+
+
+def owner_task(owner: tuple) -> int:
+    """The id under /proc whose fd table holds the fd of an owner row (Owner.task)."""
+    tid = owner[OWNER_TID]
+    return owner[OWNER_PID] if tid is None else tid
+
+
+class Sockets(collections.abc.Sequence):
+    """`Snapshot.sockets`: the Socket objects of the joined rows, built all at once on first access.
+
+    Writers read `entries` instead: (row, owner rows, peer owner rows) per socket, in order.
+    Compares, hashes and pickles as the tuple of its Sockets.
+    """
+
+    __slots__ = ("entries", "_built")
+
+    def __init__(self, entries: Sequence[Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]]) -> None:
+        self.entries = tuple(entries)
+        self._built: Optional[Tuple[Socket, ...]] = None
+
+    def _sockets(self) -> Tuple[Socket, ...]:
+        if self._built is None:
+            owners: Dict[tuple, Owner] = {}  # one Owner per holder, shared by its socket and the peer's
+
+            def made(held):
+                return tuple([owners.get(o) or owners.setdefault(o, Owner(*o)) for o in held])
+
+            self._built = tuple([
+                Socket(record_from_row(row), made(held), made(peer_held)) for row, held, peer_held in self.entries
+            ])
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index):
+        return self._sockets()[index]
+
+    def __iter__(self):
+        return iter(self._sockets())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Sockets):
+            return self.entries == other.entries
+        return isinstance(other, tuple) and self._sockets() == other
+
+    def __hash__(self) -> int:
+        return hash(self._sockets())
+
+    def __reduce__(self):
+        return (tuple, (self._sockets(),))
+
+    def __repr__(self) -> str:
+        return repr(self._sockets())
+
+
+class Holders(collections.abc.Mapping):
+    """Socket inode → the Owners holding it, read from owner rows; each tuple is built on first
+    access (backends that look sockets up through their fds ask for a few of them)."""
+
+    __slots__ = ("rows", "_built")
+
+    def __init__(self, rows: Mapping[int, Tuple[tuple, ...]]) -> None:
+        self.rows = rows
+        self._built: Dict[int, Tuple[Owner, ...]] = {}
+
+    def __getitem__(self, inode: int) -> Tuple[Owner, ...]:
+        built = self._built.get(inode)
+        if built is None:
+            built = self._built[inode] = tuple([Owner(*row) for row in self.rows[inode]])
+        return built
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, inode) -> bool:
+        return inode in self.rows

@@ -34,6 +34,7 @@ from procsock.model import (
     Netns,
     Owner,
     PacketAddress,
+    Row,
     SocketKind,
     SocketRecord,
     SockType,
@@ -41,6 +42,8 @@ from procsock.model import (
     State,
     TcpInfo,
     UnixAddress,
+    record_from_row,
+    row_from_record,
 )
 
 __all__ = [
@@ -73,6 +76,7 @@ __all__ = [
     "PacketAddress",
     "ParseError",
     "ProcsockError",
+    "Row",
     "SocketKind",
     "SocketRecord",
     "SockType",
@@ -85,4 +89,6 @@ __all__ = [
     "hookimpl",
     "read_file",
     "read_named_file",
+    "record_from_row",
+    "row_from_record",
 ]

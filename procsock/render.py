@@ -12,54 +12,84 @@ from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequ
 
 if TYPE_CHECKING:  # imported by `procsock compare` only
     from procsock.compare import Comparison, FieldDiff
-from procsock.model import InetAddress, NetlinkAddress, Owner, PacketAddress, Socket, SocketRecord, UnixAddress
-from procsock.model import Snapshot
+from procsock.model import (
+    Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord, Sockets,
+    UnixAddress, endpoint_dict, endpoint_text, netid, row_from_record,
+)
 from procsock.text import escape_text
 
 TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
 NETNS_HEADER = "Netns"
 
 
+Entry = Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]  # a row, its owner rows, its peer's owner rows
+
+
+def entries(sockets: Iterable[Socket]) -> Sequence[Entry]:
+    """The (row, owner rows, peer owner rows) of each socket: a snapshot's as they are, other
+    Sockets converted (the writers work on rows: see procsock.model.Row)."""
+    if isinstance(sockets, Sockets):
+        return sockets.entries
+    return [
+        (row_from_record(s.record), tuple(map(_owner_row, s.owners)), tuple(map(_owner_row, s.peer_owners)))
+        for s in sockets
+    ]
+
+
+def _owner_row(owner: Owner) -> tuple:
+    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid)
+
+
 def owner_to_dict(owner: Owner) -> dict:
-    return {
-        "pid": owner.pid,
-        "fd": owner.fd,
-        "process": escape_text(owner.name),
-        "process_hex": os.fsencode(owner.name).hex(),
-        "uid": owner.uid,
-        "tid": owner.tid,
-    }
+    return owner_row_dict(_owner_row(owner))
+
+
+def owner_row_dict(owner: tuple) -> dict:
+    pid, fd, name, uid, tid = owner
+    return {"pid": pid, "fd": fd, "process": escape_text(name), "process_hex": os.fsencode(name).hex(),
+            "uid": uid, "tid": tid}
 
 
 def socket_to_dict(sock: Socket) -> dict:
-    rec = sock.record
+    return entry_dict(entries((sock,))[0])
+
+
+def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None) -> dict:
+    """The JSON object of one socket. `owner_dicts` caches each owner's object across sockets (a
+    process's name is escaped once)."""
+    row, owners, peer_owners = entry
+    kind, family = row[Row.KIND], row[Row.KIND].family
+    extended = row[Row.EXTENDED]
+    if owner_dicts is None:
+        owner_dicts = {}
     return {
-        "inode": rec.inode,
-        "kind": rec.kind.name,
-        "netid": rec.netid,
-        "family": rec.kind.family.name,
-        "type": rec.type.name,
-        "protocol": rec.protocol,
-        "state": rec.state.name,
-        "local": rec.local.as_dict(),
-        "remote": None if rec.remote is None else rec.remote.as_dict(),
-        "peer_inode": rec.peer_inode,
-        "recv_q": rec.rx_queue,
-        "send_q": rec.tx_queue,
-        "uid": rec.uid,
-        "netns": rec.netns,
-        "interface": rec.interface,
-        "cookie": rec.cookie,
-        "extended": None if rec.extended is None else rec.extended.as_dict(),
-        "backend": rec.backend,
-        "owners": [owner_to_dict(o) for o in sock.owners],
-        "peer_owners": [owner_to_dict(o) for o in sock.peer_owners],
+        "inode": row[Row.INODE],
+        "kind": kind.name,
+        "netid": netid(kind, row[Row.TYPE]),
+        "family": family.name,
+        "type": row[Row.TYPE].name,
+        "protocol": row[Row.PROTOCOL],
+        "state": row[Row.STATE].name,
+        "local": endpoint_dict(family, row[Row.LOCAL]),
+        "remote": endpoint_dict(family, row[Row.REMOTE]),
+        "peer_inode": row[Row.PEER_INODE],
+        "recv_q": row[Row.RX_QUEUE],
+        "send_q": row[Row.TX_QUEUE],
+        "uid": row[Row.UID],
+        "netns": row[Row.NETNS],
+        "interface": row[Row.INTERFACE],
+        "cookie": row[Row.COOKIE],
+        "extended": None if extended is None else extended.as_dict(),
+        "backend": row[Row.BACKEND],
+        "owners": [owner_dicts.get(o) or owner_dicts.setdefault(o, owner_row_dict(o)) for o in owners],
+        "peer_owners": [owner_dicts.get(o) or owner_dicts.setdefault(o, owner_row_dict(o)) for o in peer_owners],
     }
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict:
+    owner_dicts: Dict[tuple, dict] = {}
     return {
-        "sockets": [socket_to_dict(s) for s in snap.sockets],
+        "sockets": [entry_dict(entry, owner_dicts) for entry in entries(snap.sockets)],
         "answered_by": snap.answered_by,
         "notes": [note.as_dict() for note in snap.notes],
         "skipped": list(snap.skipped),
@@ -73,54 +103,99 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
     }
 
 
-def _owner_text(owner: Owner) -> str:
-    """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table."""
-    text = "%s,%d,%d" % (escape_text(owner.name), owner.pid, owner.fd)
-    return text if owner.tid is None else "%s,tid=%d" % (text, owner.tid)
+def json_document(snap: Snapshot) -> Iterator[str]:
+    """`snapshot_to_dict` as JSON text, in pieces: one line per socket and per unresolved inode,
+    each encoded by json's C encoder (an indented dump runs its pure-Python one, 5x slower)."""
+    import json  # only here: the table, the common case, needs none of it
+
+    doc = snapshot_to_dict(snap)
+    encode = json.JSONEncoder(check_circular=False).encode
+    yield "{"
+    for index, (key, value) in enumerate(doc.items()):
+        head = "%s\n %s: " % ("," if index else "", encode(key))
+        if isinstance(value, list) and value:
+            yield head + "[\n  " + ",\n  ".join(map(encode, value)) + "\n ]"
+        else:
+            yield head + encode(value)
+    yield "\n}\n"
 
 
-def _owners_text(owners: Sequence[Owner]) -> str:
-    if len(owners) == 1:
-        return _owner_text(owners[0])
-    return " ".join([_owner_text(o) for o in owners])
+def json_lines(snap: Snapshot) -> Iterator[str]:
+    """One JSON object per socket and line (`--jsonl`)."""
+    import json
+
+    encode = json.JSONEncoder(check_circular=False).encode
+    owner_dicts: Dict[tuple, dict] = {}
+    for entry in entries(snap.sockets):
+        yield encode(entry_dict(entry, owner_dicts)) + "\n"
 
 
-def _peer_text(sock: Socket) -> str:
-    rec = sock.record
-    if rec.remote is not None:
-        return _shown_value(rec.remote)
-    if isinstance(rec.local, UnixAddress) and rec.peer_inode:
-        held_by = " " + _owners_text(sock.peer_owners) if sock.peer_owners else ""
-        return "* %d%s" % (rec.peer_inode, held_by)
+def _owner_text(owner: tuple) -> str:
+    """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table (an owner row)."""
+    pid, fd, name, _, tid = owner
+    text = "%s,%d,%d" % (escape_text(name), pid, fd)
+    return text if tid is None else "%s,tid=%d" % (text, tid)
+
+
+def _owners_text(owners: Sequence[tuple], texts: Dict[tuple, str]) -> str:
+    """The owners column; `texts` caches each owner's text across sockets."""
+    shown = [texts.get(o) or texts.setdefault(o, _owner_text(o)) for o in owners]
+    return shown[0] if len(shown) == 1 else " ".join(shown)
+
+
+def _peer_text(entry: Entry, texts: Dict[tuple, str]) -> str:
+    row, _, peer_owners = entry
+    remote = row[Row.REMOTE]
+    if remote is not None:
+        return endpoint_text(row[Row.KIND].family, remote)
+    if row[Row.KIND].family is Family.UNIX and row[Row.PEER_INODE]:
+        held_by = " " + _owners_text(peer_owners, texts) if peer_owners else ""
+        return "* %d%s" % (row[Row.PEER_INODE], held_by)
     return "*"
 
 
 def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
+    """The table's text cells of each socket (a snapshot's Sockets, or any Socket objects)."""
+    return _cells(entries(sockets))
+
+
+def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
     rows = []
-    for sock in sockets:
-        rec = sock.record
-        rx_queue, tx_queue = rec.rx_queue, rec.tx_queue
+    texts: Dict[tuple, str] = {}
+    netids: Dict[tuple, str] = {}
+    for entry in found:
+        row = entry[0]
+        kind, sock_type = row[Row.KIND], row[Row.TYPE]
+        shown_netid = netids.get((kind, sock_type))
+        if shown_netid is None:
+            shown_netid = netids[kind, sock_type] = escape_text(netid(kind, sock_type))
+        rx_queue, tx_queue = row[Row.RX_QUEUE], row[Row.TX_QUEUE]
         rows.append((
-            escape_text(rec.netid),
-            rec.state.label,
+            shown_netid,
+            row[Row.STATE].label,
             "-" if rx_queue is None else str(rx_queue),
             "-" if tx_queue is None else str(tx_queue),
-            _shown_value(rec.local),
-            _peer_text(sock),
-            str(rec.inode),
-            _owners_text(sock.owners),
+            endpoint_text(kind.family, row[Row.LOCAL]),
+            _peer_text(entry, texts),
+            str(row[Row.INODE]),
+            _owners_text(entry[1], texts),
         ))
     return rows
 
 
 def details_text(rec: SocketRecord) -> str:
     """The `ss -iem` style line of a record's details: key:value pairs, only those known."""
+    return row_details_text(row_from_record(rec))
+
+
+def row_details_text(row: tuple) -> str:
+    """The `ss -iem` style line of a row's details: key:value pairs, only those known."""
     parts = []
-    if rec.uid is not None:
-        parts.append("uid:%d" % rec.uid)
-    if rec.cookie is not None:
-        parts.append("cookie:0x%x" % rec.cookie)
-    ext = rec.extended
+    if row[Row.UID] is not None:
+        parts.append("uid:%d" % row[Row.UID])
+    if row[Row.COOKIE] is not None:
+        parts.append("cookie:0x%x" % row[Row.COOKIE])
+    ext = row[Row.EXTENDED]
     if ext is not None:
         for key in ("mark", "cgroup_id", "shutdown", "congestion", "vfs_inode", "vfs_dev"):
             value = getattr(ext, key)
@@ -148,16 +223,16 @@ def table_lines(
     first column names each socket's network namespace (its `ip netns` name, else its inode).
     """
     names = netns_names or {}
-    sockets = list(sockets)
-    rows = table_rows(sockets)
+    found = entries(sockets)
+    rows = _cells(found)
     titles = TABLE_HEADER
     right = {2, 3, 6}
     if netns:
         titles = (NETNS_HEADER,) + titles
         right = {i + 1 for i in right}
         rows = [
-            (escape_text(names.get(sock.record.netns) or str(sock.record.netns or "-")),) + row
-            for row, sock in zip(rows, sockets)
+            (escape_text(names.get(entry[0][Row.NETNS]) or str(entry[0][Row.NETNS] or "-")),) + row
+            for row, entry in zip(rows, found)
         ]
     if header:
         rows.insert(0, titles)
@@ -165,7 +240,7 @@ def table_lines(
         return
     widths = [max(map(len, column)) for column in zip(*rows)][:-1]
     line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths)] + ["%s"])
-    extra = [None] * header + [details_text(s.record) for s in sockets] if details else []
+    extra = [None] * header + [row_details_text(entry[0]) for entry in found] if details else []
     for index, row in enumerate(rows):
         yield (line % row).rstrip()
         if extra and extra[index]:

@@ -16,7 +16,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
 from procsock.fdscan import FdScan, named_netns, netns_inode, scan_all_in_background, scan_fds, socket_inode
-from procsock.model import Netns, Query, Snapshot, Socket, SocketKind, Source, Unresolved
+from procsock.model import Netns, Query, Row, Snapshot, Socket, Sockets, SocketKind, Source, Unresolved
 from procsock.resolve import explain, join, plan
 from procsock.resolve.collect import Answer, ask, collect, deferred_reasons
 
@@ -166,30 +166,29 @@ class Resolver:
     ) -> Snapshot:
         """Collect `kinds` in each namespace the scan shows and join the owners. `early` holds
         the whole-table answers of our own namespace, already read while the walk ran."""
-        owners = scan.owners
         plans = self.namespace_plans(scan, inodes)
         answers = [
             early[kind] if early is not None and netns.pid is None
-            else self._collect(kind, wanted, query.details, netns, owners)
+            else self._collect(kind, wanted, query.details, netns, scan.owners)
             for kind in kinds for netns, wanted in plans
         ]
         read = explain.reading(answers)
         answered = [answer for answer in answers if answer.collected is not None]
         contest = len(plans) > 1 or self.source.diag_file
         stands = join.standing(answered, scan, self._own_netns.inode) if contest else {}
-        joined = join.join(answered, owners, query, stands)
+        joined = join.join(answered, scan.owner_rows, query, stands)
         missing = () if query.netns is None or self.source.kernel else query.netns - {
-            s.record.netns for s in joined.sockets
+            row[Row.NETNS] for row, _, _ in joined.entries
         }
         notes = explain.notes(read, joined, self.registry.failures, scan, frozenset(missing))
         unresolved = {}
         if query.selects_all:
-            unlisted = [i for i in owners if i not in joined.listed and (inodes is None or i in inodes)]
+            unlisted = [i for i in scan.owner_rows if i not in joined.listed and (inodes is None or i in inodes)]
             unresolved = self._explainer.unresolved(unlisted, scan, read, joined.conflicting)
         names = named_netns() if len(plans) > 1 else {}
         read_here = {netns.inode for netns, _ in plans}
         return Snapshot(
-            sockets=joined.sockets, answered_by=read.answered_by, notes=notes, skipped=read.skipped,
+            sockets=Sockets(joined.entries), answered_by=read.answered_by, notes=notes, skipped=read.skipped,
             unreadable_processes=scan.unreadable, unresolved=unresolved,
             netns_names={inode: name for inode, name in names.items() if inode in read_here},
             retries=read.retries,

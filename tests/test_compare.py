@@ -21,7 +21,7 @@ from test_netns import other_namespace  # noqa: F401 (a fixture)
 
 
 def procnet_records(kind):
-    return procnet.procsock_collect(kind, Source.live(), None, netns=Netns()).records
+    return procnet.procsock_collect(kind, Source.live(), None, netns=Netns()).socket_records()
 
 
 def with_procnet(*stubs):

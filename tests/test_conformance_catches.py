@@ -28,25 +28,25 @@ def caching(kind, source, inodes, netns, holders):
 
 def remembering(kind, source, inodes, netns, holders):
     got = real(kind, source, inodes, netns)
-    SEEN.update((r.inode, r) for r in got.records)
+    SEEN.update((r.inode, r) for r in got.socket_records())
     return attrs.evolve(got, records=tuple(SEEN.values()))
 
 
 def inventing(kind, source, inodes, netns, holders):
     got = real(kind, source, inodes, netns)
-    known = {r.inode for r in got.records}
+    known = {r.inode for r in got.socket_records()}
     made_up = tuple(
         SocketRecord(kind=kind, inode=inode, type=SockType.STREAM, protocol=6, state=State.LISTEN,
                      local=InetAddress(bytes(4), 0), remote=None, rx_queue=None, tx_queue=None, uid=None,
                      backend="broken", netns=netns.inode)
         for inode in sorted(inodes or ()) if inode in holders and inode not in known
     )
-    return attrs.evolve(got, records=got.records + made_up)
+    return attrs.evolve(got, records=got.socket_records() + made_up)
 
 
 def no_netns(kind, source, inodes, netns, holders):
     got = real(kind, source, inodes, netns)
-    return attrs.evolve(got, records=tuple(attrs.evolve(r, netns=None) for r in got.records))
+    return attrs.evolve(got, records=tuple(attrs.evolve(r, netns=None) for r in got.socket_records()))
 
 
 def live_for_a_capture(kind, source, inodes, netns, holders):
@@ -68,7 +68,7 @@ class Broken:
     @procsock.hookimpl
     def procsock_collect(self, kind, source, inodes, netns, holders):
         got = self.impl(kind, source, inodes, netns, holders)
-        return attrs.evolve(got, records=tuple(attrs.evolve(r, backend="broken") for r in got.records))
+        return attrs.evolve(got, records=tuple(attrs.evolve(r, backend="broken") for r in got.socket_records()))
 
 
 default_registry().register(Broken(HOW), "broken")

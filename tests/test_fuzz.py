@@ -60,7 +60,7 @@ def test_procnet_parsers_survive_mutated_tables(kind, change):
         collected = parse.parse(kind, data, source="fuzz")
     except ParseError:
         return
-    for record in collected.records:
+    for record in collected.socket_records():
         check_record(record)
 
 
@@ -72,7 +72,7 @@ def test_procnet_parsers_survive_random_bytes_after_a_valid_header(kind, data):
         collected = parse.parse(kind, header + data, source="fuzz")
     except ParseError:
         return
-    for record in collected.records:
+    for record in collected.socket_records():
         check_record(record)
 
 
@@ -80,20 +80,20 @@ def test_procnet_parsers_survive_random_bytes_after_a_valid_header(kind, data):
 @given(sample=st.sampled_from(DIAG_SAMPLES), change=mutations, details=st.booleans())
 def test_netlink_decoder_survives_mutated_replies(sample, change, details):
     decoded = codec.decode(mutate(sample, *change), details=details)
-    for record in decoded.records:
+    for record in decoded.socket_records():
         check_record(record)
 
 
 @SETTINGS
 @given(data=st.binary(max_size=800), details=st.booleans())
 def test_netlink_decoder_survives_random_bytes(data, details):
-    for record in codec.decode(data, details=details).records:
+    for record in codec.decode(data, details=details).socket_records():
         check_record(record)
 
 
 def test_valid_replies_round_trip_through_save_numbering():
     for sample in DIAG_SAMPLES:
-        assert codec.decode(codec.renumber(sample, 7)).records == codec.decode(sample).records
+        assert codec.decode(codec.renumber(sample, 7)).socket_records() == codec.decode(sample).socket_records()
 
 
 CORPUS = os.path.join(FIXTURES, "fuzz")
@@ -109,7 +109,7 @@ def test_procnet_corpus_of_nasty_tables(name):
     except ParseError as exc:
         assert exc.args and name in str(exc)
         return
-    for record in collected.records:
+    for record in collected.socket_records():
         check_record(record)
         assert record.inode < 2 ** 64  # an inode is an unsigned long: longer digits are a skip
     assert all(skip.startswith(name + ":") for skip in collected.skipped)
@@ -120,5 +120,5 @@ def test_netlink_corpus_of_nasty_replies(name):
     """Each nasty reply decodes, with details or not, to valid records and counted skips."""
     for details in (False, True):
         decoded = codec.decode(read("fuzz", "diag", name), details=details)
-        for record in decoded.records:
+        for record in decoded.socket_records():
             check_record(record)

@@ -43,43 +43,43 @@ TCP_EXPECTED = [
 def test_tcp_dump_decodes_exactly():
     decoded = codec.decode(fixture("tcp.bin"), kind=TCP)
     assert (decoded.done, decoded.errno, decoded.interrupted, decoded.skipped) == (True, 0, False, ())
-    assert summary(decoded.records) == TCP_EXPECTED
-    assert all(r.cookie and r.interface == 0 and r.protocol == 6 for r in decoded.records)
+    assert summary(decoded.socket_records()) == TCP_EXPECTED
+    assert all(r.cookie and r.interface == 0 and r.protocol == 6 for r in decoded.socket_records())
 
 
 def test_saved_file_without_kind_is_read_as_ss_does():
-    assert summary(codec.decode(fixture("tcp.bin")).records) == TCP_EXPECTED
+    assert summary(codec.decode(fixture("tcp.bin")).socket_records()) == TCP_EXPECTED
 
 
 def test_unix_dump_keeps_names_byte_exact_and_peers():
     decoded = codec.decode(fixture("unix.bin"))
-    by_inode = {r.inode: r for r in decoded.records}
+    by_inode = {r.inode: r for r in decoded.socket_records()}
     assert by_inode[39340].local == UnixAddress(b"/tmp/diag-fixture/new\nline")
     assert by_inode[39341].local == UnixAddress(b"/tmp/diag-fixture/bad\xffbyte")
     assert by_inode[39342].local == UnixAddress(b"/tmp/diag-fixture/with space")
     assert by_inode[39343].local == UnixAddress(b"\0abs\0with\0nuls")
     assert (by_inode[39344].peer_inode, by_inode[39345].peer_inode) == (39345, 39344)
     assert by_inode[39344].local == UnixAddress(b"")
-    assert {r.type for r in decoded.records} == {SockType.STREAM, SockType.DGRAM}
-    assert all(r.kind == UNIX and r.uid == 0 and r.remote is None for r in decoded.records)
+    assert {r.type for r in decoded.socket_records()} == {SockType.STREAM, SockType.DGRAM}
+    assert all(r.kind == UNIX and r.uid == 0 and r.remote is None for r in decoded.socket_records())
 
 
 def test_kernel_errors_are_reported_not_raised():
     enoent = codec.decode(fixture("enoent.bin"), seq=77)
-    assert (enoent.records, enoent.done, enoent.errno) == ((), True, errno.ENOENT)
+    assert (enoent.socket_records(), enoent.done, enoent.errno) == ((), True, errno.ENOENT)
     invalid = codec.decode(fixture("error.bin"), seq=78)
-    assert (invalid.records, invalid.done, invalid.errno) == ((), True, errno.EINVAL)
+    assert (invalid.socket_records(), invalid.done, invalid.errno) == ((), True, errno.EINVAL)
 
 
 def test_truncated_message_is_skipped_and_counted():
     decoded = codec.decode(fixture("truncated.bin"), kind=TCP)
-    assert summary(decoded.records) == [TCP_EXPECTED[0]]
+    assert summary(decoded.socket_records()) == [TCP_EXPECTED[0]]
     (reason,) = decoded.skipped
     assert "truncated message" in reason and decoded.done is False
 
 
 def test_unknown_attribute_is_ignored():
-    assert summary(codec.decode(fixture("unknown_attr.bin"), kind=TCP).records) == TCP_EXPECTED
+    assert summary(codec.decode(fixture("unknown_attr.bin"), kind=TCP).socket_records()) == TCP_EXPECTED
 
 
 def test_interrupted_dump_is_flagged():
@@ -87,15 +87,15 @@ def test_interrupted_dump_is_flagged():
     flags = struct.unpack_from("=H", data, 6)[0]
     struct.pack_into("=H", data, 6, flags | codec.NLM_F_DUMP_INTR)
     decoded = codec.decode(bytes(data), kind=TCP)
-    assert decoded.interrupted and summary(decoded.records) == TCP_EXPECTED
+    assert decoded.interrupted and summary(decoded.socket_records()) == TCP_EXPECTED
 
 
 def test_messages_of_another_request_and_family_mismatch_are_skipped():
     data = fixture("tcp.bin")
     decoded = codec.decode(data, kind=TCP, seq=12345)
-    assert decoded.records == () and len(decoded.skipped) == 4  # three sockets and DONE
+    assert decoded.socket_records() == () and len(decoded.skipped) == 4  # three sockets and DONE
     mismatch = codec.decode(data, kind=TCP6)
-    assert mismatch.records == () and len(mismatch.skipped) == 3
+    assert mismatch.socket_records() == () and len(mismatch.skipped) == 3
 
 
 @pytest.mark.parametrize("cut", range(0, 120, 7))
@@ -106,7 +106,7 @@ def test_any_prefix_decodes_without_raising(cut):
 
 def test_renumbered_dump_names_its_kind():
     saved = codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP))
-    assert summary(codec.decode(saved).records) == TCP_EXPECTED
+    assert summary(codec.decode(saved).socket_records()) == TCP_EXPECTED
     assert codec.answer_ended(saved, codec.saved_seq(TCP))
 
 
@@ -122,7 +122,7 @@ def test_tcp_info_is_decoded_by_length():
 
 def test_bytes_that_are_no_netlink_message_are_counted():
     decoded = codec.decode(b"not netlink\n", source="junk")
-    assert decoded.records == () and decoded.skipped == ("junk@0: 12 trailing bytes, too short for a message",)
+    assert decoded.socket_records() == () and decoded.skipped == ("junk@0: 12 trailing bytes, too short for a message",)
 
 
 def answered_as(data: bytes, seq: int, extra_flags: int = 0, port: int = 0) -> bytes:
@@ -156,7 +156,7 @@ def test_an_interrupted_dump_is_read_again_and_counted(monkeypatch):
         ours.bind((0, 0))
         collected, _ = netlink._dump(ours, TCP, False)
     assert collected.retries == 1 and collected.skipped == ()
-    assert summary(collected.records) == TCP_EXPECTED
+    assert summary(collected.socket_records()) == TCP_EXPECTED
     assert len(set(seqs)) == 2  # a fresh sequence number for each request
 
 
@@ -168,9 +168,9 @@ def test_errno_text_takes_any_number_a_reply_carries(code):
 def test_messages_addressed_to_another_port_id_are_skipped():
     """The kernel addresses every reply to the requester's port id: any other is not ours."""
     data = answered_as(fixture("tcp.bin"), 7, 0, 4242)
-    assert summary(codec.decode(data, kind=TCP, seq=7, port=4242).records) == TCP_EXPECTED
+    assert summary(codec.decode(data, kind=TCP, seq=7, port=4242).socket_records()) == TCP_EXPECTED
     other = codec.decode(data, kind=TCP, seq=7, port=4343)
-    assert other.records == () and not other.done
+    assert other.socket_records() == () and not other.done
     assert all("addressed to port id 4242, not ours" in entry for entry in other.skipped)
 
 
@@ -181,12 +181,12 @@ def test_saved_runs_name_their_kind_and_namespace():
     saved += codec.renumber(fixture("unix.bin"), codec.saved_seq(UNIX), 222)
     saved += codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 333)
     runs = codec.decode_saved(saved, source="f")
-    assert [(kind, {r.netns for r in d.records}, {r.kind for r in d.records}) for kind, d in runs] == [
+    assert [(kind, {r.netns for r in d.socket_records()}, {r.kind for r in d.socket_records()}) for kind, d in runs] == [
         (TCP, {111}, {TCP}), (UNIX, {222}, {UNIX}), (TCP, {333}, {TCP})
     ]
-    assert summary(runs[2][1].records) == TCP_EXPECTED
+    assert summary(runs[2][1].socket_records()) == TCP_EXPECTED
     ((kind, ss_file),) = codec.decode_saved(fixture("tcp.bin"), source="f")
-    assert kind is None and summary(ss_file.records) == TCP_EXPECTED and {r.netns for r in ss_file.records} == {None}
+    assert kind is None and summary(ss_file.socket_records()) == TCP_EXPECTED and {r.netns for r in ss_file.socket_records()} == {None}
 
 
 def test_skip_notes_of_a_saved_file_name_the_kind_they_belong_to(tmp_path):
@@ -217,7 +217,7 @@ def test_a_socket_two_namespaces_of_a_saved_file_claim_is_believed_in_neither(tm
     path = tmp_path / "saved.diag"
     tcp = fixture("tcp.bin")
     path.write_bytes(codec.renumber(tcp, codec.saved_seq(TCP), 111) + codec.renumber(tcp, codec.saved_seq(TCP), 222))
-    inodes = {r.inode for r in codec.decode(tcp).records}
+    inodes = {r.inode for r in codec.decode(tcp).socket_records()}
     snap = procsock.snapshot(diag_file=str(path))
     assert not inodes & {s.record.inode for s in snap.sockets}
     assert [n.text for n in snap.notes if n.code == "contested"] == [

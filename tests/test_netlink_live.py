@@ -55,14 +55,14 @@ def test_unix_names_are_byte_exact(hostile_unix):
 def test_dump_and_exact_lookup_agree(hostile_unix):
     wanted = frozenset(inode_of(s) for _, s in hostile_unix)
     dumped = {
-        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).records
+        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).socket_records()
         if r.inode in wanted
     }
     looked_up = {
-        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False, netns=Netns()).records
+        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False, netns=Netns()).socket_records()
     }
     assert dumped == looked_up and set(looked_up) == wanted
-    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1}), False, netns=Netns()).records == ()
+    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1}), False, netns=Netns()).socket_records() == ()
 
 
 def test_socketpair_peers_and_their_owners():
@@ -189,8 +189,8 @@ def test_unix_details_name_the_bound_file_and_pending_connections(tmp_path):
 def test_raw_dump_is_the_same_sockets_as_a_collect(hostile_unix):
     """procsock_raw_dump's bytes decode (as --diag-file reads them) to what procsock_collect saw."""
     raw = netlink.procsock_raw_dump(UNIX, Source.live(), Netns(4242))
-    saved = {r.inode: r.local for r in codec.decode(raw).records}
-    assert {r.netns for _, d in codec.decode_saved(raw, source="raw") for r in d.records} == {4242}
+    saved = {r.inode: r.local for r in codec.decode(raw).socket_records()}
+    assert {r.netns for _, d in codec.decode_saved(raw, source="raw") for r in d.socket_records()} == {4242}
     assert {inode_of(sock): saved.get(inode_of(sock)) for _, sock in hostile_unix} == {
         inode_of(sock): UnixAddress(name) for name, sock in hostile_unix
     }
@@ -219,7 +219,7 @@ def test_only_the_kernel_is_heard(hostile_unix):
             other.sendto(_forged_answer(99, inode_of(real)), (port, 0))
         chunks, dropped = transport.exchange(ours, codec.unix_request(99, inode_of(real)), 99, single=True)
     assert dropped == {stranger: 3}
-    (record,) = codec.decode(b"".join(chunks), seq=99, port=port).records
+    (record,) = codec.decode(b"".join(chunks), seq=99, port=port).socket_records()
     assert (record.inode, record.local) == (inode_of(real), UnixAddress(name))
     assert transport.dropped_note(dropped) == "dropped 3 datagrams not from the kernel (from port ids %d)" % stranger
 
@@ -230,6 +230,6 @@ def test_a_diag_socket_refuses_every_sender_but_the_kernel():
         socket.AF_NETLINK, socket.SOCK_RAW, codec.NETLINK_SOCK_DIAG
     ) as other:
         decoded, _, _ = transport.query(ours, lambda seq: codec.unix_request(seq), backend="netlink")
-        assert decoded.records and decoded.skipped == ()
+        assert decoded.socket_records() and decoded.skipped == ()
         with pytest.raises(ConnectionRefusedError):
             other.sendto(_forged_answer(1, 1), (ours.getsockname()[0], 0))

@@ -50,7 +50,7 @@ def test_collect_answers_with_a_typed_value_naming_who_answered_and_who_failed(l
     answer = collect(registry.backends, Source.live(), TCP, None, False, procsock.Netns(), {})
     assert isinstance(answer, Answer) and answer.backend == "low"
     assert answer.failures == (("high", "refused"),)
-    assert [r.backend for r in answer.collected.records] == ["low"]
+    assert [r.backend for r in answer.collected.socket_records()] == ["low"]
     nobody = collect(registry.backends, Source.live(), UDP, None, False, procsock.Netns(), {})
     assert (nobody.backend, nobody.collected, nobody.failures) == (None, None, (("high", "refused"),))
 

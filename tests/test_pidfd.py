@@ -30,7 +30,7 @@ def test_inet_lookups_are_answered_by_pidfd_and_agree_with_netlink(zoo):
         if not ours:
             continue
         wanted = frozenset(r.inode for r in ours)
-        theirs = [r for r in netlink.procsock_collect(kind, Source.live(), None, False, Netns()).records
+        theirs = [r for r in netlink.procsock_collect(kind, Source.live(), None, False, Netns()).socket_records()
                   if r.inode in wanted]
         only_a, only_b, diffs = compare_records(kind, ours, theirs)
         assert (only_a, only_b, [d for d in diffs if d.field != "netns"]) == ([], [], []), kind.name
@@ -77,7 +77,7 @@ def test_no_fd_is_left_open_after_many_lookups_failing_ones_included():
                 procsock.model.TCP, Source.live(), frozenset({inode_of(sock)}), False, Netns(),
                 {inode_of(sock): [procsock.Owner(os.getpid(), 999, "x", 0)]},
             )
-            assert collected.records == () and collected.skipped
+            assert collected.socket_records() == () and collected.skipped
         assert len(os.listdir("/proc/self/fd")) == before
 
 

@@ -55,7 +55,7 @@ def collect(kind: SocketKind, *socks: socket.socket):
     """procnet's records of `kind` on the live host, keyed by inode, for just these sockets."""
     wanted = frozenset(inode_of(s) for s in socks)
     collected = backend.procsock_collect(kind, Source.live(), wanted, netns=Netns())
-    return {r.inode: r for r in collected.records}
+    return {r.inode: r for r in collected.socket_records()}
 
 
 def expected(kind: SocketKind, sock: socket.socket, state: State, **fields) -> SocketRecord:
@@ -242,7 +242,7 @@ def test_unix_embryo_in_accept_queue_then_accepted(closing):
 
         def named():
             collected = backend.procsock_collect(UNIX, Source.live(), None, netns=Netns())
-            rows = [r for r in collected.records if r.local == UnixAddress(path.encode())]
+            rows = [r for r in collected.socket_records() if r.local == UnixAddress(path.encode())]
             return sorted((r.inode, r.state) for r in rows)
 
         listening = (inode_of(listener), State.LISTEN)
@@ -273,7 +273,7 @@ def test_time_wait_row_has_inode_zero(closing):
 
     def waiting():
         collected = backend.procsock_collect(TCP, Source.live(), frozenset({0}), netns=Netns())
-        rows = [r for r in collected.records if (r.local, r.remote) == (local, remote)]
+        rows = [r for r in collected.socket_records() if (r.local, r.remote) == (local, remote)]
         return [(r.inode, r.state) for r in rows]
 
     assert eventually(waiting, [(0, State.TIME_WAIT)]) == [(0, State.TIME_WAIT)]
@@ -306,9 +306,9 @@ def test_inodes_filter_returns_only_the_asked_sockets(zoo):
     tcp = [item for item in zoo.expected if item.kind == "tcp"]
     one = tcp[0]
     collected = backend.procsock_collect(TCP, Source.live(), frozenset({one.inode}), netns=Netns())
-    assert [r.inode for r in collected.records] == [one.inode]
+    assert [r.inode for r in collected.socket_records()] == [one.inode]
     everything = backend.procsock_collect(TCP, Source.live(), None, netns=Netns())
-    assert {item.inode for item in tcp} <= {r.inode for r in everything.records}
+    assert {item.inode for item in tcp} <= {r.inode for r in everything.socket_records()}
 
 
 # --- the hooks themselves ------------------------------------------------------------------
@@ -335,7 +335,7 @@ def test_collect_reads_a_captured_tree(name):
     got = backend.procsock_collect(KINDS[name], Source.capture(os.path.join(FIXTURES, "odd")), None, netns=Netns())
     with open(path, "rb") as f:
         assert got == procnet.parse(KINDS[name], f.read(), source=path)
-    assert got.records and all(r.backend == "procnet" for r in got.records)
+    assert got.socket_records() and all(r.backend == "procnet" for r in got.socket_records())
     assert got.skipped and all(s.startswith(path + ":") for s in got.skipped)
 
 
@@ -365,4 +365,4 @@ def test_registered_through_the_entry_point_and_pluggy():
     collected = manager.hook.procsock_collect(
         kind=TCP, source=Source.live(), inodes=frozenset(), details=False, netns=Netns(), holders={}
     )
-    assert collected.records == ()
+    assert collected.socket_records() == ()

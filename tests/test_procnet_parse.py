@@ -134,30 +134,30 @@ BASIC = {
 def test_basic_capture_gives_exact_records(name):
     collected = parsed("basic", name)
     assert collected.skipped == ()
-    assert list(collected.records) == BASIC[name]
+    assert list(collected.socket_records()) == BASIC[name]
 
 
 @little_endian_capture
 def test_basic_addresses_as_packed_bytes_and_text():
-    listener, client = parsed("basic", "tcp").records[:2]
+    listener, client = parsed("basic", "tcp").socket_records()[:2]
     assert listener.local.packed == b"\x7f\x00\x00\x01" and listener.local.port == 44581
     assert (listener.local.host, str(listener.local)) == ("127.0.0.1", "127.0.0.1:44581")
     assert listener.remote.packed == bytes(4) and str(listener.remote) == "0.0.0.0:*"
     assert str(client.remote) == "127.0.0.1:44581"
 
-    wildcard, mapped = parsed("basic", "tcp6").records
+    wildcard, mapped = parsed("basic", "tcp6").socket_records()
     assert wildcard.local.packed == bytes(16) and str(wildcard.local) == "[::]:57219"
     assert mapped.local.packed == bytes(10) + b"\xff\xff\x7f\x00\x00\x01"
     assert mapped.local.host == "::ffff:127.0.0.1"
     assert str(mapped.remote) == "[::ffff:127.0.0.1]:44581"
 
-    connected = parsed("basic", "udp6").records[0]
+    connected = parsed("basic", "udp6").socket_records()[0]
     assert connected.local.packed == bytes(15) + b"\x01"
     assert (str(connected.local), str(connected.remote)) == ("[::1]:37743", "[::1]:60515")
 
 
 def test_basic_unix_names_and_types_as_text():
-    by_inode = {r.inode: r for r in parsed("basic", "unix").records}
+    by_inode = {r.inode: r for r in parsed("basic", "unix").socket_records()}
     assert by_inode[7773].local.display == "/tmp/procnet-cap/run/ctl sock"
     assert by_inode[7776].local.abstract and by_inode[7776].local.display == "@procnet-cap"
     assert by_inode[7777].local.display == "*"
@@ -165,11 +165,11 @@ def test_basic_unix_names_and_types_as_text():
 
 
 def test_packet_and_netlink_text():
-    raw, dgram = parsed("basic", "packet").records
+    raw, dgram = parsed("basic", "packet").socket_records()
     assert (str(raw.local), raw.netid, str(dgram.local), dgram.netid) == (
         "1:0x0003", "p_raw", "*:0x0800", "p_dgr",
     )
-    route = parsed("basic", "netlink").records[0]
+    route = parsed("basic", "netlink").socket_records()[0]
     assert (str(route.local), route.netid) == ("0:4838", "nl")
 
 
@@ -180,13 +180,13 @@ def test_packet_and_netlink_text():
 def test_odd_tcp6_wildcard_time_wait_and_skips():
     collected = parsed("odd", "tcp6")
     loopback = v6("::1", 22)
-    assert list(collected.records) == [
+    assert list(collected.socket_records()) == [
         record(TCP6, 9001, S, 6, State.LISTEN, v6("::", 22), ANY6),
         record(TCP6, 9002, S, 6, State.ESTABLISHED, loopback, v6("::1", 0xD431), rx=0x20, tx=0x10, uid=1000),
         record(TCP6, 0, S, 6, State.TIME_WAIT, loopback, v6("::1", 0xD432)),
         record(TCP6, 0, S, 6, State.TIME_WAIT, loopback, v6("::1", 0xD433)),
     ]
-    assert collected.records[0].local.is_wildcard and collected.records[0].remote.is_wildcard
+    assert collected.socket_records()[0].local.is_wildcard and collected.socket_records()[0].remote.is_wildcard
     skipped = collected.skipped
     assert len(skipped) == 4
     assert skipped[0].startswith("net/tcp6:6: bad hex in address b'0000000000000000000000000100000G:0016'")
@@ -198,7 +198,7 @@ def test_odd_tcp6_wildcard_time_wait_and_skips():
 @little_endian_capture
 def test_odd_tcp_time_wait_rows_are_kept_and_a_cut_line_is_skipped():
     collected = parsed("odd", "tcp")
-    assert [(r.inode, r.state, r.remote.port) for r in collected.records] == [
+    assert [(r.inode, r.state, r.remote.port) for r in collected.socket_records()] == [
         (9011, State.LISTEN, 0),
         (0, State.TIME_WAIT, 0xC001),
         (0, State.TIME_WAIT, 0xC002),
@@ -208,13 +208,13 @@ def test_odd_tcp_time_wait_rows_are_kept_and_a_cut_line_is_skipped():
 
 @pytest.mark.parametrize("name", ["udp", "raw"])
 def test_header_only_and_empty_files_have_no_records(name):
-    assert parsed("odd", name).records == () and parsed("odd", name).skipped == ()
+    assert parsed("odd", name).socket_records() == () and parsed("odd", name).skipped == ()
 
 
 @pytest.mark.parametrize("kind", BUILTIN_KINDS, ids=lambda k: k.name)
 def test_empty_data_gives_nothing_for_every_kind(kind):
     collected = procnet.parse(kind, b"", source="net/" + kind.name)
-    assert (collected.records, collected.skipped) == ((), ())
+    assert (collected.socket_records(), collected.skipped) == ((), ())
 
 
 SPACED = b"/run/with space.sock"
@@ -234,14 +234,14 @@ ODD_UNIX = [
 
 def test_odd_unix_names_states_and_continuations():
     collected = parsed("odd", "unix")
-    assert list(collected.records) == ODD_UNIX
+    assert list(collected.socket_records()) == ODD_UNIX
     assert collected.skipped == (
         "net/unix:8: not a unix socket line",
         "net/unix:9: not a unix socket line",
         "net/unix:13: unknown unix socket state St 05",
         "net/unix:14: unknown socket type 0009",
     )
-    names = [r.local.display for r in collected.records]
+    names = [r.local.display for r in collected.socket_records()]
     assert names[2] == "@abstract@with@nuls" and names[3] == "/tmp/new\\nline.sock"
     assert names[8] == "/tmp/two\\n\\nnewlines \\xff"
 
@@ -250,20 +250,20 @@ def test_unix_path_is_raw_bytes_after_the_single_space():
     header = b"Num       RefCount Protocol Flags    Type St Inode Path\n"
     row = b"0000000000000000: 00000002 00000000 00000000 0001 01 %5d %s\n"
     data = header + row % (7, b"  two leading") + row % (1234567, b"tab\there \xfe\xff ")
-    names = [r.local.name for r in procnet.parse_unix(data, source="u").records]
+    names = [r.local.name for r in procnet.parse_unix(data, source="u").socket_records()]
     assert names == [b"  two leading", b"tab\there \xfe\xff "]
 
 
 def test_odd_packet_and_netlink():
     packet = parsed("odd", "packet")
-    assert list(packet.records) == [
+    assert list(packet.socket_records()) == [
         record(PACKET, 9201, R, 0x0003, State.CLOSE, PacketAddress(2, 0x0003), None, interface=2, rx=None, tx=None),
         record(PACKET, 9203, D, 0x88CC, State.CLOSE, PacketAddress(0, 0x88CC), None, uid=1000, interface=0,
                rx=None, tx=None),
     ]
     assert packet.skipped == ("net/packet:3: b'zz03' is not a hex number",)
     netlink = parsed("odd", "netlink")
-    assert list(netlink.records) == [
+    assert list(netlink.socket_records()) == [
         record(NETLINK, 9301, R, 0, State.CLOSE, NetlinkAddress(0, 4294964001, 0xFFFFFFFF), None, uid=None,
                rx=None, tx=None)
     ]
@@ -324,7 +324,7 @@ def test_decode_address_reads_host_order_words(family, host):
     (b"0000000000000000FFFF00000100007F", "::ffff:127.0.0.1"),
 ])
 def test_decode_address_on_little_endian(digits, host):
-    address = procnet.decode_endpoint(digits + b":0016", len(digits))
+    address = InetAddress(*procnet.decode_endpoint(digits + b":0016", len(digits)))
     assert (address.host, address.port) == (host, 22)
 
 
@@ -341,7 +341,7 @@ def test_inet_row_in_native_order_round_trips():
     row = b"   0: %s:1F90 %s:0000 0A 00000003:00000004 00:00000000 00000000   42        0 5\n" % (
         kernel_hex(local), kernel_hex(bytes(16)),
     )
-    (got,) = procnet.parse_inet(TCP6, header + b"\n" + row, source="t").records
+    (got,) = procnet.parse_inet(TCP6, header + b"\n" + row, source="t").socket_records()
     assert got == record(TCP6, 5, S, 6, State.LISTEN, InetAddress(local, 8080), ANY6, rx=4, uid=42)
 
 
@@ -349,27 +349,27 @@ def test_inet_row_in_native_order_round_trips():
 
 
 def test_inodes_filter_keeps_only_those_rows():
-    assert [r.inode for r in parsed("basic", "tcp", frozenset({7760})).records] == [7760]
-    assert [r.state for r in parsed("basic", "tcp", frozenset({0})).records] == [State.TIME_WAIT]
-    assert parsed("basic", "tcp", frozenset()).records == ()
-    assert [r.inode for r in parsed("basic", "netlink", frozenset({7783, 1})).records] == [7783]
-    assert [r.inode for r in parsed("basic", "packet", frozenset({7781})).records] == [7781]
+    assert [r.inode for r in parsed("basic", "tcp", frozenset({7760})).socket_records()] == [7760]
+    assert [r.state for r in parsed("basic", "tcp", frozenset({0})).socket_records()] == [State.TIME_WAIT]
+    assert parsed("basic", "tcp", frozenset()).socket_records() == ()
+    assert [r.inode for r in parsed("basic", "netlink", frozenset({7783, 1})).socket_records()] == [7783]
+    assert [r.inode for r in parsed("basic", "packet", frozenset({7781})).socket_records()] == [7781]
 
 
 def test_inodes_filter_drops_rows_before_decoding_them():
     """Rows with bad hex or an unknown state whose inode is not wanted are never decoded."""
     collected = parsed("odd", "tcp6", frozenset({9002}))
-    assert [r.inode for r in collected.records] == [9002]
+    assert [r.inode for r in collected.socket_records()] == [9002]
     # Only the line too short to carry an inode is still reported.
     assert collected.skipped == ("net/tcp6:9: 3 fields, expected at least 10",)
 
 
 def test_inodes_filter_on_unix_keeps_continuations_with_their_socket():
     wanted = parsed("odd", "unix", frozenset({9104, 9111}))
-    assert [r.local.name for r in wanted.records] == [b"/tmp/new\nline.sock", b"/tmp/two\n\nnewlines \xff"]
+    assert [r.local.name for r in wanted.socket_records()] == [b"/tmp/new\nline.sock", b"/tmp/two\n\nnewlines \xff"]
     # The continuation lines of sockets left out are not mistaken for bad lines either.
     assert wanted.skipped == ("net/unix:8: not a unix socket line", "net/unix:9: not a unix socket line")
-    assert [r.local.name for r in parsed("odd", "unix", frozenset({0})).records] == [SPACED]
+    assert [r.local.name for r in parsed("odd", "unix", frozenset({0})).socket_records()] == [SPACED]
 
 
 def test_numbers_the_kernel_never_prints_are_skipped_not_read():
@@ -379,9 +379,9 @@ def test_numbers_the_kernel_never_prints_are_skipped_not_read():
     row = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 %s\n"
     for inode in (b"-1", b"+7", b"1_000"):
         collected = procnet.parse(TCP, header + row % inode, source="net/tcp")
-        assert collected.records == () and len(collected.skipped) == 1
+        assert collected.socket_records() == () and len(collected.skipped) == 1
     bad_port = header + row.replace(b"0100007F:0016", b"0100007F:10016") % b"5"
-    assert procnet.parse(TCP, bad_port, source="net/tcp").records == ()
+    assert procnet.parse(TCP, bad_port, source="net/tcp").socket_records() == ()
     hex_prefix = header + row.replace(b" 0A ", b" 0x0A ") % b"5"
-    assert procnet.parse(TCP, hex_prefix, source="net/tcp").records == ()
-    assert len(procnet.parse(TCP, header + row % b"5", source="net/tcp").records) == 1
+    assert procnet.parse(TCP, hex_prefix, source="net/tcp").socket_records() == ()
+    assert len(procnet.parse(TCP, header + row % b"5", source="net/tcp").socket_records()) == 1

@@ -36,7 +36,7 @@ class Lying:
         got = procnet.procsock_collect(kind=kind, source=source, inodes=inodes, netns=netns)
         shift = lambda a: InetAddress(a.packed, a.port + 1) if a.port else a
         return attrs.evolve(got, records=tuple(
-            attrs.evolve(r, local=shift(r.local), backend="lying") for r in got.records))
+            attrs.evolve(r, local=shift(r.local), backend="lying") for r in got.socket_records()))
 
 
 default_registry().register(Lying(), "lying")

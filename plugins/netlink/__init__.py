@@ -19,6 +19,7 @@ from procsock.plugin import (
     Collected,
     InputError,
     Netns,
+    Row,
     SocketKind,
     SocketRecord,
     Source,
@@ -77,7 +78,8 @@ def _read_file(kind: SocketKind, source: Source, details: bool, netns: Netns) ->
         if run_kind == kind or (run_kind is None and kind == TCP):
             skipped.extend(decoded.skipped)
         records.extend(
-            r for r in decoded.records if r.kind == kind and (netns.inode is None or r.netns == netns.inode)
+            r for r in decoded.records
+            if r[Row.KIND] == kind and (netns.inode is None or r[Row.NETNS] == netns.inode)
         )
     return Collected(tuple(records), tuple(skipped))
 

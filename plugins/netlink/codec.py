@@ -1,4 +1,4 @@
-"""Pure sock_diag codec: request bytes out, reply bytes in, SocketRecords out. No I/O.
+"""Pure sock_diag codec: request bytes out, reply bytes in, rows (procsock.plugin.Row) out. No I/O.
 
 Layouts follow /usr/include/linux/{netlink,sock_diag,inet_diag,unix_diag}.h, native endian except
 the ports of an inet sockid (big-endian) and addresses (network-order bytes). Truncated messages,
@@ -17,14 +17,13 @@ from procsock.plugin import (
     UNIX,
     Extended,
     Family,
-    InetAddress,
     MemInfo,
     SocketKind,
     SocketRecord,
     SockType,
     State,
     TcpInfo,
-    UnixAddress,
+    record_from_row,
 )
 
 NLMSG_ERROR = 2
@@ -204,18 +203,22 @@ def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
 
 @attrs.frozen
 class Decoded:
-    """What a run of netlink messages said.
+    """What a run of netlink messages said: `records` are rows (procsock.plugin.Row).
 
     `done` is true once NLMSG_DONE or NLMSG_ERROR ended the answer; `errno` is the positive errno
     either carried (0: success); `interrupted` means the kernel flagged the dump NLM_F_DUMP_INTR
     (the table changed while it was read: the caller should dump again).
     """
 
-    records: Tuple[SocketRecord, ...]
+    records: Tuple[tuple, ...]
     skipped: Tuple[str, ...]
     done: bool
     errno: int
     interrupted: bool
+
+    def socket_records(self) -> Tuple[SocketRecord, ...]:
+        """The rows as SocketRecords (for tests and tools; the resolver reads rows)."""
+        return tuple(map(record_from_row, self.records))
 
 
 def _where(source: str, offset: int) -> str:
@@ -238,9 +241,9 @@ def _attrs(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: L
 
 
 def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], seq: int, where: Tuple[str, int],
-                 skipped: List[str], backend: str, details: bool, netns: Optional[int]) -> Optional[SocketRecord]:
-    """One inet_diag_msg. Its attributes are read only for details, or to tell the kind of a
-    message whose request is unknown (a saved file)."""
+                 skipped: List[str], backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
+    """One inet_diag_msg as a row (procsock.plugin.Row). Its attributes are read only for details,
+    or to tell the kind of a message whose request is unknown (a saved file)."""
     family = data[start]
     (state, src, dst, interface, cookie0, cookie1, rqueue, wqueue, uid, inode) = _INET_MSG[family].unpack_from(
         data, start
@@ -265,16 +268,16 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
         known = State.BOUND_INACTIVE
     local_port, remote_port = _PORTS.unpack_from(data, start)
     protocol = local_port if kind.protocol == "raw" else INET_PROTOCOLS[kind.protocol]
-    return SocketRecord(
-        kind=kind, inode=inode, type=_INET_TYPES[kind.protocol], protocol=protocol, state=known,
-        local=InetAddress(src, local_port), remote=InetAddress(dst, remote_port),
-        rx_queue=rqueue, tx_queue=wqueue, uid=uid, backend=backend, netns=netns, interface=interface,
-        cookie=cookie0 | cookie1 << 32, extended=_inet_extended(attributes) if details else None,
+    return (
+        kind, inode, _INET_TYPES[kind.protocol], protocol, known, (src, local_port), (dst, remote_port),
+        rqueue, wqueue, uid, backend, None, netns, interface, cookie0 | cookie1 << 32,
+        _inet_extended(attributes) if details else None,
     )
 
 
 def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str],
-                 backend: str, details: bool, netns: Optional[int]) -> Optional[SocketRecord]:
+                 backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
+    """One unix_diag_msg as a row (procsock.plugin.Row)."""
     type_, state, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
     attributes = _attrs(data, start + _UNIX_MSG.size, end, where, skipped)
     known_type, known_state = _SOCK_TYPES.get(type_), _STATES.get(state)
@@ -285,11 +288,10 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
     if name[:1] != b"\0" and name.endswith(b"\0"):
         name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
     rqueue, wqueue = _pair(attributes.get(UNIX_DIAG_RQLEN))
-    return SocketRecord(
-        kind=UNIX, inode=inode, type=known_type, protocol=0, state=known_state, local=UnixAddress(name), remote=None,
-        rx_queue=rqueue, tx_queue=wqueue, uid=_int(attributes.get(UNIX_DIAG_UID), _U32), backend=backend,
-        peer_inode=_int(attributes.get(UNIX_DIAG_PEER), _U32), netns=netns, cookie=cookie0 | cookie1 << 32,
-        extended=_unix_extended(attributes) if details else None,
+    return (
+        UNIX, inode, known_type, 0, known_state, (name,), None, rqueue, wqueue,
+        _int(attributes.get(UNIX_DIAG_UID), _U32), backend, _int(attributes.get(UNIX_DIAG_PEER), _U32), netns,
+        None, cookie0 | cookie1 << 32, _unix_extended(attributes) if details else None,
     )
 
 
@@ -300,7 +302,7 @@ _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Famil
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
            source: str = "netlink", backend: str = "netlink", details: bool = False,
            netns: Optional[int] = None, start: int = 0, end: Optional[int] = None) -> Decoded:
-    """Decode back-to-back netlink messages into records.
+    """Decode back-to-back netlink messages into rows.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
     message (saved files). `details` fills ``extended`` from the attributes; `netns` is the
@@ -311,7 +313,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     """
     if not isinstance(data, bytes):
         data = bytes(data)
-    records: List[SocketRecord] = []
+    records: List[tuple] = []
     skipped: List[str] = []
     done, error, interrupted = False, 0, False
     offset, total = start, len(data) if end is None else end

@@ -1,4 +1,4 @@
-"""Pure parsers for the /proc/net socket tables: the bytes of one file in, `Collected` records out.
+"""Pure parsers for the /proc/net socket tables: the bytes of one file in, `Collected` rows out.
 
 No I/O and no state: the caller reads the file (one read of the whole file) and names it in
 `source`, which prefixes every skipped-line note and error. Files are split on b"\\n" only and
@@ -34,22 +34,16 @@ from procsock.plugin import (
     PACKET,
     UNIX,
     Collected,
-    Endpoint,
     Family,
-    InetAddress,
-    NetlinkAddress,
-    PacketAddress,
     ParseError,
     SocketKind,
-    SocketRecord,
     SockType,
     State,
-    UnixAddress,
 )
 from procsock.plugin import decimal as _dec, hexadecimal as _hex
 
 Inodes = Optional[FrozenSet[int]]
-RowBuilder = Callable[[List[bytes], int], SocketRecord]
+RowBuilder = Callable[[List[bytes], int], tuple]  # a table line's fields and inode → a row (procsock.plugin.Row)
 
 # The leading header fields of each table (later kernels may append columns; these never moved).
 _INET_HEADER_TAIL = (
@@ -116,13 +110,14 @@ def decode_address(digits: bytes) -> bytes:
     return native.pack(*printed.unpack(binascii.unhexlify(digits)))
 
 
-def decode_endpoint(token: bytes, digits: int) -> InetAddress:
-    """The `InetAddress` of a column like b"0100007F:0016" (`digits`: hex digits of the address)."""
+def decode_endpoint(token: bytes, digits: int) -> Tuple[bytes, int]:
+    """The (packed address, port) of a column like b"0100007F:0016" (`digits`: hex digits of the
+    address): an InetAddress's fields, the endpoint of a row."""
     address, colon, port = token.partition(b":")
     if not colon or len(address) != digits or len(port) != 4:
         raise ValueError("bad address %r, expected %d hex digits:4 hex digits" % (token, digits))
     try:
-        return InetAddress(decode_address(address), _hex(port))
+        return decode_address(address), _hex(port)
     except ValueError:
         raise ValueError("bad hex in address %r" % token) from None
 
@@ -151,40 +146,31 @@ def parse_inet(
 ) -> Collected:
     """Parse net/{tcp,udp,udplite,raw}[6]: one layout, told apart by `kind`.
 
-    The remote endpoint is always an `InetAddress`, the wildcard with port 0 when unconnected. For
+    The remote endpoint is always an inet address, the wildcard with port 0 when unconnected. For
     raw sockets the port columns hold the IP protocol number, which also becomes `protocol`.
     """
     sock_type, protocol = _INET_PROTOCOLS[kind.protocol]
     digits = _ADDRESS_DIGITS[kind.family]
     # Endpoints repeat (every unconnected remote, a server's local address): decode each once.
-    endpoints: Dict[bytes, InetAddress] = {}
+    endpoints: Dict[bytes, Tuple[bytes, int]] = {}
 
-    def endpoint(token: bytes) -> InetAddress:
+    def endpoint(token: bytes) -> Tuple[bytes, int]:
         address = endpoints.get(token)
         if address is None:
             address = endpoints[token] = decode_endpoint(token, digits)
         return address
 
-    def build(fields: List[bytes], inode: int) -> SocketRecord:
+    def build(fields: List[bytes], inode: int) -> tuple:
         state = _STATES.get(_hex(fields[3]))
         if state is None:
             raise ValueError("unknown state 0x%s" % fields[3].decode("ascii", "replace"))
         local = endpoint(fields[1])
         tx_queue, _, rx_queue = fields[4].partition(b":")
-        return SocketRecord(
-            kind=kind,
-            inode=inode,
-            type=sock_type,
-            protocol=local.port if protocol is None else protocol,
-            state=state,
-            local=local,
-            remote=endpoint(fields[2]),
-            rx_queue=_hex(rx_queue),
-            # A TCP listener's row has 0 here, not its backlog limit (sock_diag's Send-Q): unknown.
-            tx_queue=None if state is State.LISTEN and kind.protocol == "tcp" else _hex(tx_queue),
-            uid=_dec(fields[_INET_UID]),
-            backend=backend,
-            netns=netns,
+        # A TCP listener's line has 0 as tx_queue, not its backlog limit (sock_diag's Send-Q): unknown.
+        return (
+            kind, inode, sock_type, local[1] if protocol is None else protocol, state, local, endpoint(fields[2]),
+            _hex(rx_queue), None if state is State.LISTEN and kind.protocol == "tcp" else _hex(tx_queue),
+            _dec(fields[_INET_UID]), backend, None, netns, None, None, None,
         )
 
     lines = _lines(data, source, _INET_HEADERS[kind.family], kind.name)
@@ -201,12 +187,12 @@ def parse_packet(
     the ifindex it is bound to (0 = any), as in its `PacketAddress`.
     """
 
-    def build(fields: List[bytes], inode: int) -> SocketRecord:
+    def build(fields: List[bytes], inode: int) -> tuple:
         ethertype = _hex(fields[3])
         ifindex = _dec(fields[4])
         return _local_only(
             PACKET, inode, _sock_type(fields[2], 10), ethertype, State.CLOSE,
-            PacketAddress(ifindex, ethertype), _dec(fields[7]), backend, netns, interface=ifindex,
+            (ifindex, ethertype), _dec(fields[7]), backend, netns, interface=ifindex,
         )
 
     lines = _lines(data, source, _PACKET_HEADER, "packet")
@@ -223,9 +209,9 @@ def parse_netlink(
     groups the socket joined, the only ones the file shows.
     """
 
-    def build(fields: List[bytes], inode: int) -> SocketRecord:
+    def build(fields: List[bytes], inode: int) -> tuple:
         protocol = _dec(fields[1])
-        local = NetlinkAddress(protocol, _dec(fields[2]), _hex(fields[3]))
+        local = (protocol, _dec(fields[2]), _hex(fields[3]))
         return _local_only(
             NETLINK, inode, SockType.RAW, protocol, State.CLOSE, local, None, backend, netns
         )
@@ -246,7 +232,7 @@ def parse_unix(
     with a name continues that name: the name held a newline.
     """
     lines = _lines(data, source, _UNIX_HEADER, "unix")
-    records: List[SocketRecord] = []
+    records: List[tuple] = []
     skipped: List[str] = []
     name: List[bytes] = []  # the name of the last row so far, one item per line it spans
     row: Optional[Tuple[int, SockType, State]] = None  # the last row, if it is to be kept
@@ -276,17 +262,18 @@ def parse_unix(
     return Collected(_without_forgeries(records, skipped, source), tuple(skipped))
 
 
-def _without_forgeries(records: List[SocketRecord], skipped: List[str], source: str) -> Tuple[SocketRecord, ...]:
+def _without_forgeries(records: List[tuple], skipped: List[str], source: str) -> Tuple[tuple, ...]:
     """The records, less those of any inode listed on rows that disagree: a name holding a newline
     forged one of them, and which one is unknowable (each such inode is reported in `skipped`)."""
-    seen: Dict[int, SocketRecord] = {}
+    seen: Dict[int, tuple] = {}
     forged = set()
     for record in records:
-        if seen.setdefault(record.inode, record) != record and record.inode:
-            forged.add(record.inode)
+        inode = record[1]
+        if seen.setdefault(inode, record) != record and inode:
+            forged.add(inode)
     for inode in sorted(forged):
         skipped.append("%s: socket:[%d] on rows that disagree (a name forging a line?): left out" % (source, inode))
-    return tuple(r for r in records if r.inode not in forged)
+    return tuple(r for r in records if r[1] not in forged)
 
 
 def _unix_state(flags: bytes, st: bytes) -> State:
@@ -301,13 +288,13 @@ def _unix_state(flags: bytes, st: bytes) -> State:
 
 def _unix_record(
     row: Tuple[int, SockType, State], name: Sequence[bytes], backend: str, netns: Optional[int]
-) -> SocketRecord:
-    """The record of one unix row, its name rejoined from the lines it spans."""
+) -> tuple:
+    """The row of one unix line, its name rejoined from the lines it spans."""
     inode, sock_type, state = row
     path = b"\n".join(name)
     if path[:1] == b"@":
         path = b"\0" + path[1:]
-    return _local_only(UNIX, inode, sock_type, 0, state, UnixAddress(path), None, backend, netns)
+    return _local_only(UNIX, inode, sock_type, 0, state, (path,), None, backend, netns)
 
 
 def _local_only(
@@ -316,28 +303,15 @@ def _local_only(
     sock_type: SockType,
     protocol: int,
     state: State,
-    local: Endpoint,
+    local: tuple,
     uid: Optional[int],
     backend: str,
     netns: Optional[int],
     interface: Optional[int] = None,
-) -> SocketRecord:
-    """A record from a table that shows no remote endpoint and no queues (unix, packet, netlink)."""
-    return SocketRecord(
-        kind=kind,
-        inode=inode,
-        type=sock_type,
-        protocol=protocol,
-        state=state,
-        local=local,
-        remote=None,
-        rx_queue=None,
-        tx_queue=None,
-        uid=uid,
-        backend=backend,
-        netns=netns,
-        interface=interface,
-    )
+) -> tuple:
+    """The row of a table that shows no remote endpoint and no queues (unix, packet, netlink)."""
+    return (kind, inode, sock_type, protocol, state, local, None, None, None, uid, backend, None, netns, interface,
+            None, None)
 
 
 def _sock_type(digits: bytes, base: int) -> SockType:
@@ -369,12 +343,12 @@ def _parse_rows(
     build: RowBuilder,
     inodes: Inodes,
 ) -> Collected:
-    """Records of the whitespace-separated rows after the header, one per line.
+    """Rows of the whitespace-separated lines after the header, one per line.
 
     Rows whose inode is not in `inodes` (when given) are dropped before `build` runs; rows that
     `build` rejects with ValueError, or that have too few fields, are skipped with the reason.
     """
-    records: List[SocketRecord] = []
+    records: List[tuple] = []
     skipped: List[str] = []
     for number, line in enumerate(lines[1:], 2):
         fields = line.split()

@@ -5,7 +5,8 @@ import sys
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
-from procsock.render import notes_lines, snapshot_to_dict, socket_to_dict, table_lines
+from procsock.model import Row
+from procsock.render import entries, json_document, json_lines, notes_lines, table_lines
 from procsock.resolver import Resolver
 
 NAME = "list"
@@ -17,18 +18,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     """None of its own: the options say it all."""
 
 
-def _write_json(snap, per_socket: bool, out) -> None:
-    """One JSON document, or (`per_socket`) one socket per line."""
-    import json  # only here: the table, the common case, needs none of it
-
-    if per_socket:
-        for sock in snap.sockets:
-            out.write(json.dumps(socket_to_dict(sock)) + "\n")
-    else:
-        json.dump(snapshot_to_dict(snap), out, indent=1)
-        out.write("\n")
-
-
 def run(args: argparse.Namespace, out) -> int:
     registry, source, query = options.resolving(args, details=args.details)
     snap = Resolver(registry, source, args.backend).snapshot(query)
@@ -37,9 +26,9 @@ def run(args: argparse.Namespace, out) -> int:
         more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""
         raise ProcsockError("no socket table could be read: %s%s" % (unread[0], more))
     if args.json or args.jsonl:
-        _write_json(snap, args.jsonl, out)
+        out.writelines(json_lines(snap) if args.jsonl else json_document(snap))
     else:
-        several = bool(args.netns) or len({s.record.netns for s in snap.sockets}) > 1
+        several = bool(args.netns) or len({row[Row.NETNS] for row, _, _ in entries(snap.sockets)}) > 1
         lines = list(table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
             netns=several, netns_names=snap.netns_names,

@@ -2,20 +2,20 @@
 (and remembered), and the sockets it defers are asked of the backends after it."""
 
 import logging
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from procsock.backends import Backend
 from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError
-from procsock.model import Collected, Netns, Owner, SocketKind, Source
+from procsock.model import Collected, Netns, Owner, Row, SocketKind, Source
 from procsock.text import escape_text
 
 log = logging.getLogger("procsock")
 
 REASON_LIMIT = 300  # characters of a backend's reason kept: it is one line of a report
 
-Holders = Dict[int, Tuple[Owner, ...]]
+Holders = Mapping[int, Tuple[Owner, ...]]  # e.g. FdScan.owners
 
 
 @attrs.frozen
@@ -55,7 +55,7 @@ def ask(
     netns: Netns = Netns(),
     holders: Optional[Holders] = None,
 ) -> Collected:
-    """`backend`'s records of one kind. Every failure is a ProcsockError saying why: a plugin's
+    """`backend`'s records of one kind, as rows (`Row`). Every failure is a ProcsockError saying why: a plugin's
     bug (any exception, MemoryError on hostile input included) or an answer of nothing is
     reported as BackendUnavailable, so that one broken plugin cannot stop the others."""
     try:
@@ -65,9 +65,14 @@ def ask(
     except Exception as exc:
         log.debug("backend %s crashed on %s", backend.name, kind.name, exc_info=True)
         raise BackendUnavailable(backend.name, "plugin error: %s: %s" % (type(exc).__name__, exc)) from None
-    if collected is None:
-        raise BackendUnavailable(backend.name, "returned nothing")
-    return collected
+    if not isinstance(collected, Collected):
+        raise BackendUnavailable(backend.name, "returned nothing" if collected is None else "plugin error: returned "
+                                 "%s, not Collected" % type(collected).__name__)
+    try:
+        rows = collected.rows()
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise BackendUnavailable(backend.name, "plugin error: %s" % exc) from None
+    return attrs.evolve(collected, records=rows)
 
 
 def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inodes: Optional[FrozenSet[int]],
@@ -80,7 +85,7 @@ def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inode
     name = rest[0].name
     records, reasons = list(collected.records), deferred_reasons(collected)
     if reasons:  # a deferral of a socket not asked for, or answered after all, is not believed
-        listed = {r.inode for r in records}
+        listed = {r[Row.INODE] for r in records}
         reasons = {
             i: why for i, why in reasons.items() if (inodes is None or i in inodes) and i not in listed
         }
@@ -91,7 +96,8 @@ def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inode
         if answer is None:
             break
         for record in answer.records:
-            if record.inode in asked and reasons.pop(record.inode, None) is not None:
+            inode = record[Row.INODE]
+            if inode in asked and reasons.pop(inode, None) is not None:
                 records.append(record)
     if collected.deferred or reasons:
         collected = attrs.evolve(collected, records=tuple(records), deferred=tuple(reasons.items()))

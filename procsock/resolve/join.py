@@ -1,24 +1,28 @@
-"""Putting answers together: each record joined with the fds that hold its inode, one record per
-inode, the namespace-contest rule, and the query's filters on records."""
+"""Putting answers together: each row joined with the fds that hold its inode, one row per
+inode, the namespace-contest rule, and the query's filters on rows. Rows in, rows out: the
+Socket objects are built only if a caller reads `Snapshot.sockets`."""
 
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
 from procsock.fdscan import FdScan
-from procsock.model import Query, Socket
-from procsock.resolve.collect import Answer, Holders
+from procsock.model import OWNER_PID, Query, Row
+from procsock.resolve.collect import Answer
+
+Entry = Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]  # a row, its owner rows, its peer's owner rows
 
 NOBODY = object()  # no namespace's record of a contested inode stands
 
 
 @attrs.frozen
 class Joined:
-    """The sockets listed, the inodes some answer `listed` (before filters), the count of records
-    each namespace gave of sockets another namespace stands for (`claimed`: forged?) and the
+    """The sockets listed (`entries`, as `Sockets` takes them), the inodes some answer `listed`
+    (before filters), the count of records each namespace gave of sockets another namespace
+    stands for (`claimed`: forged?) and the
     inodes several namespaces reported with none standing (`conflicting`)."""
 
-    sockets: Tuple[Socket, ...]
+    entries: Tuple[Entry, ...]
     listed: FrozenSet[int]
     claimed: Tuple[Tuple[Optional[int], int], ...]
     conflicting: FrozenSet[int]
@@ -37,49 +41,56 @@ def standing(answers: Sequence[Answer], scan: FdScan, own: Optional[int]) -> Dic
     for answer in answers:
         wanted = answer.inodes
         for record in answer.collected.records:
-            inode = record.inode
+            inode = record[INODE]
             if inode and (wanted is None or inode in wanted):
-                reporter = first.setdefault(inode, record.netns)
-                if reporter != record.netns:
-                    contested.setdefault(inode, {reporter}).add(record.netns)
+                netns = record[NETNS]
+                reporter = first.setdefault(inode, netns)
+                if reporter != netns:
+                    contested.setdefault(inode, {reporter}).add(netns)
     stands: Dict[int, object] = {}
     for inode, namespaces in contested.items():
-        holding = {scan.netns.get(o.pid, own) for o in scan.owners.get(inode, ())} & namespaces
+        holding = {scan.netns.get(o[OWNER_PID], own) for o in scan.owner_rows.get(inode, ())} & namespaces
         stands[inode] = holding.pop() if len(holding) == 1 else NOBODY
     return stands
 
 
-def join(answers: Sequence[Answer], owners: Holders, query: Query, stands: Dict[int, object]) -> Joined:
-    """The sockets of the answers that were read, each with its holders and its peer's."""
-    sockets: List[Socket] = []
+def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query: Query,
+         stands: Dict[int, object]) -> Joined:
+    """The rows of the answers that were read, each with its owner rows and its peer's."""
+    entries: List[Entry] = []
     seen = set()
     claimed: Dict[Optional[int], int] = {}  # namespace → records of sockets another one stands for
     conflicting = set()
     filtering = query.filters_records
+    nobody = ()
     for answer in answers:
         wanted = answer.inodes
         for record in answer.collected.records:
-            inode = record.inode
+            inode = record[INODE]
             if inode:
                 if wanted is not None and inode not in wanted:
                     continue
-                stand = stands.get(inode, record.netns)
-                if stand != record.netns:
-                    if stand is NOBODY:
-                        conflicting.add(inode)
-                    else:
-                        claimed[record.netns] = claimed.get(record.netns, 0) + 1
-                    continue
+                if stands:
+                    netns = record[NETNS]
+                    stand = stands.get(inode, netns)
+                    if stand != netns:
+                        if stand is NOBODY:
+                            conflicting.add(inode)
+                        else:
+                            claimed[netns] = claimed.get(netns, 0) + 1
+                        continue
                 if inode in seen:
                     continue
                 seen.add(inode)
             elif wanted is not None:
                 continue
-            if filtering and not query.wants(record):
+            if filtering and not query.wants_row(record):
                 continue
-            peer = record.peer_inode
-            sockets.append(
-                Socket(record, owners.get(inode, ()) if inode else (), owners.get(peer, ()) if peer else ())
-            )
+            peer = record[PEER_INODE]
+            entries.append((record, owners.get(inode, nobody) if inode else nobody,
+                            owners.get(peer, nobody) if peer else nobody))
     order = sorted(claimed.items(), key=lambda item: (item[0] is None, item[0] or 0))
-    return Joined(tuple(sockets), frozenset(seen), tuple(order), frozenset(conflicting))
+    return Joined(tuple(entries), frozenset(seen), tuple(order), frozenset(conflicting))
+
+
+INODE, NETNS, PEER_INODE = Row.INODE, Row.NETNS, Row.PEER_INODE

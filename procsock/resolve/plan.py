@@ -5,7 +5,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tup
 
 from procsock.backends import Backend, kinds_of
 from procsock.fdscan import FdScan, protocol_name
-from procsock.model import Netns, Query, SocketKind
+from procsock.model import OWNER_PID, Netns, Query, SocketKind
 
 Plan = Tuple[Netns, Optional[FrozenSet[int]]]  # a namespace, and the inodes wanted there (None: all)
 
@@ -42,11 +42,12 @@ def namespace_plans(own: Netns, scan: FdScan, inodes: Optional[FrozenSet[int]]) 
     processes hold sockets, reached through one of those processes (live host only)."""
     elsewhere: Dict[int, Tuple[int, set]] = {}
     if own.inode is not None and any(namespace != own.inode for namespace in scan.netns.values()):
-        for inode, holders in scan.owners.items():
+        for inode, holders in scan.owner_rows.items():
             for owner in holders:
-                namespace = scan.netns.get(owner.pid, own.inode)
+                pid = owner[OWNER_PID]
+                namespace = scan.netns.get(pid, own.inode)
                 if namespace != own.inode:
-                    elsewhere.setdefault(namespace, (owner.pid, set()))[1].add(inode)
+                    elsewhere.setdefault(namespace, (pid, set()))[1].add(inode)
     plans = []
     foreign = set().union(*(held for _, held in elsewhere.values()))
     own_wanted = None if inodes is None else inodes - foreign

@@ -31,7 +31,7 @@ def test_captured_icmp_table():
     got = parse.parse(ICMP, read_fixture("icmp"), source="icmp", backend="ping")
     loop = socket.inet_aton("127.0.0.1")
     assert got.skipped == ()
-    assert got.records == (
+    assert got.socket_records() == (
         SocketRecord(kind=ICMP, inode=419353, type=SockType.DGRAM, protocol=1, state=State.CLOSE,
                      local=InetAddress(loop, 0x83FA), remote=InetAddress(bytes(4), 0), rx_queue=0, tx_queue=0, uid=0,
                      backend="ping"),
@@ -43,7 +43,7 @@ def test_captured_icmp_table():
 
 def test_captured_icmp6_table_and_inode_filter():
     got = parse.parse(ICMP6, read_fixture("icmp6"), source="icmp6", backend="ping", inodes=frozenset({419356}))
-    (only,) = got.records
+    (only,) = got.socket_records()
     assert (only.local, only.remote, only.protocol) == (InetAddress(LOOPBACK6, 0x83FD), InetAddress(LOOPBACK6, 0), 58)
 
 
@@ -51,7 +51,7 @@ def test_bad_rows_are_counted_skips_and_a_wrong_table_is_a_parse_error():
     data = read_fixture("icmp") + b"   21: 0100007F:83FA 00000000:0000 07\n   22: 0100XX7F:0001 00000000:0000 07 " \
         b"00000000:00000000 00:00000000 00000000     0        0 5 2 0 0\n"
     got = parse.parse(ICMP, data, source="icmp", backend="ping")
-    assert len(got.records) == 2 and [s.split(":")[1] for s in got.skipped] == ["4", "5"]
+    assert len(got.socket_records()) == 2 and [s.split(":")[1] for s in got.skipped] == ["4", "5"]
     with pytest.raises(ParseError):
         parse.parse(ICMP, b"Num RefCount Protocol\n", source="unix", backend="ping")
 
@@ -123,6 +123,6 @@ def test_a_hostile_capture_is_refused_or_skipped_never_followed(tmp_path):
     os.remove(net / "icmp")
     (net / "icmp").write_bytes(table + long_row + b"\n")
     got = procsock_ping.procsock_collect(ICMP, source, None, Netns())
-    assert {r.inode for r in got.records} == {419353, 419354}
+    assert {r.inode for r in got.socket_records()} == {419353, 419354}
     (skip,) = got.skipped
     assert "is not a decimal number" in skip and len(skip) < 200

@@ -228,14 +228,14 @@ class BackendConformance:
                 records = conformance_backend.collect(
                     kind, Source.live(), frozenset(want.inode for want in zoo) | frozenset(foreign),
                     netns=own_netns(), holders=holders,
-                ).records
+                ).socket_records()
         finally:
             for sock in others:
                 sock.close()
         gone = closed_inode()
         foreign[gone] = "a closed socket"
         try:  # a lookup-only backend may answer that it has no holder to read it through
-            after = conformance_backend.collect(kind, Source.live(), frozenset([gone]), netns=own_netns()).records
+            after = conformance_backend.collect(kind, Source.live(), frozenset([gone]), netns=own_netns()).socket_records()
         except ProcsockError:
             after = ()
         invented = ["socket:[%d] is %s, yet reported as %s %s" % (r.inode, foreign[r.inode], kind.name, r.state.name)
@@ -247,7 +247,7 @@ class BackendConformance:
         if conformance_backend.info.lookup_only:
             pytest.skip("lookup-only backend: it never lists whole tables")
         with readable_here(kind):
-            records = conformance_backend.collect(kind, Source.live(), None, netns=own_netns()).records
+            records = conformance_backend.collect(kind, Source.live(), None, netns=own_netns()).socket_records()
         assert_reported(records, zoo, kind, conformance_backend, own_netns())
 
     def test_closed_socket_is_not_reported(self, conformance_backend: Backend, kind, zoo) -> None:
@@ -256,9 +256,9 @@ class BackendConformance:
         backend, live, netns = conformance_backend, Source.live(), own_netns()
         wanted = frozenset(want.inode for want in zoo)
         with readable_here(kind):
-            seen = {r.inode for r in backend.collect(kind, live, wanted, netns=netns, holders=own_holders()).records}
+            seen = {r.inode for r in backend.collect(kind, live, wanted, netns=netns, holders=own_holders()).socket_records()}
             if not backend.info.lookup_only:
-                seen |= {r.inode for r in backend.collect(kind, live, None, netns=netns).records}
+                seen |= {r.inode for r in backend.collect(kind, live, None, netns=netns).socket_records()}
         assert wanted <= seen, "the open sockets were not reported, so this check tests nothing"
         gone = {want.inode: want.label for want in zoo}
         for want in zoo:
@@ -267,7 +267,7 @@ class BackendConformance:
         stale = []
         for how, inodes in reads:
             try:
-                records = backend.collect(kind, live, inodes, netns=netns, holders=own_holders()).records
+                records = backend.collect(kind, live, inodes, netns=netns, holders=own_holders()).socket_records()
             except ProcsockError:  # a lookup-only backend may find no holder to read through
                 continue
             stale += [
@@ -289,7 +289,7 @@ class BackendConformance:
                 collected = conformance_backend.collect(kind, source, inodes, holders=own_holders())
             except ProcsockError:
                 continue
-            live = [w.label for w in zoo if w.inode in {r.inode for r in collected.records}]
+            live = [w.label for w in zoo if w.inode in {r.inode for r in collected.socket_records()}]
             assert not live, "asked to read an empty captured tree, it reported live sockets: %s" % ", ".join(live)
-            assert collected.records == (), "an empty captured tree has no sockets, yet: %s" % _listed(
-                ["socket:[%d] %s" % (r.inode, r.state.name) for r in collected.records])
+            assert collected.socket_records() == (), "an empty captured tree has no sockets, yet: %s" % _listed(
+                ["socket:[%d] %s" % (r.inode, r.state.name) for r in collected.socket_records()])
