@@ -244,8 +244,8 @@ def wait_quiet(ours, timeout: float, wait: bool = True) -> str:
         waited = time.monotonic() - start
         if len(last) == needed and max(last) < QUIET_LOAD:
             how = "waited %.1f s" % waited if wait else "not waited for: --no-wait"
-            return "quiet: other processes used %s of a core in the last %d windows of %g s (%s)" % (
-                _percents(last), needed, QUIET_WINDOW, how)
+            return "quiet: other processes used %s of a core in the last %d window%s of %g s (%s)" % (
+                _percents(last), needed, "s" * (needed > 1), QUIET_WINDOW, how)
         if not wait or waited >= timeout:
             how = "gave up after %.0f s" % waited if wait else "not waited for: --no-wait"
             return ("NOT QUIET: other processes used %s of a core in the last windows of %g s (quiet is under %.0f%%;"
