@@ -10,10 +10,17 @@ that are missing are skipped, and said so. procsock's bytecode is compiled first
 does: an editable install run with PYTHONDONTWRITEBYTECODE would compile its sources every run.
 With --netns K, K of the processes hold their sockets in namespaces of their own: procsock reads
 them, ss, netstat, lsof and psutil see only the bench's own namespace.
+
+Before timing each scale it waits for a quiet machine: the CPU time used by everything but the bench
+and its workload (the machine's busy ticks in /proc/stat minus our processes' own, /proc/PID/stat)
+must stay under 10% of one core for 3 windows of 0.5 s in a row. Past --quiet-timeout it times all
+the same and heads that scale's results with a NOT QUIET line; the load others put on the machine
+during the timing itself is printed after the results (NOT QUIET too when over the threshold).
 """
 
 import argparse
 import compileall
+import contextlib
 import os
 import shutil
 import statistics
@@ -28,6 +35,8 @@ def whole_process_commands():
     procsock = [sys.executable, "-m", "procsock"]
     commands = {
         "procsock": procsock,
+        "procsock --json": procsock + ["--json"],
+        "procsock --jsonl": procsock + ["--jsonl"],
         "procsock --backend netlink": procsock + ["--backend", "netlink"],
         "procsock --backend procnet": procsock + ["--backend", "procnet"],
         "ss -tuaxnp": ["ss", "-tuaxnp"],
@@ -60,6 +69,7 @@ def library_calls():
 
     calls = {
         "procsock.snapshot()": procsock.snapshot,
+        "procsock.snapshot() + list(.sockets)": lambda: list(procsock.snapshot().sockets),
         "procsock.snapshot(backend='netlink')": lambda: procsock.snapshot(backend="netlink"),
         "procsock.snapshot(backend='procnet')": lambda: procsock.snapshot(backend="procnet"),
     }
@@ -141,7 +151,8 @@ def ratio(medians, a, b):
         print("  %-70s %.3fx" % ("%s / %s" % (a, b), medians[a] / medians[b]))
 
 
-GROWTH = ("procsock", "ss -tuaxnp", "procsock.snapshot()", "psutil.net_connections('all')")
+GROWTH = ("procsock", "procsock --json", "ss -tuaxnp", "procsock.snapshot()", "procsock.snapshot() + list(.sockets)",
+          "psutil.net_connections('all')")
 
 
 def growth(by_scale):
@@ -156,7 +167,124 @@ def growth(by_scale):
                 continue
             cells.append("%d: %.4f s%s" % (count, median, "" if previous is None else " (x%.1f)" % (median / previous)))
             previous = median
-        print("  %-32s %s" % (name, "   ".join(cells)))
+        if cells:
+            print("  %-36s %s" % (name, "   ".join(cells)))
+
+
+QUIET_LOAD = 0.10  # of one core: what the rest of the machine may use while we time
+QUIET_WINDOW = 0.5  # seconds one sample spans
+QUIET_WINDOWS = 3  # quiet samples in a row that make a quiet machine
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_ticks() -> int:
+    """Clock ticks every CPU spent busy since boot (/proc/stat: user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat", "rb") as stat:
+        fields = stat.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def process_ticks(pid: int) -> int:
+    """Clock ticks `pid` and its reaped children used (utime+stime+cutime+cstime); 0 once it is gone.
+
+    Children count once reaped: the tools we time (and their own children) end up in our cutime."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # the name may hold spaces and parentheses
+    except OSError:
+        return 0
+    return sum(map(int, fields[11:15]))
+
+
+def children_of(parent: int) -> list:
+    """The pids whose parent is `parent` (from /proc/*/stat: /proc/PID/task/TID/children is optional)."""
+    children = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name, "rb") as stat:
+                    if int(stat.read().rsplit(b")", 1)[1].split()[1]) == parent:
+                        children.append(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children
+
+
+def load_sample(ours):
+    """(time, the machine's busy ticks, the ticks of our processes `ours`) now."""
+    return time.monotonic(), machine_busy_ticks(), sum(process_ticks(pid) for pid in ours)
+
+
+def others_load(before, after) -> float:
+    """The CPU that processes other than ours used between two samples, in cores (0.1 = 10% of one)."""
+    seconds = after[0] - before[0]
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0, others) / CLOCK_TICKS / seconds if seconds > 0 else 0.0
+
+
+def _percents(loads) -> str:
+    return ", ".join("%.0f%%" % (100 * load) for load in loads)
+
+
+def wait_quiet(ours, timeout: float, wait: bool = True) -> str:
+    """Wait until others use less than QUIET_LOAD for QUIET_WINDOWS windows in a row, at most
+    `timeout` seconds; returns the line that says how it went (NOT QUIET: ... when it never did).
+    Without `wait`, one window is measured and said."""
+    needed = QUIET_WINDOWS if wait else 1
+    start = time.monotonic()
+    loads = []
+    before = load_sample(ours)
+    while True:
+        time.sleep(QUIET_WINDOW)
+        after = load_sample(ours)
+        loads.append(others_load(before, after))
+        before = after
+        last = loads[-needed:]
+        waited = time.monotonic() - start
+        if len(last) == needed and max(last) < QUIET_LOAD:
+            how = "waited %.1f s" % waited if wait else "not waited for: --no-wait"
+            return "quiet: other processes used %s of a core in the last %d window%s of %g s (%s)" % (
+                _percents(last), needed, "s" * (needed > 1), QUIET_WINDOW, how)
+        if not wait or waited >= timeout:
+            how = "gave up after %.0f s" % waited if wait else "not waited for: --no-wait"
+            return ("NOT QUIET: other processes used %s of a core in the last windows of %g s (quiet is under %.0f%%;"
+                    " %s): do not trust these figures" % (_percents(loads[-QUIET_WINDOWS:]), QUIET_WINDOW,
+                                                         100 * QUIET_LOAD, how))
+
+
+def timing_load_line(before, after) -> str:
+    """The line saying what others used while we timed (NOT QUIET when over QUIET_LOAD)."""
+    load = others_load(before, after)
+    if load < QUIET_LOAD:
+        return "quiet while timing: other processes used %.0f%% of a core" % (100 * load)
+    return ("NOT QUIET while timing: other processes used %.0f%% of a core (quiet is under %.0f%%): do not trust"
+            " these figures" % (100 * load, 100 * QUIET_LOAD))
+
+
+def add_quiet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet-timeout", type=float, default=120, metavar="SECONDS",
+                        help="wait at most this long for a quiet machine before each scale (default 120)")
+    parser.add_argument("--no-wait", action="store_true", help="time at once; only say how busy the machine is")
+
+
+@contextlib.contextmanager
+def workload(count: int, procs: int, netns: int = 0):
+    """bench/workload.py holding `count` sockets over `procs` processes for the with block: yields
+    its READY line and the pids of its processes; stops it (closes its stdin) on the way out."""
+    started = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "workload.py"), "--sockets", str(count), "--procs", str(procs),
+         "--netns", str(netns)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = started.stdout.readline().strip()
+        if not ready.startswith("READY"):
+            raise SystemExit("workload did not start: %r" % ready)
+        yield ready, [started.pid] + children_of(started.pid)
+    finally:
+        started.stdin.close()
+        started.wait()
 
 
 def compile_bytecode():
@@ -173,32 +301,29 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--netns", type=int, default=0, help="processes with a network namespace of their own (root)")
+    add_quiet_options(parser)
     args = parser.parse_args()
     print("machine: %d cores, %s, Python %s" % (os.cpu_count(), os.uname().release, sys.version.split()[0]))
     compile_bytecode()
     by_scale = {}
     for count in (int(n) for n in args.sockets.split(",")):
-        workload = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "workload.py"), "--sockets", str(count), "--procs", str(args.procs),
-             "--netns", str(args.netns)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        ready = workload.stdout.readline().strip()
-        if not ready.startswith("READY"):
-            print("workload did not start: %r" % ready)
-            return 1
-        print("\n=== %s ===" % ready)
-        try:
+        with workload(count, args.procs, args.netns) as (ready, pids):
+            ours = [os.getpid()] + pids
+            print("\n=== %s ===" % ready)
+            print(wait_quiet(ours, args.quiet_timeout, not args.no_wait))
+            before = load_sample(ours)
             medians = measure(args.runs)
-        finally:
-            workload.stdin.close()
-            workload.wait()
+            timing_load = timing_load_line(before, load_sample(ours))
         print("ratios (lower is better for procsock):")
         for tool in ("ss -tuaxnp", "netstat -tuaxnp", "lsof -nP -i -U"):
             ratio(medians, "procsock", tool)
+        ratio(medians, "procsock --json", "procsock")
+        ratio(medians, "procsock --jsonl", "procsock")
         ratio(medians, "procsock.snapshot()", "psutil.net_connections('all')")
+        ratio(medians, "procsock.snapshot() + list(.sockets)", "psutil.net_connections('all')")
         for name in [n for n in medians if "pid=<" in n or "describe_fd" in n]:
             ratio(medians, name, "procsock.snapshot()")
+        print(timing_load)
         by_scale[count] = medians
     if len(by_scale) > 1:
         growth(by_scale)
