@@ -690,6 +690,10 @@ class Unresolved:
     reason: str
 
 
+def _as_sockets(found) -> Sequence[Socket]:
+    return found if isinstance(found, Sockets) else tuple(found)
+
+
 @attrs.frozen(kw_only=True)
 class Snapshot:
     """The sockets of one moment, and how they were found (built by keyword: its fields may grow).
@@ -705,7 +709,7 @@ class Snapshot:
     a Snapshot is hashable like every value here.
     """
 
-    sockets: Sequence[Socket] = attrs.field(converter=lambda found: found if isinstance(found, Sockets) else tuple(found))
+    sockets: Sequence[Socket] = attrs.field(converter=_as_sockets)
     answered_by: Mapping[str, str] = attrs.field(converter=_frozen)
     notes: Tuple[Note, ...] = ()
     skipped: Tuple[str, ...] = ()

@@ -181,12 +181,14 @@ def test_saved_runs_name_their_kind_and_namespace():
     saved += codec.renumber(fixture("unix.bin"), codec.saved_seq(UNIX), 222)
     saved += codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP), 333)
     runs = codec.decode_saved(saved, source="f")
-    assert [(kind, {r.netns for r in d.socket_records()}, {r.kind for r in d.socket_records()}) for kind, d in runs] == [
+    assert [(kind, {r.netns for r in d.socket_records()}, {r.kind for r in d.socket_records()})
+            for kind, d in runs] == [
         (TCP, {111}, {TCP}), (UNIX, {222}, {UNIX}), (TCP, {333}, {TCP})
     ]
     assert summary(runs[2][1].socket_records()) == TCP_EXPECTED
     ((kind, ss_file),) = codec.decode_saved(fixture("tcp.bin"), source="f")
-    assert kind is None and summary(ss_file.socket_records()) == TCP_EXPECTED and {r.netns for r in ss_file.socket_records()} == {None}
+    saved = ss_file.socket_records()
+    assert kind is None and summary(saved) == TCP_EXPECTED and {r.netns for r in saved} == {None}
 
 
 def test_skip_notes_of_a_saved_file_name_the_kind_they_belong_to(tmp_path):

@@ -235,7 +235,8 @@ class BackendConformance:
         gone = closed_inode()
         foreign[gone] = "a closed socket"
         try:  # a lookup-only backend may answer that it has no holder to read it through
-            after = conformance_backend.collect(kind, Source.live(), frozenset([gone]), netns=own_netns()).socket_records()
+            after = conformance_backend.collect(kind, Source.live(), frozenset([gone]), netns=own_netns())
+            after = after.socket_records()
         except ProcsockError:
             after = ()
         invented = ["socket:[%d] is %s, yet reported as %s %s" % (r.inode, foreign[r.inode], kind.name, r.state.name)
@@ -256,7 +257,8 @@ class BackendConformance:
         backend, live, netns = conformance_backend, Source.live(), own_netns()
         wanted = frozenset(want.inode for want in zoo)
         with readable_here(kind):
-            seen = {r.inode for r in backend.collect(kind, live, wanted, netns=netns, holders=own_holders()).socket_records()}
+            asked = backend.collect(kind, live, wanted, netns=netns, holders=own_holders())
+            seen = {r.inode for r in asked.socket_records()}
             if not backend.info.lookup_only:
                 seen |= {r.inode for r in backend.collect(kind, live, None, netns=netns).socket_records()}
         assert wanted <= seen, "the open sockets were not reported, so this check tests nothing"
