@@ -90,6 +90,13 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
     owner_dicts: Dict[tuple, dict] = {}
     return {
         "sockets": [entry_dict(entry, owner_dicts) for entry in entries(snap.sockets)],
+        **_snapshot_fields(snap),
+    }
+
+
+def _snapshot_fields(snap: Snapshot) -> dict:
+    """Everything of the JSON document but its sockets, in its order."""
+    return {
         "answered_by": snap.answered_by,
         "notes": [note.as_dict() for note in snap.notes],
         "skipped": list(snap.skipped),
@@ -103,16 +110,37 @@ def snapshot_to_dict(snap: Snapshot) -> dict:
     }
 
 
-def json_document(snap: Snapshot) -> Iterator[str]:
-    """`snapshot_to_dict` as JSON text, in pieces: one line per socket and per unresolved inode,
-    each encoded by json's C encoder (an indented dump runs its pure-Python one, 5x slower)."""
+_CHUNK = 512  # sockets per piece of JSON text handed to the writer
+
+
+def _encoded_sockets(snap: Snapshot, separator: str) -> Iterator[str]:
+    """The sockets' JSON objects, `separator` after each but the last, joined in chunks: each
+    object is encoded by json's C encoder (an indented dump runs the pure-Python one, 5x slower)
+    and none waits for the others, so memory holds a chunk, not the whole document."""
     import json  # only here: the table, the common case, needs none of it
 
-    doc = snapshot_to_dict(snap)
     encode = json.JSONEncoder(check_circular=False).encode
-    yield "{"
-    for index, (key, value) in enumerate(doc.items()):
-        head = "%s\n %s: " % ("," if index else "", encode(key))
+    owner_dicts: Dict[tuple, dict] = {}
+    found = entries(snap.sockets)
+    for at in range(0, len(found), _CHUNK):
+        chunk = separator.join([encode(entry_dict(entry, owner_dicts)) for entry in found[at:at + _CHUNK]])
+        yield chunk if at + _CHUNK >= len(found) else chunk + separator
+
+
+def json_document(snap: Snapshot) -> Iterator[str]:
+    """`snapshot_to_dict` as JSON text, in pieces: one line per socket and per unresolved inode."""
+    import json
+
+    encode = json.JSONEncoder(check_circular=False).encode
+    yield '{\n "sockets": ['
+    if len(snap.sockets):
+        yield "\n  "
+        yield from _encoded_sockets(snap, ",\n  ")
+        yield "\n ]"
+    else:
+        yield "]"
+    for key, value in _snapshot_fields(snap).items():
+        head = ",\n %s: " % encode(key)
         if isinstance(value, list) and value:
             yield head + "[\n  " + ",\n  ".join(map(encode, value)) + "\n ]"
         else:
@@ -122,12 +150,9 @@ def json_document(snap: Snapshot) -> Iterator[str]:
 
 def json_lines(snap: Snapshot) -> Iterator[str]:
     """One JSON object per socket and line (`--jsonl`)."""
-    import json
-
-    encode = json.JSONEncoder(check_circular=False).encode
-    owner_dicts: Dict[tuple, dict] = {}
-    for entry in entries(snap.sockets):
-        yield encode(entry_dict(entry, owner_dicts)) + "\n"
+    yield from _encoded_sockets(snap, "\n")
+    if len(snap.sockets):
+        yield "\n"
 
 
 def _owner_text(owner: tuple) -> str:

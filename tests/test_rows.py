@@ -1,0 +1,136 @@
+"""Rows, the hot path's form of records: a row and the record built from it never disagree, and a
+backend answering with records gives the same snapshot as one answering with rows."""
+
+import json
+import os
+import pickle
+
+import attrs
+import pytest
+
+import procsock
+from procsock import hookimpl, render
+from procsock.api import default_registry
+from procsock.model import (
+    ROW_FIELDS,
+    Collected,
+    Query,
+    Row,
+    Socket,
+    SocketRecord,
+    Source,
+    endpoint_dict,
+    endpoint_of,
+    endpoint_text,
+    netid,
+    record_from_row,
+    row_from_record,
+)
+from procsock.resolver import Resolver
+
+
+def test_row_positions_are_the_record_fields_in_order():
+    assert ROW_FIELDS == tuple(field.name for field in attrs.fields(SocketRecord))
+    assert [getattr(Row, name.upper()) for name in ROW_FIELDS] == list(range(len(ROW_FIELDS)))
+
+
+def _zoo_rows(zoo, details):
+    """Each zoo socket's row, as every built-in backend that reads whole tables answers it."""
+    registry = default_registry()
+    inodes = {want.inode for want in zoo.expected}
+    found = []
+    for backend in registry.backends:
+        if backend.info.lookup_only:
+            continue
+        for kind in backend.info.kinds:
+            try:
+                collected = backend.collect(kind, Source.live(), None, details, procsock.Netns())
+            except procsock.ProcsockError:
+                continue
+            found += [row for row in collected.rows() if row[Row.INODE] in inodes]
+    return found
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_every_field_of_a_row_is_the_record_s(zoo, details):
+    rows = _zoo_rows(zoo, details)
+    assert {row[Row.INODE] for row in rows} >= {w.inode for w in zoo.expected if w.kind in ("tcp", "udp", "unix")}
+    for row in rows:
+        record = record_from_row(row)
+        family = record.kind.family
+        for name in ROW_FIELDS:
+            mine = getattr(record, name)
+            if name in ("local", "remote"):
+                assert mine == endpoint_of(family, row[getattr(Row, name.upper())])
+                assert endpoint_dict(family, row[getattr(Row, name.upper())]) == (mine and mine.as_dict())
+            else:
+                assert mine == row[getattr(Row, name.upper())], name
+        assert endpoint_text(family, row[Row.LOCAL]) == str(record.local)
+        assert netid(record.kind, row[Row.TYPE]) == record.netid
+        assert row_from_record(record) == row
+        assert render.row_details_text(row) == render.details_text(record)
+
+
+def test_a_snapshot_reads_the_same_as_rows_and_as_sockets(zoo, monkeypatch):
+    snap = procsock.snapshot(pid=os.getpid(), details=True)
+    assert len(snap.sockets) >= len(zoo.expected)
+    built = tuple(snap.sockets)
+    assert built == snap.sockets and snap.sockets == built and hash(snap.sockets) == hash(built)
+    assert pickle.loads(pickle.dumps(snap)) == snap
+    # the writers on rows give what they give for Socket objects built from records
+    as_objects = [Socket(s.record, s.owners, s.peer_owners) for s in built]
+    assert render.table_rows(snap.sockets) == render.table_rows(as_objects)
+    assert [render.socket_to_dict(s) for s in built] == render.snapshot_to_dict(snap)["sockets"]
+    monkeypatch.setattr(render, "_CHUNK", 2)  # chunk boundaries inside the socket list
+    document = json.loads("".join(render.json_document(snap)))
+    assert document == json.loads(json.dumps(render.snapshot_to_dict(snap)))
+    lines = "".join(render.json_lines(snap)).splitlines()
+    assert [json.loads(line) for line in lines] == document["sockets"]
+
+
+class AsRecords:
+    """A third-party style backend: the built-in netlink answers, handed on as SocketRecords."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @hookimpl
+    def procsock_backend_info(self):
+        return procsock.BackendInfo("records", 500, self.inner.info.kinds)
+
+    @hookimpl
+    def procsock_collect(self, kind, source, inodes, details, netns, holders):
+        got = self.inner.collect(kind, source, inodes, details, netns, holders)
+        return attrs.evolve(got, records=tuple(attrs.evolve(r, backend="netlink") for r in got.socket_records()))
+
+
+class Malformed:
+    """A backend whose rows are tuples of the wrong shape."""
+
+    @hookimpl
+    def procsock_backend_info(self):
+        return procsock.BackendInfo("malformed", 600, (procsock.TCP,))
+
+    @hookimpl
+    def procsock_collect(self, kind, source, inodes, details, netns, holders):
+        return Collected(((kind, 1, 2),))
+
+
+def test_records_and_rows_give_one_snapshot(zoo):
+    registry = default_registry()
+    registry.register(AsRecords(default_registry().backend("netlink")), "records")
+    query = Query(pid=frozenset({os.getpid()}))
+    by_rows = Resolver(default_registry(), Source.live(), "netlink").snapshot(query)
+    by_records = Resolver(registry, Source.live(), "records").snapshot(query)
+    assert len(by_rows.sockets) >= len(zoo.expected)
+    assert by_records.sockets == by_rows.sockets
+
+
+def test_a_malformed_row_is_a_broken_answer_not_a_crash(zoo):
+    registry = default_registry()
+    registry.register(Malformed(), "malformed")
+    snap = Resolver(registry, Source.live()).snapshot(Query(kinds=frozenset({"tcp"}), pid=frozenset({os.getpid()})))
+    fallbacks = [note.text for note in snap.notes if note.code == "fallback"]
+    assert fallbacks and "malformed" in fallbacks[0] and "not a row" in fallbacks[0]
+    assert snap.answered_by["tcp"] != "malformed"
+    assert {w.inode for w in zoo.expected if w.kind == "tcp"} <= {s.record.inode for s in snap.sockets}
