@@ -11,6 +11,7 @@ import pytest
 import procsock
 from procsock import hookimpl, render
 from procsock.api import default_registry
+from procsock.backends import Registry
 from procsock.model import (
     ROW_FIELDS,
     Collected,
@@ -117,7 +118,7 @@ class Malformed:
 
 
 def test_records_and_rows_give_one_snapshot(zoo):
-    registry = default_registry()
+    registry = Registry.from_entry_points()  # not the shared default one: the plugin is added
     registry.register(AsRecords(default_registry().backend("netlink")), "records")
     query = Query(pid=frozenset({os.getpid()}))
     by_rows = Resolver(default_registry(), Source.live(), "netlink").snapshot(query)
@@ -127,7 +128,7 @@ def test_records_and_rows_give_one_snapshot(zoo):
 
 
 def test_a_malformed_row_is_a_broken_answer_not_a_crash(zoo):
-    registry = default_registry()
+    registry = Registry.from_entry_points()
     registry.register(Malformed(), "malformed")
     snap = Resolver(registry, Source.live()).snapshot(Query(kinds=frozenset({"tcp"}), pid=frozenset({os.getpid()})))
     fallbacks = [note.text for note in snap.notes if note.code == "fallback"]
