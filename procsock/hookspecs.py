@@ -56,7 +56,13 @@ def procsock_collect(
     those sockets: a backend may use it to do less work (an exact lookup), and may still return
     others, which the resolver drops. Records carry this backend's name in ``backend``. When
     `details` is true the caller wants ``SocketRecord.extended`` filled where the backend can
-    (tcp_info, memory, ...); when false, a backend should not spend time on it.
+    (tcp_info, memory, ...); when false, a backend should not spend time on it. Each record is a
+    ``SocketRecord`` or a row: the same fields as a plain tuple in field order (``procsock.plugin.Row``;
+    an endpoint of procsock's class for the family as the tuple of its fields, ``row_from_record``
+    shows the form). Rows cost a tenth of a record to build: the built-in backends answer with them,
+    the resolver, the join and the writers work on them, and ``Snapshot.sockets`` builds records only
+    when read. A backend of a few sockets gains nothing from rows; one listing thousands does. A tuple
+    of any other shape makes the whole answer a plugin error.
 
     `netns` names the network namespace to read: the resolver calls once per kind for its own
     namespace (``netns.pid`` None) and once per kind for each other namespace whose processes hold
