@@ -1,5 +1,46 @@
-"""`python -m procsock` runs the command."""
+"""`procsock` as a process: the console script and `python -m procsock`.
 
-from procsock.cli import command
+A plain listing of this host walks every process's fds; that walk (a forked child, see
+procsock.fdscan) starts here, before the imports of the command, which then overlap it. Whether a
+run will walk every process is guessed from its words alone (`walks_every_process`); a wrong
+guess costs a walk nobody reads, never a wrong answer: the walk is used only by a snapshot of
+every process of /proc, moments later.
+"""
 
-command()
+import sys
+from typing import Sequence
+
+# Words after which a run does not walk every process of /proc: other commands, one process's
+# fds, another source, help. A long option counts when it is a prefix of one (argparse accepts those).
+OTHER_COMMANDS = ("backends", "compare", "save-diag")
+OTHER_WALKS = ("--pid", "--proc-root", "--diag-file", "--help", "--list-backends", "--save-diag")
+
+
+def walks_every_process(argv: Sequence[str]) -> bool:
+    """Whether `procsock ARGV` will most likely walk every process of /proc."""
+    for word in argv:
+        if word == "--":
+            break
+        if word in OTHER_COMMANDS:
+            return False
+        if word.startswith("--"):
+            name = word.partition("=")[0]
+            if len(name) > 2 and any(option.startswith(name) for option in OTHER_WALKS):
+                return False
+        elif word.startswith("-") and "h" in word:
+            return False
+    return True
+
+
+def main() -> None:
+    if walks_every_process(sys.argv[1:]):
+        from procsock.fdscan import start_early_walk
+
+        start_early_walk("/proc")
+    from procsock.cli import command
+
+    command()
+
+
+if __name__ == "__main__":
+    main()

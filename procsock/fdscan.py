@@ -8,10 +8,12 @@ Processes and fds that vanish mid-walk are skipped silently; processes we may no
 counted, so a non-root user gets its own sockets plus "N processes not readable".
 """
 
+import atexit
 import ctypes
 import errno
 import functools
 import marshal
+import time
 import os
 import platform
 import signal
@@ -319,7 +321,8 @@ def _pidfds_work() -> bool:
 
 
 def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
-    """Start the walk of every process and return a function that waits for its result.
+    """Start the walk of every process and return a function that waits for its result (or take
+    the walk `start_early_walk` began for `proc_root` moments ago).
 
     The walk is mostly kernel time (a readlink per fd), so on a machine with a second CPU a forked
     child does it while the caller reads the socket tables, and sends plain tuples back through a
@@ -334,8 +337,50 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     message is used. The child is held by a pidfd taken before it may run, so it is reaped exactly
     (never another child of the caller's, even if its pid was reused) or left to whoever reaped it.
     """
+    early = _claim_early_walk(proc_root)
+    return early if early is not None else _start_walk(proc_root)[0]
+
+
+EARLY_WALK_MAX_AGE = 2.0  # seconds: an early walk older than this is not used (the tables are read now)
+_early_walk: Dict[str, tuple] = {}  # "walk": (proc_root, pid, started, result, discard)
+
+
+def start_early_walk(proc_root: str) -> None:
+    """Begin the background walk of every process now, for this process's next
+    `scan_all_in_background(proc_root)` within EARLY_WALK_MAX_AGE seconds: the `procsock` command
+    starts it before its own imports, which then overlap the walk. One never claimed is stopped
+    and reaped at exit (or when a newer one starts)."""
+    _discard_early_walk()
+    result, discard = _start_walk(proc_root)
+    _early_walk["walk"] = (proc_root, os.getpid(), time.monotonic(), result, discard)
+    atexit.register(_discard_early_walk)
+
+
+def _claim_early_walk(proc_root: str) -> Optional[Callable[[], FdScan]]:
+    """The early walk of this process for `proc_root`, if one is fresh (taken: used once)."""
+    found = _early_walk.pop("walk", None)
+    if found is None:
+        return None
+    root, pid, started, result, discard = found
+    if pid != os.getpid():  # a fork of the process that started it: not ours to read
+        return None
+    if root != proc_root or time.monotonic() - started > EARLY_WALK_MAX_AGE:
+        discard()
+        return None
+    return result
+
+
+def _discard_early_walk() -> None:
+    found = _early_walk.pop("walk", None)
+    if found is not None and found[1] == os.getpid():
+        found[4]()
+
+
+def _start_walk(proc_root: str) -> Tuple[Callable[[], FdScan], Callable[[], None]]:
+    """The walk of every process, in a forked child where that is safe and useful: a function
+    waiting for its result, and one stopping it unread (see scan_all_in_background)."""
     if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1 or not _pidfds_work():
-        return lambda: scan_fds(proc_root, threads=True)
+        return lambda: scan_fds(proc_root, threads=True), _nothing
     parent = os.getpid()
     reader, writer = os.pipe()
     hold, release = os.pipe()  # the child waits for EOF here until we hold its pidfd
@@ -344,7 +389,7 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     except OSError:  # out of processes or memory: walk here
         for fd in (reader, writer, hold, release):
             os.close(fd)
-        return lambda: scan_fds(proc_root, threads=True)
+        return lambda: scan_fds(proc_root, threads=True), _nothing
     if child == 0:  # the walker: it never returns
         try:
             os.close(reader)
@@ -396,7 +441,15 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
         return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden,
                       unreadable_names, malformed)
 
-    return result
+    def discard() -> None:
+        os.close(reader)
+        _reap(pidfd, still_walking=True)
+
+    return result, discard
+
+
+def _nothing() -> None:
+    """Stopping a walk that has not started."""
 
 
 def _reap(pidfd: Optional[int], still_walking: bool) -> None:
