@@ -65,7 +65,7 @@ def decode(state, kind):
 
     seq, raw = state["wire", kind]
     state["decoded", kind] = codec.decode(raw, kind=kind, seq=seq, port=state["sock"].getsockname()[0])
-    return "%d records" % len(state["decoded", kind].records)
+    return "%d rows" % len(state["decoded", kind].records)
 
 
 def fd_walk(state):
@@ -104,24 +104,27 @@ def materialise(state):
 def render_table(state):
     from procsock.render import table_lines
 
+    from procsock.model import Row
+    from procsock.render import entries
+
     snap = state["snapshot"]
-    several = len({sock.record.netns for sock in snap.sockets}) > 1
+    several = len({row[Row.NETNS] for row, _, _ in entries(snap.sockets)}) > 1
     lines = list(table_lines(snap.sockets, netns=several, netns_names=snap.netns_names))
     state["table"] = "\n".join(lines) + "\n"
     return "%d lines" % len(lines)
 
 
 def render_json(state):
-    from procsock.render import snapshot_to_dict
+    from procsock.render import json_document
 
-    state["json"] = json.dumps(snapshot_to_dict(state["snapshot"]), indent=1) + "\n"
+    state["json"] = "".join(json_document(state["snapshot"]))
     return "%d bytes" % len(state["json"])
 
 
 def render_jsonl(state):
-    from procsock.render import socket_to_dict
+    from procsock.render import json_lines
 
-    state["jsonl"] = "".join(json.dumps(socket_to_dict(sock)) + "\n" for sock in state["snapshot"].sockets)
+    state["jsonl"] = "".join(json_lines(state["snapshot"]))
     return "%d bytes" % len(state["jsonl"])
 
 

@@ -145,11 +145,11 @@ class InetAddress:
         return not any(self.packed)
 
     @staticmethod
-    def text(packed: bytes, port: int) -> str:
+    def text(packed: bytes, port: int, _ntop=socket.inet_ntop, _v4=socket.AF_INET, _v6=socket.AF_INET6) -> str:
         """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *)."""
         if len(packed) == 4:
-            return "%s:%s" % (socket.inet_ntop(socket.AF_INET, packed), port or "*")
-        return "[%s]:%s" % (socket.inet_ntop(socket.AF_INET6, packed), port or "*")
+            return "%s:%s" % (_ntop(_v4, packed), port or "*")
+        return "[%s]:%s" % (_ntop(_v6, packed), port or "*")
 
     @staticmethod
     def fields_dict(packed: bytes, port: int) -> dict:
@@ -759,9 +759,9 @@ def endpoint_of(family: Family, value):
     return cls(*value) if cls is not None and type(value) is tuple else value
 
 
-def endpoint_text(family: Family, value) -> str:
+def endpoint_text(family: Family, value, _classes=_ENDPOINT_CLASSES) -> str:
     """A row's endpoint as people read it (control-free, like str() of the endpoint object)."""
-    cls = _ENDPOINT_CLASSES.get(family)
+    cls = _classes.get(family)
     if cls is not None and type(value) is tuple:
         return cls.text(*value)
     return escape_text(str(value))

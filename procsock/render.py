@@ -168,42 +168,38 @@ def _owners_text(owners: Sequence[tuple], texts: Dict[tuple, str]) -> str:
     return shown[0] if len(shown) == 1 else " ".join(shown)
 
 
-def _peer_text(entry: Entry, texts: Dict[tuple, str]) -> str:
-    row, _, peer_owners = entry
-    remote = row[Row.REMOTE]
-    if remote is not None:
-        return endpoint_text(row[Row.KIND].family, remote)
-    if row[Row.KIND].family is Family.UNIX and row[Row.PEER_INODE]:
-        held_by = " " + _owners_text(peer_owners, texts) if peer_owners else ""
-        return "* %d%s" % (row[Row.PEER_INODE], held_by)
-    return "*"
-
-
 def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
     """The table's text cells of each socket (a snapshot's Sockets, or any Socket objects)."""
     return _cells(entries(sockets))
 
 
 def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
+    """The cells of each entry: the hot loop of the table (one tuple unpacking a row; what repeats,
+    the netid and state of a kind and each owner's text, is made once)."""
     rows = []
-    texts: Dict[tuple, str] = {}
-    netids: Dict[tuple, str] = {}
-    for entry in found:
-        row = entry[0]
-        kind, sock_type = row[Row.KIND], row[Row.TYPE]
-        shown_netid = netids.get((kind, sock_type))
-        if shown_netid is None:
-            shown_netid = netids[kind, sock_type] = escape_text(netid(kind, sock_type))
-        rx_queue, tx_queue = row[Row.RX_QUEUE], row[Row.TX_QUEUE]
+    texts: Dict[tuple, str] = {}  # owner row → its text
+    labels: Dict[tuple, Tuple[str, str]] = {}  # (kind, type, state) → (netid, state label)
+    unix = Family.UNIX
+    for (kind, inode, sock_type, _, state, local, remote, rx_queue, tx_queue, _, _, peer, _, _, _, _), owners, \
+            peer_owners in found:
+        label = labels.get((kind, sock_type, state))
+        if label is None:
+            label = labels[kind, sock_type, state] = (escape_text(netid(kind, sock_type)), state.label)
+        family = kind.family
+        if remote is not None:
+            peer_text = endpoint_text(family, remote)
+        elif peer and family is unix:
+            peer_text = "* %d %s" % (peer, _owners_text(peer_owners, texts)) if peer_owners else "* %d" % peer
+        else:
+            peer_text = "*"
+        if len(owners) == 1:
+            owner = owners[0]
+            owners_text = texts.get(owner) or texts.setdefault(owner, _owner_text(owner))
+        else:
+            owners_text = _owners_text(owners, texts)
         rows.append((
-            shown_netid,
-            row[Row.STATE].label,
-            "-" if rx_queue is None else str(rx_queue),
-            "-" if tx_queue is None else str(tx_queue),
-            endpoint_text(kind.family, row[Row.LOCAL]),
-            _peer_text(entry, texts),
-            str(row[Row.INODE]),
-            _owners_text(entry[1], texts),
+            label[0], label[1], "-" if rx_queue is None else str(rx_queue), "-" if tx_queue is None else str(tx_queue),
+            endpoint_text(family, local), peer_text, str(inode), owners_text,
         ))
     return rows
 
