@@ -1,5 +1,6 @@
 """Everything a plugin author needs, in one module: the hook marker, the values a backend reads
-and returns, the errors it raises, and the safe way to read a source's files (``procsock.inputs``).
+and returns, the errors it raises, the safe way to read a source's files (``procsock.inputs``) and
+the resources shared for one operation (``procsock.scope``).
 
 Plugins (the built-in ones included) import from here and from nowhere else in procsock, so the
 rest of the package can change without breaking them. The hooks themselves are declared and
@@ -42,6 +43,7 @@ from procsock.model import (
     TcpInfo,
     UnixAddress,
 )
+from procsock.scope import scope, shared
 
 __all__ = [
     "BUILTIN_KINDS",
@@ -85,4 +87,6 @@ __all__ = [
     "hookimpl",
     "read_file",
     "read_named_file",
+    "scope",
+    "shared",
 ]
