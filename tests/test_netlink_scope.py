@@ -16,7 +16,8 @@ import pytest
 import procsock
 from procsock.api import default_registry
 from procsock.compare import compare_backends
-from procsock.model import UNIX, Netns, Source
+from procsock.model import UNIX, Netns, SocketKind, Source
+from procsock.plugin import BackendUnavailable, scope
 from procsock.resolve import join
 from procsock.resolver import Resolver
 from procsock_plugins import netlink
@@ -177,3 +178,15 @@ def test_a_reply_left_unread_is_not_taken_for_the_next_requests():
             diag, lambda seq: codec.unix_request(seq, inode), lookup=True, backend="netlink"
         )
         assert [r.inode for r in decoded.records] == [inode]  # the lookup's answer alone
+
+
+def test_a_request_answered_with_an_errno_leaves_the_socket_to_the_next_kind(zoo, opened):
+    """A family the kernel does not serve is answered in full with an errno (here EINVAL: no
+    address family 255): nothing is left unread, so the operation's socket stays for the next kind."""
+    unserved = SocketKind("unserved", 255, "tcp")
+    with scope():
+        with pytest.raises(BackendUnavailable, match="EINVAL"):
+            netlink.procsock_collect(unserved, Source.live(), None, False, netns=Netns())
+        assert netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).records
+        assert len(opened["sockets"]) == 1 and opened["sockets"][0][1].fileno() != -1
+    assert opened["sockets"][0][1].fileno() == -1

@@ -138,8 +138,8 @@ def procsock_collect(
     """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records.
 
     Another namespace is read through a diag socket created inside it (`transport`), one per
-    namespace for the whole operation (`_asking`). A saved file
-    gives the records of every namespace it holds, each with its own (or of `netns.inode` alone).
+    namespace for the whole operation (`_asking`). A saved file gives the records of every
+    namespace it holds, each with its own (or of `netns.inode` alone).
     """
     if source.diag_file is not None:
         return _read_file(kind, source, details, netns)
