@@ -16,6 +16,7 @@ from procsock.errors import BackendUnavailable, BadArgument, NothingCompared, Pr
 from procsock.fdscan import scan_fds
 from procsock.model import Netns, SocketKind, SocketRecord, Source
 from procsock.resolver import Query, Resolver, ask, deferred_reasons
+from procsock.scope import scope
 
 COMPARED_FIELDS = (
     "type", "protocol", "state", "local", "remote", "rx_queue", "tx_queue",
@@ -159,6 +160,7 @@ def _default(resolver: Resolver, kinds: Sequence[SocketKind], other: Optional[Ba
     )
 
 
+@scope()  # one operation: the backends' per-namespace resources serve every kind, then close
 def compare_backends(
     registry: Registry,
     source: Source,

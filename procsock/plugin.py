@@ -1,5 +1,6 @@
 """Everything a plugin author needs, in one module: the hook marker, the values a backend reads
-and returns, the errors it raises, and the safe way to read a source's files (``procsock.inputs``).
+and returns, the errors it raises, the safe way to read a source's files (``procsock.inputs``) and
+the resources shared for one operation (``procsock.scope``).
 
 Plugins (the built-in ones included) import from here and from nowhere else in procsock, so the
 rest of the package can change without breaking them. The hooks themselves are declared and
@@ -45,6 +46,7 @@ from procsock.model import (
     record_from_row,
     row_from_record,
 )
+from procsock.scope import scope, shared
 
 __all__ = [
     "BUILTIN_KINDS",
@@ -91,4 +93,6 @@ __all__ = [
     "read_named_file",
     "record_from_row",
     "row_from_record",
+    "scope",
+    "shared",
 ]

@@ -4,7 +4,9 @@ Backends are tried per kind in priority order; one that is unavailable for the s
 over silently, one that fails is reported in the snapshot's notes and the next one answers. Every
 record is joined with the fds holding its inode; sockets no process holds are still listed.
 `Resolver` drives the rooms of `procsock.resolve` (plan, collect, join, explain); the values it
-returns live in the model, and `ask`/`deferred_reasons` are re-exported from `collect`.
+returns live in the model, and `ask`/`deferred_reasons` are re-exported from `collect`. Each
+operation that asks backends runs in one `procsock.scope`: what they open for it (a diag socket
+per namespace) serves the whole operation and is closed when it ends.
 """
 
 import functools
@@ -19,6 +21,7 @@ from procsock.fdscan import FdScan, named_netns, netns_inode, scan_all_in_backgr
 from procsock.model import Netns, Query, Row, Snapshot, Socket, Sockets, SocketKind, Source, Unresolved
 from procsock.resolve import explain, join, plan
 from procsock.resolve.collect import Answer, ask, collect, deferred_reasons
+from procsock.scope import scope
 
 __all__ = ["Query", "Resolver", "Snapshot", "Unresolved", "ask", "deferred_reasons"]
 
@@ -103,6 +106,7 @@ class Resolver:
         return plan.kind_hint(self._kind_by_kernel_name, self.source.proc_root, task, fd)
 
     @_without_gc_passes
+    @scope()
     def snapshot(self, query: Query = Query()) -> Snapshot:
         if query.pid is None:
             return self._snapshot_all(query)
@@ -128,6 +132,7 @@ class Resolver:
         return self._resolve(query, kinds, scan, None, early)
 
     @_without_gc_passes
+    @scope()
     def describe_inode(self, inode: int, details: bool = False) -> Socket:
         """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
         scan = self._owners(None)
@@ -135,6 +140,7 @@ class Resolver:
         hint = self._kind_hint(holders[0].task, holders[0].fd) if holders and self.source.kernel else None
         return self._one(inode, scan, hint, details)
 
+    @scope()
     def describe_fd(self, pid: int, fd: int, details: bool = False) -> Socket:
         """The socket at /proc/pid/fd/fd, with the fds of `pid` that hold it."""
         if self.source.proc_root is None:
@@ -194,6 +200,7 @@ class Resolver:
             retries=read.retries,
         )
 
+    @scope()
     def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, Netns, str, bytes]], List[str]]:
         """Raw wire answers (kind, namespace, backend, bytes) for every kind a backend can give one
         for: our namespace first, then each other network namespace whose processes hold sockets.

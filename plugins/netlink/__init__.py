@@ -26,6 +26,7 @@ from procsock.plugin import (
     State,
     hookimpl,
     read_named_file,
+    shared,
 )
 
 from procsock_plugins.netlink import codec, transport
@@ -91,6 +92,19 @@ def _open(source: Source, netns: Netns):
     return transport.open_diag_socket_in(source.proc_root, netns.pid)
 
 
+def _asking(source: Source, netns: Netns, ask):
+    """`ask(sock)` on the operation's one diag socket for `netns` (procsock.scope): a snapshot opens
+    one per namespace, not one per kind. A complete answer carrying an errno (a family this kernel
+    does not serve) is raised after the block, so the socket, with nothing left unread, serves
+    the next kind; any other failure makes the scope close it."""
+    with shared((NAME, source.proc_root, netns.inode, netns.pid), lambda: _open(source, netns)) as sock:
+        try:
+            return ask(sock)
+        except transport.Answered as exc:
+            answered = exc
+    raise answered
+
+
 def _build(kind: SocketKind, details: bool):
     if kind == UNIX:
         return lambda seq: codec.unix_request(seq, details=details)
@@ -125,15 +139,15 @@ def procsock_collect(
 ) -> Collected:
     """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records.
 
-    Another namespace is read through a diag socket created inside it (`transport`). A saved file
-    gives the records of every namespace it holds, each with its own (or of `netns.inode` alone).
+    Another namespace is read through a diag socket created inside it (`transport`), one per
+    namespace for the whole operation (`_asking`). A saved file gives the records of every
+    namespace it holds, each with its own (or of `netns.inode` alone).
     """
     if source.diag_file is not None:
         return _read_file(kind, source, details, netns)
-    with _open(source, netns) as sock:
-        if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
-            return _lookup_unix(sock, inodes, details, netns.inode)
-        return _dump(sock, kind, details, netns.inode)[0]
+    if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
+        return _asking(source, netns, lambda sock: _lookup_unix(sock, inodes, details, netns.inode))
+    return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))[0]
 
 
 @hookimpl
@@ -142,8 +156,7 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    with _open(source, netns) as sock:
-        raw = _dump(sock, kind, True, netns.inode)[1]
+    raw = _asking(source, netns, lambda sock: _dump(sock, kind, True, netns.inode))[1]
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
     return codec.renumber(raw, codec.saved_seq(kind), inode)
 

@@ -29,6 +29,11 @@ KERNEL = 0  # the kernel's port id; no process can have it
 _SHOWN_SENDERS = 8  # port ids a note names at most
 
 
+class Answered(BackendUnavailable):
+    """The kernel answered a request in full, with an errno: the socket is left with nothing unread
+    and may serve the next request."""
+
+
 def _refused(what: str, exc: OSError) -> BackendUnavailable:
     code = exc.errno or 0
     return BackendUnavailable(NAME, "%s refused %s" % (what, codec.errno_text(code)))
@@ -158,7 +163,7 @@ def query(sock: socket.socket, build, lookup: bool = False, **decode_args) -> Tu
     """Ask with `build(seq)`; retry a dump the kernel flagged interrupted (bounded).
 
     Returns the decoded answer, its raw bytes and how many retries it took. An errno in the
-    answer becomes BackendUnavailable (ENOENT: no diag handler for that family in this kernel),
+    answer becomes Answered (ENOENT: no diag handler for that family in this kernel),
     except ENOENT for a `lookup` of one socket, which only means that socket does not exist.
     Datagrams not from the kernel are dropped and said in ``skipped``; the kernel's messages
     must also carry our port id (it addresses every reply to the requester).
@@ -173,8 +178,8 @@ def query(sock: socket.socket, build, lookup: bool = False, **decode_args) -> Tu
         decoded = codec.decode(raw, seq=seq, port=sock.getsockname()[0], **decode_args)
         if decoded.errno and not (lookup and decoded.errno == errno.ENOENT):
             if decoded.errno == errno.ENOENT:
-                raise BackendUnavailable(NAME, "no sock_diag handler for it in this kernel (ENOENT)")
-            raise BackendUnavailable(NAME, "sock_diag answered " + codec.errno_text(decoded.errno))
+                raise Answered(NAME, "no sock_diag handler for it in this kernel (ENOENT)")
+            raise Answered(NAME, "sock_diag answered " + codec.errno_text(decoded.errno))
         if not decoded.interrupted:
             break
     if dropped:
