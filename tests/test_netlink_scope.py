@@ -157,7 +157,7 @@ def test_an_exception_inside_the_operation_still_closes_every_socket(zoo, opened
 def test_outside_an_operation_each_call_opens_and_closes_its_own(zoo, opened):
     for _ in range(2):
         collected = netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns())
-        assert collected.records
+        assert collected.socket_records()
     assert len(opened["sockets"]) == 2 and all(s.fileno() == -1 for _, s in opened["sockets"])
 
 
@@ -170,14 +170,14 @@ def test_a_reply_left_unread_is_not_taken_for_the_next_requests():
         stale = 0x5EED
         diag.send(codec.unix_request(stale, inode))  # a lookup whose answer nobody reads
         decoded, _, _ = transport.query(diag, lambda seq: codec.unix_request(seq), backend="netlink")
-        assert [r.inode for r in decoded.records].count(inode) == 1  # from the dump, not twice
+        assert [r.inode for r in decoded.socket_records()].count(inode) == 1  # from the dump, not twice
         assert any("message of another request (seq %d)" % stale in why for why in decoded.skipped)
 
         diag.send(codec.unix_request(stale))  # a whole dump whose answer nobody reads
         decoded, _, _ = transport.query(
             diag, lambda seq: codec.unix_request(seq, inode), lookup=True, backend="netlink"
         )
-        assert [r.inode for r in decoded.records] == [inode]  # the lookup's answer alone
+        assert [r.inode for r in decoded.socket_records()] == [inode]  # the lookup's answer alone
 
 
 def test_a_request_answered_with_an_errno_leaves_the_socket_to_the_next_kind(zoo, opened):
@@ -187,6 +187,6 @@ def test_a_request_answered_with_an_errno_leaves_the_socket_to_the_next_kind(zoo
     with scope():
         with pytest.raises(BackendUnavailable, match="EINVAL"):
             netlink.procsock_collect(unserved, Source.live(), None, False, netns=Netns())
-        assert netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).records
+        assert netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).socket_records()
         assert len(opened["sockets"]) == 1 and opened["sockets"][0][1].fileno() != -1
     assert opened["sockets"][0][1].fileno() == -1
