@@ -719,6 +719,27 @@ class Snapshot:
     retries: int = 0
 
 
+def _maker(cls):
+    """A function building an instance of the frozen, slotted attrs class `cls` from a tuple of
+    its field values in field order, without running __init__ (3x faster: a frozen class's
+    __init__ sets each field through object.__setattr__). For classes whose fields have no
+    converter, validator or default factory, so that __init__ would do nothing more."""
+    fields = attrs.fields(cls)
+    if any(f.converter is not None or f.validator is not None or isinstance(f.default, attrs.Factory)
+           for f in fields) or hasattr(cls, "__attrs_post_init__"):
+        raise TypeError("%s runs code in __init__: build it by calling it" % cls.__name__)
+    setters = tuple(getattr(cls, f.name).__set__ for f in fields)  # the slots' member descriptors
+    new = object.__new__
+
+    def make(values):
+        made = new(cls)
+        for set_field, value in zip(setters, values):
+            set_field(made, value)
+        return made
+
+    return make
+
+
 # --- Rows: records and owners as plain tuples, for the paths where no caller sees objects ---------
 
 
@@ -743,6 +764,8 @@ _ENDPOINT_CLASSES = {
     Family.INET: InetAddress, Family.INET6: InetAddress, Family.UNIX: UnixAddress,
     Family.PACKET: PacketAddress, Family.NETLINK: NetlinkAddress,
 }
+_ENDPOINT_MAKERS = {family: _maker(cls) for family, cls in _ENDPOINT_CLASSES.items()}
+_make_record, _make_owner, _make_socket = _maker(SocketRecord), _maker(Owner), _maker(Socket)
 
 
 def compact_endpoint(family: Family, endpoint):
@@ -755,8 +778,8 @@ def compact_endpoint(family: Family, endpoint):
 
 def endpoint_of(family: Family, value):
     """The endpoint object of a row's compact endpoint (None stays None)."""
-    cls = _ENDPOINT_CLASSES.get(family)
-    return cls(*value) if cls is not None and type(value) is tuple else value
+    make = _ENDPOINT_MAKERS.get(family)
+    return make(value) if make is not None and type(value) is tuple else value
 
 
 def endpoint_text(family: Family, value, _classes=_ENDPOINT_CLASSES) -> str:
@@ -795,8 +818,8 @@ def row_from_record(record: SocketRecord) -> tuple:
 def record_from_row(row: tuple) -> SocketRecord:
     """The SocketRecord of a row."""
     family = row[Row.KIND].family
-    return SocketRecord(**dict(zip(ROW_FIELDS, row), local=endpoint_of(family, row[Row.LOCAL]),
-                               remote=endpoint_of(family, row[Row.REMOTE])))
+    endpoints = (endpoint_of(family, row[Row.LOCAL]), endpoint_of(family, row[Row.REMOTE]))
+    return _make_record(row[:Row.LOCAL] + endpoints + row[Row.RX_QUEUE:])
 
 
 def is_row(value) -> bool:
@@ -832,10 +855,11 @@ class Sockets(collections.abc.Sequence):
             owners: Dict[tuple, Owner] = {}  # one Owner per holder, shared by its socket and the peer's
 
             def made(held):
-                return tuple([owners.get(o) or owners.setdefault(o, Owner(*o)) for o in held])
+                return tuple([owners.get(o) or owners.setdefault(o, _make_owner(o)) for o in held])
 
             self._built = tuple([
-                Socket(record_from_row(row), made(held), made(peer_held)) for row, held, peer_held in self.entries
+                _make_socket((record_from_row(row), made(held), made(peer_held)))
+                for row, held, peer_held in self.entries
             ])
         return self._built
 
@@ -876,7 +900,7 @@ class Holders(collections.abc.Mapping):
     def __getitem__(self, inode: int) -> Tuple[Owner, ...]:
         built = self._built.get(inode)
         if built is None:
-            built = self._built[inode] = tuple([Owner(*row) for row in self.rows[inode]])
+            built = self._built[inode] = tuple([_make_owner(row) for row in self.rows[inode]])
         return built
 
     def __iter__(self):

@@ -135,3 +135,19 @@ def test_a_malformed_row_is_a_broken_answer_not_a_crash(zoo):
     assert fallbacks and "malformed" in fallbacks[0] and "not a row" in fallbacks[0]
     assert snap.answered_by["tcp"] != "malformed"
     assert {w.inode for w in zoo.expected if w.kind == "tcp"} <= {s.record.inode for s in snap.sockets}
+
+
+def test_objects_built_from_rows_are_those_init_builds(zoo):
+    from procsock.model import Owner, Snapshot, _maker
+
+    snap = procsock.snapshot(pid=os.getpid())
+    for sock in snap.sockets:
+        record = sock.record
+        again = SocketRecord(**{name: getattr(record, name) for name in ROW_FIELDS})
+        assert (record, hash(record), repr(record)) == (again, hash(again), repr(again))
+        assert sock == Socket(again, tuple(Owner(o.pid, o.fd, o.name, o.uid, o.tid) for o in sock.owners),
+                              sock.peer_owners)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            record.inode = 1
+    with pytest.raises(TypeError, match="runs code in __init__"):
+        _maker(Snapshot)
