@@ -135,26 +135,30 @@ class InetAddress:
 
     @property
     def host(self) -> str:
-        """The address as text: dotted quad, or RFC 5952 IPv6 (IPv4-mapped kept as ::ffff:a.b.c.d)."""
-        if len(self.packed) == 4:
-            return socket.inet_ntop(socket.AF_INET, self.packed)
-        return socket.inet_ntop(socket.AF_INET6, self.packed)
+        return self.host_of(self.packed)
 
     @property
     def is_wildcard(self) -> bool:
         return not any(self.packed)
 
     @staticmethod
-    def text(packed: bytes, port: int, _ntop=socket.inet_ntop, _v4=socket.AF_INET, _v6=socket.AF_INET6) -> str:
+    def host_of(packed: bytes, _ntop=socket.inet_ntop, _v4=socket.AF_INET, _v6=socket.AF_INET6) -> str:
+        """The address as text: dotted quad, or RFC 5952 IPv6 (IPv4-mapped kept as ::ffff:a.b.c.d);
+        a value that is not 4 or 16 bytes (a plugin's mistake) as "invalid:" and its escaped repr."""
+        try:
+            return _ntop(_v4 if len(packed) == 4 else _v6, packed)
+        except (TypeError, ValueError):
+            return "invalid:" + escape_text(repr(packed))
+
+    @staticmethod
+    def text(packed: bytes, port: int) -> str:
         """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *)."""
-        if len(packed) == 4:
-            return "%s:%s" % (_ntop(_v4, packed), port or "*")
-        return "[%s]:%s" % (_ntop(_v6, packed), port or "*")
+        form = "%s:%s" if len(packed) == 4 else "[%s]:%s"
+        return form % (InetAddress.host_of(packed), port or "*")
 
     @staticmethod
     def fields_dict(packed: bytes, port: int) -> dict:
-        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
-        return {"address": socket.inet_ntop(family, packed), "port": port}
+        return {"address": InetAddress.host_of(packed), "port": port}
 
     def __str__(self) -> str:
         return self.text(self.packed, self.port)
@@ -540,8 +544,11 @@ class Collected:
                 if not isinstance(record, SocketRecord):
                     raise ValueError("answered %s, neither a SocketRecord nor a row" % type(record).__name__)
                 record = row_from_record(record)
+                if not is_row(record):
+                    raise ValueError("answered a SocketRecord with fields of wrong types: %s"
+                                     % escape_text(repr(record)[:200]))
             elif not is_row(record):
-                raise ValueError("answered a tuple that is not a row (%d items)" % len(record))
+                raise ValueError("answered a tuple that is not a row: %s" % escape_text(repr(record)[:200]))
             rows.append(record)
         return tuple(rows)
 
@@ -823,8 +830,13 @@ def record_from_row(row: tuple) -> SocketRecord:
 
 
 def is_row(value) -> bool:
-    """Whether `value` has a row's shape (a plugin's answer is checked before it is used)."""
-    return type(value) is tuple and len(value) == ROW_SIZE and isinstance(value[Row.KIND], SocketKind)
+    """Whether `value` has a row's shape, its kind, inode, type and state of their types (a
+    plugin's answer is checked before it is used; the writers rely on these four)."""
+    return (
+        type(value) is tuple and len(value) == ROW_SIZE and isinstance(value[Row.KIND], SocketKind)
+        and type(value[Row.INODE]) is int and isinstance(value[Row.TYPE], SockType)
+        and isinstance(value[Row.STATE], State)
+    )
 
 
 # An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them.

@@ -114,17 +114,84 @@ _CHUNK = 512  # sockets per piece of JSON text handed to the writer
 
 
 def _encoded_sockets(snap: Snapshot, separator: str) -> Iterator[str]:
-    """The sockets' JSON objects, `separator` after each but the last, joined in chunks: each
-    object is encoded by json's C encoder (an indented dump runs the pure-Python one, 5x slower)
-    and none waits for the others, so memory holds a chunk, not the whole document."""
-    import json  # only here: the table, the common case, needs none of it
-
-    encode = json.JSONEncoder(check_circular=False).encode
-    owner_dicts: Dict[tuple, dict] = {}
+    """The sockets' JSON objects, `separator` after each but the last, joined in chunks, so memory
+    holds a chunk of text, not the whole document (see `_SocketJson` for how each is written)."""
     found = entries(snap.sockets)
+    write = _SocketJson().text
     for at in range(0, len(found), _CHUNK):
-        chunk = separator.join([encode(entry_dict(entry, owner_dicts)) for entry in found[at:at + _CHUNK]])
+        chunk = separator.join([write(entry) for entry in found[at:at + _CHUNK]])
         yield chunk if at + _CHUNK >= len(found) else chunk + separator
+
+
+class _SocketJson:
+    """Writes `entry_dict(entry)` as JSON text, the same text `json.dumps` writes, about 4x faster:
+    what repeats (a kind's names, each owner, each unix name) is encoded once, inet and unix
+    endpoints and the numbers are formatted in place, and anything else (details, other families'
+    endpoints, a plugin's values of other types) goes through json's own encoder, as does the
+    whole socket if any value is not what a row holds."""
+
+    _FORMAT = (
+        '{"inode": %s, %s, "protocol": %s, "state": %s, "local": %s, "remote": %s, "peer_inode": %s, '
+        '"recv_q": %s, "send_q": %s, "uid": %s, "netns": %s, "interface": %s, "cookie": %s, "extended": %s, '
+        '"backend": %s, "owners": [%s], "peer_owners": [%s]}'
+    )
+
+    def __init__(self) -> None:
+        import json  # only here: the table, the common case, needs none of it
+        from json.encoder import encode_basestring_ascii
+
+        self.encode = json.JSONEncoder(check_circular=False).encode
+        self.string = encode_basestring_ascii
+        self.heads: Dict[tuple, str] = {}  # (kind, type) → '"kind": ..., "type": ...'
+        self.names: Dict[tuple, str] = {}  # a value whose JSON text is cached: states, backends, owners
+
+    def text(self, entry: Entry) -> str:
+        try:
+            return self._formatted(entry)
+        except (TypeError, ValueError, AttributeError):
+            return self.encode(entry_dict(entry))
+
+    def _number(self, value) -> str:
+        if type(value) is int:
+            return str(value)
+        return "null" if value is None else self.encode(value)
+
+    def _cached(self, key, make) -> str:
+        text = self.names.get(key)
+        if text is None:
+            text = self.names[key] = make()
+        return text
+
+    def _endpoint(self, family: Family, value) -> str:
+        if type(value) is tuple:
+            if family is Family.INET or family is Family.INET6:
+                packed, port = value
+                if type(port) is int and type(packed) is bytes and len(packed) in (4, 16):
+                    address = self._cached(packed, lambda: InetAddress.fields_dict(packed, port)["address"])
+                    return '{"address": "%s", "port": %d}' % (address, port)
+            elif family is Family.UNIX and type(value[0]) is bytes:
+                return self._cached(("unix",) + value, lambda: self.encode(endpoint_dict(family, value)))
+        return "null" if value is None else self.encode(endpoint_dict(family, value))
+
+    def _formatted(self, entry: Entry) -> str:
+        (kind, inode, sock_type, protocol, state, local, remote, rx_queue, tx_queue, uid, backend, peer, netns,
+         interface, cookie, extended), owners, peer_owners = entry
+        head = self.heads.get((kind, sock_type))
+        if head is None:
+            string = self.string
+            head = self.heads[kind, sock_type] = '"kind": %s, "netid": %s, "family": %s, "type": %s' % (
+                string(kind.name), string(netid(kind, sock_type)), string(kind.family.name), string(sock_type.name)
+            )
+        family, number, cached = kind.family, self._number, self._cached
+        return self._FORMAT % (
+            number(inode), head, number(protocol), cached(state, lambda: self.string(state.name)),
+            self._endpoint(family, local), self._endpoint(family, remote), number(peer), number(rx_queue),
+            number(tx_queue), number(uid), number(netns), number(interface), number(cookie),
+            "null" if extended is None else self.encode(extended.as_dict()),
+            cached(("backend", backend), lambda: self.string(backend)),
+            ", ".join([cached(o, lambda o=o: self.encode(owner_row_dict(o))) for o in owners]),
+            ", ".join([cached(o, lambda o=o: self.encode(owner_row_dict(o))) for o in peer_owners]),
+        )
 
 
 def json_document(snap: Snapshot) -> Iterator[str]:

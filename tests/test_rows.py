@@ -133,6 +133,10 @@ def test_a_malformed_row_is_a_broken_answer_not_a_crash(zoo):
     snap = Resolver(registry, Source.live()).snapshot(Query(kinds=frozenset({"tcp"}), pid=frozenset({os.getpid()})))
     fallbacks = [note.text for note in snap.notes if note.code == "fallback"]
     assert fallbacks and "malformed" in fallbacks[0] and "not a row" in fallbacks[0]
+    assert procsock.model.is_row(snap.sockets.entries[0][0])
+    for wrong in (Row.INODE, Row.TYPE, Row.STATE):
+        bad = snap.sockets.entries[0][0][:wrong] + ("10",) + snap.sockets.entries[0][0][wrong + 1:]
+        assert not procsock.model.is_row(bad)
     assert snap.answered_by["tcp"] != "malformed"
     assert {w.inode for w in zoo.expected if w.kind == "tcp"} <= {s.record.inode for s in snap.sockets}
 
@@ -151,3 +155,21 @@ def test_objects_built_from_rows_are_those_init_builds(zoo):
             record.inode = 1
     with pytest.raises(TypeError, match="runs code in __init__"):
         _maker(Snapshot)
+
+
+def test_json_of_odd_values_is_what_json_writes(zoo):
+    """Values a row does not usually hold (a plugin's) are written as json.dumps writes them."""
+    from procsock.model import Snapshot, Sockets, UnixAddress
+
+    base = row_from_record(procsock.snapshot(pid=os.getpid()).sockets[0].record)
+    odd = [
+        base[:Row.RX_QUEUE] + (1.5, True) + base[Row.UID:],  # numbers of other types
+        base[:Row.LOCAL] + (UnixAddress(b"\x00odd\n"), None) + base[Row.RX_QUEUE:],  # an endpoint object
+        base[:Row.LOCAL] + ((b"\x7f\x00\x00\x01", "80"), (b"short", 1)) + base[Row.RX_QUEUE:],  # bad compact forms
+        base[:Row.BACKEND] + ("b\u00e4ck\x1b",) + base[Row.PEER_INODE:],
+    ]
+    owner = (1, 2, "n\u00e4me\x07", 0, None)
+    snap = Snapshot(sockets=Sockets([(row, (owner,), (owner,)) for row in odd]), answered_by={})
+    want = [json.dumps(render.entry_dict(entry)) for entry in snap.sockets.entries]
+    assert "".join(render.json_lines(snap)).splitlines() == want
+    assert render.table_rows(snap.sockets)  # and people's table of them
