@@ -138,6 +138,7 @@ def test_a_child_of_the_caller_that_exits_meanwhile_is_not_reaped(held):
     mine = os.fork()
     if mine == 0:
         os._exit(7)
+    os.waitid(os.P_PID, mine, os.WEXITED | os.WNOWAIT)  # exited (its copies of our fds closed), not reaped
     try:
         same_as_here(scan_all_in_background("/proc")(), zoo, holder)
     finally:
