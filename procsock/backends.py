@@ -129,6 +129,7 @@ class Registry:
         self.plugins: Tuple[Plugin, ...] = ()
         self.backends: Tuple[Backend, ...] = ()
         self.failures: Tuple[PluginFailure, ...] = ()
+        self.disabled: Tuple[str, ...] = ()  # installed plugins left unloaded (their kinds are unknown)
 
     @classmethod
     def from_entry_points(cls, disabled: Iterable[str] = ()) -> "Registry":
@@ -147,6 +148,7 @@ class Registry:
                 "disable_plugin", "no plugin named %s to disable (installed: %s)" % (", ".join(unknown), installed)
             )
         blocked = set(disabled) | set(disabled_from_env())
+        registry.disabled = tuple(sorted({ep.name for ep in found} & blocked))
         for ep in found:
             if ep.name in blocked:
                 continue
