@@ -65,7 +65,6 @@ class Comparison:
         return not (self.unexplained_only or self.unexplained)
 
 
-
 @attrs.frozen
 class Comparisons:
     """What ``compare_backends`` found: one Comparison per pair of backends compared (the two
@@ -133,6 +132,7 @@ class Comparisons:
     @property
     def agree(self) -> bool:
         return all(pair.agree for pair in self.pairs)
+
 
 # Why two backends report one field of one socket differently: (field, a's record, b's record) → reason or None.
 Explain = Callable[[str, SocketRecord, SocketRecord], Optional[str]]
@@ -242,11 +242,13 @@ def _pairs(resolver: Resolver, kinds: Sequence[SocketKind], first: Optional[Back
         if fixed is not None and kind not in fixed.info.kinds:
             continue
         serving = [b for b in whole if kind in b.info.kinds]
-        chosen = (fixed, *serving[:1]) if fixed is not None else tuple(serving[:2])
-        if len(chosen) == 2:
-            pairs.setdefault(chosen if first is not None or fixed is None else chosen[::-1], []).append(kind)
-        else:
-            sole = chosen[0] if chosen else next(b for b in resolver.usable_backends() if kind in b.info.kinds)
+        if fixed is None and len(serving) > 1:
+            pairs.setdefault((serving[0], serving[1]), []).append(kind)
+        elif fixed is not None and serving:
+            pairs.setdefault((fixed, serving[0]) if first is not None else (serving[0], fixed), []).append(kind)
+        else:  # alone: the named one, the one reading whole tables, or else a lookup-only one
+            usable = [b for b in resolver.usable_backends() if kind in b.info.kinds]
+            sole = fixed or next(iter(serving), None) or usable[0]
             alone.setdefault(sole, []).append(kind)
     return pairs, [_no_partner(resolver, backend, kinds_alone) for backend, kinds_alone in alone.items()]
 
