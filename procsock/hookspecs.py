@@ -22,9 +22,10 @@ def procsock_backend_info() -> BackendInfo:
     it serves (``SocketKind`` values; a plugin may define new ones), whether it is
     ``lookup_only``, and what its source ``leaves_out``: ``(kind name, what)`` pairs, e.g.
     ``("tcp", "TCP sockets in state CLOSE: ... (in no /proc/net table)")``. When this backend
-    answered a kind and a held socket of that kind went unreported, the unresolved reason and
-    ``SocketNotFound`` say "<name> does not list <what>" instead of guessing it closed; declare only
-    what is true of every such socket (test each with a real one).
+    answered a kind and a held socket of that kind went unreported (and no backend said what it is
+    from its fd, ``Collected.deferred``), the unresolved reason and ``SocketNotFound`` say "<name>
+    does not list <what>" instead of only guessing it closed; declare only what is true of every
+    such socket (test each with a real one).
 
     Called once, when plugins are loaded (at the first snapshot, not at ``import procsock``). Must
     be cheap and must not touch the system. An exception here, a value that is not a

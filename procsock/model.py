@@ -472,9 +472,10 @@ class BackendInfo:
 
     `leaves_out` says, as data, which sockets its source does not list: (kind name, what) pairs,
     `what` one line naming them, e.g. ("tcp", "TCP sockets neither listening nor connected (in no
-    /proc/net table)"). When this backend answered a kind and a held socket of it went unreported,
-    the unresolved reason (and SocketNotFound) says "<name> does not list <what>" rather than
-    guessing the socket closed. A malformed declaration makes the plugin broken, with the reason.
+    /proc/net table)"). When this backend answered a kind and a held socket of it went unreported
+    (and no backend deferred it saying what it is), the unresolved reason (and SocketNotFound) says
+    "<name> does not list <what>" rather than only guessing the socket closed. A malformed
+    declaration makes the plugin broken, with the reason.
     """
 
     name: str

@@ -32,8 +32,8 @@ from procsock_plugins.netlink import codec, transport
 NAME = transport.NAME
 KINDS = INET_KINDS + (UNIX,)
 # What no inet_diag dump holds (each checked with a real socket in tests/test_leaves_out.py).
-_TCP_UNLISTED = "TCP sockets in state CLOSE and not bound (unbound, or after a failed connect); before Linux 6.5 " \
-    "bound-only ones too"
+_TCP_UNLISTED = "TCP sockets in state CLOSE that are unbound, or after a failed connect or both FINs (in no table; " \
+    "before Linux 6.5 bound-only ones too)"
 _UNBOUND_UDP = "unbound %s sockets (in no table until bound or connected)"
 LEAVES_OUT = (
     ("tcp", _TCP_UNLISTED),

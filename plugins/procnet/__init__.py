@@ -26,7 +26,8 @@ from procsock_plugins.procnet import parse
 
 NAME = "procnet"
 # What the kernel puts in no /proc/net table (each checked with a real socket in tests/test_leaves_out.py).
-_CLOSED_TCP = "TCP sockets in state CLOSE: bound-only, unbound or after a failed connect (in no /proc/net table)"
+_CLOSED_TCP = "TCP sockets in state CLOSE: bound-only, unbound, or after a failed connect or both FINs (in no " \
+    "/proc/net table)"
 _UNBOUND_UDP = "unbound %s sockets (in no table until bound or connected)"
 LEAVES_OUT = (
     ("tcp", _CLOSED_TCP),

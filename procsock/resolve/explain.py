@@ -238,13 +238,13 @@ class Explainer:
             return "its network namespace %s could not be fully read (%s)" % (read_as, failed[0])
         if protocol is not None and protocol not in self.kinds_by_name:
             return "no backend serves %s sockets" % protocol
+        if deferred is not None:  # read from its fd: what it is, whichever backend answered the table
+            return deferred
         if namespace is not None:  # (else which namespace's answer left it out is unknown)
             where = Netns(namespace, None if namespace == self.own.inode else owner.pid)
             left_out = self._left_out(kind, where, read)
             if left_out is not None:
-                return "%s: %s" % (left_out, deferred or "likely one of those, or it closed during the snapshot")
-        if deferred is not None:
-            return deferred
+                return "%s: likely one of those, or it closed during the snapshot" % left_out
         if namespace is None and self.own.inode is not None:
             return "its network namespace is not readable here (needs ptrace rights over pid %d)" % owner.pid
         return (

@@ -104,7 +104,7 @@ def assert_backends_agree(
     proc_root: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Comparisons:
-    """Read the same kinds through backends `a` and `b` (default: the two best here) and raise
+    """Read the same kinds through backends `a` and `b` (default: per kind, the two best here) and raise
     AssertionError listing the sockets only one saw and the unexplained field differences, or
     saying why nothing could be compared (a check that compares nothing does not pass).
 
