@@ -13,7 +13,7 @@ __version__ = "0.2.0"
 _HOMES = {
     "procsock.api": ("describe_fd", "describe_inode", "make_query", "snapshot"),
     "procsock.backends": ("Registry",),
-    "procsock.compare": ("Comparison", "compare_backends"),
+    "procsock.compare": ("Comparison", "Comparisons", "compare_backends"),
     "procsock.errors": (
         "AccessDenied", "BackendUnavailable", "BadArgument", "InputError", "NoSuchProcess", "NotApplicable",
         "NotASocket", "ParseError", "ProcsockError", "SocketNotFound",

@@ -65,18 +65,20 @@ def _values(argument: str, value: Any, types: tuple, what: str) -> Optional[tupl
     return values
 
 
-def _bad(argument: str, value: Any, accepted: Iterable) -> BadArgument:
-    return BadArgument(argument, "bad %s %r (accepted: %s)" % (argument, value, ", ".join(map(str, accepted))))
+def _bad(argument: str, value: Any, accepted: Iterable, hint: str = "") -> BadArgument:
+    return BadArgument(argument, "bad %s %r (accepted: %s)%s" % (argument, value, ", ".join(map(str, accepted)), hint))
 
 
-def _named(argument: str, value: Any, known: Sequence[str], what: str, fold=str) -> Optional[FrozenSet[str]]:
-    """Names (as `fold` makes them) checked against the `known` ones: a kind, a protocol."""
+def _named(argument: str, value: Any, known: Sequence[str], what: str, fold=str,
+           hint: str = "") -> Optional[FrozenSet[str]]:
+    """Names (as `fold` makes them) checked against the `known` ones: a kind, a protocol; `hint`
+    ends the error (where else an unknown name may come from)."""
     names = _values(argument, value, (str,), what)
     if names is None:
         return None
     for name in names:
         if fold(name) not in known:
-            raise _bad(argument, name, known)
+            raise _bad(argument, name, known, hint)
     return frozenset(fold(name) for name in names)
 
 
@@ -152,10 +154,13 @@ def make_query(
     """
     kinds = protocols = None
     if kind is not None or protocol is not None:
-        known = registry_or_default(registry).kinds()
-        kinds = _named("kind", kind, [k.name for k in known], "a kind name")
+        registry = registry_or_default(registry)
+        known = registry.kinds()
+        # A disabled plugin is never imported, so its kinds are unknown: name it as a maybe.
+        hint = "; maybe served by a disabled plugin: %s" % ", ".join(registry.disabled) if registry.disabled else ""
+        kinds = _named("kind", kind, [k.name for k in known], "a kind name", hint=hint)
         protocol_names = list(dict.fromkeys(k.protocol for k in known))
-        protocols = _named("protocol", protocol, protocol_names, "a protocol name", str.lower)  # "TCP" too
+        protocols = _named("protocol", protocol, protocol_names, "a protocol name", str.lower, hint)  # "TCP" too
     return Query(
         kinds=kinds,
         families=_families(family),

@@ -129,6 +129,7 @@ class Registry:
         self.plugins: Tuple[Plugin, ...] = ()
         self.backends: Tuple[Backend, ...] = ()
         self.failures: Tuple[PluginFailure, ...] = ()
+        self.disabled: Tuple[str, ...] = ()  # installed plugins left unloaded (their kinds are unknown)
 
     @classmethod
     def from_entry_points(cls, disabled: Iterable[str] = ()) -> "Registry":
@@ -147,6 +148,7 @@ class Registry:
                 "disable_plugin", "no plugin named %s to disable (installed: %s)" % (", ".join(unknown), installed)
             )
         blocked = set(disabled) | set(disabled_from_env())
+        registry.disabled = tuple(sorted({ep.name for ep in found} & blocked))
         for ep in found:
             if ep.name in blocked:
                 continue
@@ -204,10 +206,23 @@ class Registry:
             if not isinstance(info, BackendInfo):
                 failures.append(PluginFailure(name, dist, "procsock_backend_info returned %r" % (info,)))
                 continue
+            problem = _leaves_out_problem(info)
+            if problem is not None:
+                failures.append(PluginFailure(name, dist, problem))
+                continue
             plugins.append(Plugin(name, dist, version, implements))
             backends.append(Backend(info, name, dist, version, hooks))
-        self.plugins = tuple(plugins)
-        self.backends = tuple(sorted(backends, key=lambda b: -b.info.priority))
+        backends.sort(key=lambda b: -b.info.priority)
+        kept: List[Backend] = []
+        for backend in backends:
+            clash = _kind_clash(backend, kept)
+            if clash is None:
+                kept.append(backend)
+            else:
+                failures.append(PluginFailure(backend.plugin_name, backend.distribution, clash))
+        dropped = {b.plugin_name for b in backends} - {b.plugin_name for b in kept}
+        self.plugins = tuple(p for p in plugins if p.name not in dropped)
+        self.backends = tuple(kept)
         self.failures = tuple(failures)
 
     def by_name(self) -> Dict[str, Backend]:
@@ -228,6 +243,46 @@ class Registry:
     def kinds(self) -> Tuple[SocketKind, ...]:
         """Every kind some backend serves, in the order backends list them."""
         return kinds_of(self.backends)
+
+
+LEAVES_OUT_LIMIT = 200  # characters of one `leaves_out` text: it becomes part of a one-line reason
+
+
+def _leaves_out_problem(info: BackendInfo) -> Optional[str]:
+    """Why a backend's `leaves_out` declaration is malformed, or None: (kind name, what) pairs of
+    strings, each kind one it serves, each text one printable line."""
+    declared = info.leaves_out
+    if not isinstance(declared, tuple):
+        return "leaves_out is a %s, not a tuple of (kind name, what) pairs" % type(declared).__name__
+    served = {getattr(kind, "name", None) for kind in info.kinds}
+    for entry in declared:
+        if not (isinstance(entry, tuple) and len(entry) == 2 and all(isinstance(part, str) for part in entry)):
+            return "leaves_out holds %s, not a (kind name, what) pair of strings" % type(entry).__name__
+        kind, what = entry
+        if kind not in served:
+            return "leaves_out names kind %r, which it does not serve" % kind[:40]
+        if not what.strip() or len(what) > LEAVES_OUT_LIMIT or not what.isprintable():
+            return "leaves_out of %s: say what in one printable line of 1 to %d characters" % (kind, LEAVES_OUT_LIMIT)
+    return None
+
+
+def _kind_clash(backend: Backend, before: Sequence[Backend]) -> Optional[str]:
+    """Why `backend` cannot serve its kinds next to the backends `before` it: one of its kinds has
+    the name of another's kind of a different family or protocol (a kind name means one pair)."""
+    for kind in backend.info.kinds:
+        for other in before:
+            for theirs in other.info.kinds:
+                if theirs.name == kind.name and theirs != kind:
+                    return "its kind %s (%s/%s) clashes with kind %s (%s/%s) of backend %s: a kind name means " \
+                        "one family and protocol" % (
+                            kind.name, _family(kind), kind.protocol, theirs.name, _family(theirs), theirs.protocol,
+                            other.name,
+                        )
+    return None
+
+
+def _family(kind: SocketKind) -> str:
+    return kind.family.name.lower() if hasattr(kind.family, "name") else str(kind.family)
 
 
 def kinds_of(backends: Iterable[Backend]) -> Tuple[SocketKind, ...]:

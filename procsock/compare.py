@@ -38,7 +38,7 @@ class FieldDiff:
 
 @attrs.frozen
 class Comparison:
-    """The result of comparing backend `a` with backend `b` over `kinds`."""
+    """The result of comparing backend `a` with backend `b` over `kinds`: one pair of ``Comparisons``."""
 
     a: str
     b: str
@@ -64,6 +64,75 @@ class Comparison:
     def agree(self) -> bool:
         """True when every socket only one backend saw and every field difference has a known cause."""
         return not (self.unexplained_only or self.unexplained)
+
+
+@attrs.frozen
+class Comparisons:
+    """What ``compare_backends`` found: one Comparison per pair of backends compared (the two
+    named, or per kind the best two here), in the order of their first kind, and why the kinds
+    no pair compared were not compared (`unpaired`: one backend alone reads them here, or a
+    pair saw no socket of them).
+
+    It reads like one Comparison: `kinds`, `only_a`, `only_b`, `differences`, `explained_only`,
+    `unexplained`, `unexplained_only` and `compared` gather every pair's, `not_compared` adds
+    the unpaired reasons, and `a`/`b` name the backends of the one pair (None when there are
+    several: each record's ``backend`` and each pair's names tell them apart). `agree` is true
+    when every pair agrees; there is always at least one pair (else NothingCompared).
+    """
+
+    pairs: Tuple[Comparison, ...]
+    unpaired: Tuple[str, ...] = ()
+
+    def _gathered(self, field: str) -> tuple:
+        return tuple(item for pair in self.pairs for item in getattr(pair, field))
+
+    @property
+    def a(self) -> Optional[str]:
+        return self.pairs[0].a if len(self.pairs) == 1 else None
+
+    @property
+    def b(self) -> Optional[str]:
+        return self.pairs[0].b if len(self.pairs) == 1 else None
+
+    @property
+    def kinds(self) -> Tuple[str, ...]:
+        return self._gathered("kinds")
+
+    @property
+    def only_a(self) -> Tuple[SocketRecord, ...]:
+        return self._gathered("only_a")
+
+    @property
+    def only_b(self) -> Tuple[SocketRecord, ...]:
+        return self._gathered("only_b")
+
+    @property
+    def differences(self) -> Tuple[FieldDiff, ...]:
+        return self._gathered("differences")
+
+    @property
+    def explained_only(self) -> Tuple[Tuple[SocketRecord, str], ...]:
+        return self._gathered("explained_only")
+
+    @property
+    def unexplained(self) -> Tuple[FieldDiff, ...]:
+        return self._gathered("unexplained")
+
+    @property
+    def unexplained_only(self) -> Tuple[SocketRecord, ...]:
+        return self._gathered("unexplained_only")
+
+    @property
+    def not_compared(self) -> Tuple[str, ...]:
+        return self._gathered("not_compared") + self.unpaired
+
+    @property
+    def compared(self) -> int:
+        return sum(pair.compared for pair in self.pairs)
+
+    @property
+    def agree(self) -> bool:
+        return all(pair.agree for pair in self.pairs)
 
 
 # Why two backends report one field of one socket differently: (field, a's record, b's record) → reason or None.
@@ -135,18 +204,12 @@ def _named(resolver: Resolver, name: str) -> Backend:
     return backend
 
 
-def _default(resolver: Resolver, kinds: Sequence[SocketKind], other: Optional[Backend]) -> Backend:
-    """The best usable backend that reads whole tables of a wanted kind (one `other` serves too)."""
-    wanted = [k for k in kinds if other is None or k in other.info.kinds]
-    for backend in resolver.usable_backends():
-        if backend is not other and not backend.info.lookup_only and set(wanted) & set(backend.info.kinds):
-            return backend
-    if other is None:
-        raise NothingCompared("no backend here reads the kinds asked for")
+def _no_partner(resolver: Resolver, alone: Backend, kinds: Sequence[SocketKind]) -> str:
+    """Why no other backend here can be compared with `alone` on `kinds` (one line)."""
     usable = set(resolver.usable_backends())
     why = []
     for backend in resolver.registry.backends:
-        if backend.name == other.name:
+        if backend.name == alone.name:
             continue
         if backend not in usable:
             why.append("%s: %s" % (backend.name, backend.unavailable(resolver.source)))
@@ -154,10 +217,41 @@ def _default(resolver: Resolver, kinds: Sequence[SocketKind], other: Optional[Ba
             why.append("%s: answers lookups only, name it to compare it on a pid" % backend.name)
         else:
             why.append("%s: serves none of these kinds" % backend.name)
-    raise NothingCompared(
-        "no backend here to compare %s with on %s (%s)"
-        % (other.name, ",".join(k.name for k in wanted) or "no kind", "; ".join(why) or "no other backend")
+    return "no backend here to compare %s with on %s (%s)" % (
+        alone.name, ",".join(k.name for k in kinds) or "no kind", "; ".join(why) or "no other backend"
     )
+
+
+Pairs = Dict[Tuple[Backend, Backend], List[SocketKind]]
+
+
+def _pairs(resolver: Resolver, kinds: Sequence[SocketKind], first: Optional[Backend],
+           second: Optional[Backend]) -> Tuple[Pairs, List[str]]:
+    """Which two backends compare each kind: the two named; else, per kind, the named one (if
+    any) and the best usable backend reading whole tables of it. Returns the pairs with their
+    kinds, and why the kinds no pair serves are not compared."""
+    if first is not None and second is not None:
+        common = [k for k in kinds if k in first.info.kinds and k in second.info.kinds]
+        if not common:
+            raise NothingCompared("%s and %s serve no common kind here (for this query)" % (first.name, second.name))
+        return {(first, second): common}, []
+    fixed = first or second
+    whole = [b for b in resolver.usable_backends() if not b.info.lookup_only and b is not fixed]
+    pairs: Pairs = {}
+    alone: Dict[Backend, List[SocketKind]] = {}
+    for kind in kinds:
+        if fixed is not None and kind not in fixed.info.kinds:
+            continue
+        serving = [b for b in whole if kind in b.info.kinds]
+        if fixed is None and len(serving) > 1:
+            pairs.setdefault((serving[0], serving[1]), []).append(kind)
+        elif fixed is not None and serving:
+            pairs.setdefault((fixed, serving[0]) if first is not None else (serving[0], fixed), []).append(kind)
+        else:  # alone: the named one, the one reading whole tables, or else a lookup-only one
+            usable = [b for b in resolver.usable_backends() if kind in b.info.kinds]
+            sole = fixed or next(iter(serving), None) or usable[0]
+            alone.setdefault(sole, []).append(kind)
+    return pairs, [_no_partner(resolver, backend, kinds_alone) for backend, kinds_alone in alone.items()]
 
 
 @scope()  # one operation: the backends' per-namespace resources serve every kind, then close
@@ -167,38 +261,50 @@ def compare_backends(
     a: Optional[str] = None,
     b: Optional[str] = None,
     query: Query = Query(),
-) -> Comparison:
-    """Compare backends `a` and `b` (default: the best usable ones that read whole tables of a
-    kind both serve).
+) -> "Comparisons":
+    """Compare backends `a` and `b`: one Comparison of the two named; else, for each kind asked
+    for, the named one (if any) and the best other usable backend reading whole tables of it, or
+    the best two, so that kinds served by different backends (a plugin's own) give several pairs.
 
-    For each kind both serve, the two are read back to back so they see nearly the same moment.
+    For each kind of a pair, the two are read back to back so they see nearly the same moment.
     With ``query.pid`` only the sockets those processes hold are compared, asked for by inode
     with their holders in each one's network namespace as the resolver asks (so lookup-only
     backends such as pidfd can be compared, and a busy host's churn elsewhere cannot make the
-    two disagree). A comparison that would compare nothing (no second backend, no common kind,
-    no socket either saw) raises NothingCompared: a check that cannot fail is no check.
+    two disagree). A kind no pair could compare is listed in ``not_compared`` with the reason
+    (one backend alone serves it, one side failed, neither saw a socket of it). A comparison
+    that compares nothing at all raises NothingCompared: a check that cannot fail is no check.
     """
     resolver = Resolver(registry, source)
-    kinds = resolver.kinds(query)
     first = _named(resolver, a) if a is not None else None
     second = _named(resolver, b) if b is not None else None
-    first = first or _default(resolver, kinds, second)
-    second = second or _default(resolver, kinds, first)
-    if first.name == second.name:
+    if first is not None and second is not None and first.name == second.name:
         raise BadArgument("backends", "compare needs two different backends, not %s twice" % first.name)
-    for backend in (first, second):
+    pairs, unpaired = _pairs(resolver, resolver.kinds(query), first, second)
+    for backend in dict.fromkeys(backend for pair in pairs for backend in pair):
         check_backend(registry, backend.name, query)
-    kinds = [k for k in kinds if k in first.info.kinds and k in second.info.kinds]
-    if not kinds:
-        raise NothingCompared("%s and %s serve no common kind here (for this query)" % (first.name, second.name))
     plans: List[Tuple[Netns, Optional[frozenset]]] = [(Netns(), None)]
     owners = {}
-    if query.pid is not None:
+    if pairs and query.pid is not None:
         if source.proc_root is None:
             raise BadArgument("pid", "pid needs a /proc tree to find its sockets (not only a saved diag file)")
         scan = scan_fds(source.proc_root, sorted(query.pid), captured=not source.kernel, threads=source.kernel)
         owners = scan.owners
         plans = resolver.namespace_plans(scan, frozenset(owners))
+    compared, failed = [], []
+    for (first, second), kinds in pairs.items():
+        try:
+            compared.append(_compare_pair(source, query, first, second, kinds, plans, owners))
+        except NothingCompared as exc:  # this pair compared nothing: said, and the others still count
+            failed.append(str(exc))
+    if not compared:
+        raise NothingCompared("; ".join(failed + unpaired) or "no backend here reads the kinds asked for")
+    return Comparisons(tuple(compared), tuple(failed + unpaired))
+
+
+def _compare_pair(source: Source, query: Query, first: Backend, second: Backend, kinds: Sequence[SocketKind],
+                  plans: List[Tuple[Netns, Optional[frozenset]]], owners) -> Comparison:
+    """`first` and `second` read back to back on each of `kinds` in each namespace of `plans`;
+    NothingCompared when neither could read a kind, or neither saw a socket."""
     only_a: List[SocketRecord] = []
     only_b: List[SocketRecord] = []
     diffs: List[FieldDiff] = []

@@ -19,13 +19,20 @@ hookimpl = pluggy.HookimplMarker("procsock")
 @hookspec(firstresult=True)
 def procsock_backend_info() -> BackendInfo:
     """Return a ``BackendInfo`` describing this backend: its name, priority and the socket kinds
-    it serves (``SocketKind`` values; a plugin may define new ones), and whether it is
-    ``lookup_only``.
+    it serves (``SocketKind`` values; a plugin may define new ones), whether it is
+    ``lookup_only``, and what its source ``leaves_out``: ``(kind name, what)`` pairs, e.g.
+    ``("tcp", "TCP sockets in state CLOSE: ... (in no /proc/net table)")``. When this backend
+    answered a kind and a held socket of that kind went unreported (and no backend said what it is
+    from its fd, ``Collected.deferred``), the unresolved reason and ``SocketNotFound`` say "<name>
+    does not list <what>" instead of only guessing it closed; declare only what is true of every
+    such socket (test each with a real one).
 
     Called once, when plugins are loaded (at the first snapshot, not at ``import procsock``). Must
-    be cheap and must not touch the system. An exception here, or a value that is not a
-    BackendInfo, marks the plugin as broken: ``--list-backends`` shows it with the reason, and it
-    is never used.
+    be cheap and must not touch the system. An exception here, a value that is not a
+    BackendInfo, a malformed ``leaves_out`` (not pairs of strings, a kind it does not serve, a text
+    that is not one printable line of at most 200 characters) or a kind whose name another backend
+    of higher priority (or loaded first) gives to a different family or protocol marks the plugin
+    as broken: ``--list-backends`` shows it with the reason, and it is never used.
     """
 
 

@@ -511,6 +511,13 @@ class BackendInfo:
     `priority` orders backends serving the same kind (higher is tried first). The built-ins use
     150 (pidfd), 100 (netlink sock_diag) and 50 (/proc/net text). A `lookup_only` backend answers
     only for given inodes (describe_fd, snapshot(pid=...)), never whole tables.
+
+    `leaves_out` says, as data, which sockets its source does not list: (kind name, what) pairs,
+    `what` one line naming them, e.g. ("tcp", "TCP sockets neither listening nor connected (in no
+    /proc/net table)"). When this backend answered a kind and a held socket of it went unreported
+    (and no backend deferred it saying what it is), the unresolved reason (and SocketNotFound) says
+    "<name> does not list <what>" rather than only guessing the socket closed. A malformed
+    declaration makes the plugin broken, with the reason.
     """
 
     name: str
@@ -518,6 +525,7 @@ class BackendInfo:
     kinds: Tuple[SocketKind, ...]
     description: str = ""
     lookup_only: bool = False
+    leaves_out: Tuple[Tuple[str, str], ...] = ()
 
 
 @attrs.frozen

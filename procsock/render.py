@@ -8,10 +8,10 @@ JSON keeps exact text (and exact bytes as hex beside the escaped names).
 import collections
 import enum
 import os
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 if TYPE_CHECKING:  # imported by `procsock compare` only
-    from procsock.compare import Comparison, FieldDiff
+    from procsock.compare import Comparison, Comparisons, FieldDiff
 from procsock.model import (
     Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord, Sockets,
     UnixAddress, endpoint_dict, endpoint_text, netid, row_from_record,
@@ -371,7 +371,7 @@ def _diff_dict(diff: "FieldDiff") -> dict:
     }
 
 
-def comparison_to_dict(result: "Comparison") -> dict:
+def _comparison_dict(result: Union["Comparison", "Comparisons"]) -> dict:
     return {
         "a": result.a,
         "b": result.b,
@@ -386,7 +386,25 @@ def comparison_to_dict(result: "Comparison") -> dict:
     }
 
 
-def comparison_lines(result: "Comparison") -> Iterator[str]:
+def comparison_to_dict(result: "Comparisons") -> dict:
+    """Every pair gathered (`a`/`b` null when several pairs), and each pair alone in `pairs`."""
+    return dict(_comparison_dict(result), pairs=[_comparison_dict(pair) for pair in result.pairs])
+
+
+def comparison_lines(result: "Comparisons") -> Iterator[str]:
+    """Why kinds were not compared, then each pair's readable diff ending with its verdict line,
+    and one overall verdict when there are several pairs."""
+    for reason in result.unpaired:
+        yield "not compared: " + escape_text(reason)
+    for pair in result.pairs:
+        yield from _pair_lines(pair)
+    if len(result.pairs) > 1:
+        yield "%d pairs compared: %s (%d sockets compared)" % (
+            len(result.pairs), "agree" if result.agree else "DISAGREE", result.compared
+        )
+
+
+def _pair_lines(result: "Comparison") -> Iterator[str]:
     """A readable diff: sockets only one backend saw, then fields that differ (explained or not)."""
     a, b = escape_text(result.a), escape_text(result.b)
     known = dict(result.explained_only)

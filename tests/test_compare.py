@@ -1,5 +1,6 @@
 """Backend diff and raw dumps, with the real procnet backend against stub backends."""
 
+import json
 import os
 import socket
 import subprocess
@@ -263,3 +264,68 @@ def test_a_plugins_explanation_reaches_the_terminal_escaped(zoo):
     result = compare_backends(with_procnet(explains), Source.live(), query=Query(kinds=frozenset({"tcp"})))
     lines = [line for line in comparison_lines(result) if "(expected: known" in line]
     assert lines and not any(ch in line for line in lines for ch in "\x1b\n")
+
+
+OWN = procsock.SocketKind("own", procsock.Family.INET, "own")
+
+
+def test_a_plugin_of_its_own_kind_at_high_priority_leaves_the_other_kinds_their_best_pair(zoo):
+    own = StubBackend("own", 160, [OWN])  # the issue's workaround: a plugin ranked above every built-in
+    mirror = StubBackend("mirror", 60, [TCP, UNIX], procnet_records(TCP) + procnet_records(UNIX))
+    result = compare_backends(with_procnet(own, mirror), Source.live(), query=Query(kinds=frozenset({"own", "tcp"})))
+    assert [(p.a, p.b, p.kinds) for p in result.pairs] == [("mirror", "procnet", ("tcp",))]
+    assert (result.a, result.b, result.kinds) == ("mirror", "procnet", ("tcp",))  # one pair reads as before
+    (reason,) = result.unpaired
+    assert reason.startswith("no backend here to compare own with on own (") and "mirror: serves none" in reason
+    assert result.not_compared == (reason,)
+    with pytest.raises(NothingCompared, match="no backend here to compare own with on own"):
+        compare_backends(with_procnet(own, mirror), Source.live(), query=Query(kinds=frozenset({"own"})))
+
+
+def test_kinds_with_different_best_pairs_are_compared_by_each_pair(zoo):
+    from procsock.render import comparison_lines, comparison_to_dict
+
+    mirror = StubBackend("mirror", 60, [TCP], procnet_records(TCP))
+    other = StubBackend("other", 70, [UDP], [attrs.evolve(r, uid=r.uid + 1) for r in procnet_records(UDP)])
+    result = compare_backends(with_procnet(mirror, other), Source.live(), query=Query(kinds=frozenset({"tcp", "udp"})))
+    by_pair = {(p.a, p.b): p for p in result.pairs}
+    assert set(by_pair) == {("mirror", "procnet"), ("other", "procnet")} and (result.a, result.b) == (None, None)
+    assert by_pair["mirror", "procnet"].kinds == ("tcp",) and by_pair["other", "procnet"].kinds == ("udp",)
+    udp_zoo = {i.inode for i in zoo.expected if i.kind == "udp"}
+    assert udp_zoo and udp_zoo <= {d.inode for d in by_pair["other", "procnet"].unexplained if d.field == "uid"}
+    assert not by_pair["other", "procnet"].agree and not result.agree  # one pair disagreeing is enough
+    assert result.compared == sum(p.compared for p in result.pairs) and set(result.kinds) == {"tcp", "udp"}
+    lines = list(comparison_lines(result))
+    assert lines[-1].startswith("2 pairs compared: DISAGREE (")
+    assert any(line.startswith("other vs procnet on udp: DISAGREE (") for line in lines)
+    shape = comparison_to_dict(result)
+    assert (shape["a"], shape["b"], shape["agree"]) == (None, None, False)
+    assert [(p["a"], p["b"], p["kinds"]) for p in shape["pairs"]] == [(p.a, p.b, list(p.kinds)) for p in result.pairs]
+    assert len(shape["differences"]) == sum(len(p["differences"]) for p in shape["pairs"])
+
+
+def test_one_named_backend_is_paired_per_kind_with_the_best_other(zoo):
+    mirror = StubBackend("mirror", 60, [TCP], procnet_records(TCP))
+    other = StubBackend("other", 70, [UDP], procnet_records(UDP))
+    result = compare_backends(with_procnet(mirror, other), Source.live(), None, "procnet",
+                              Query(kinds=frozenset({"tcp", "udp", "unix"})))
+    assert {(p.a, p.b, p.kinds) for p in result.pairs} == {("mirror", "procnet", ("tcp",)),
+                                                           ("other", "procnet", ("udp",))}
+    assert [r.split(" (")[0] for r in result.unpaired] == ["no backend here to compare procnet with on unix"]
+
+
+def test_the_cli_compares_each_kind_with_its_pair_and_says_which_were_not():
+    pytest.importorskip("procsock_ping")  # a plugin of kinds no other backend serves
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        proc = cli("--kind", "icmp", "--kind", "tcp", "--pid", str(os.getpid()))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0].startswith("not compared: no backend here to compare ping with on icmp (")
+        assert lines[-1].startswith("netlink vs procnet on tcp: agree (")
+        shape = json.loads(cli("--kind", "icmp", "--kind", "tcp", "--pid", str(os.getpid()), "--json").stdout)
+        assert (shape["a"], shape["b"], shape["kinds"], shape["agree"]) == ("netlink", "procnet", ["tcp"], True)
+        assert [p["kinds"] for p in shape["pairs"]] == [["tcp"]] and shape["not_compared"][0] == lines[0][14:]
+        assert listener.fileno() >= 0
+        proc = cli("--kind", "icmp")
+        assert (proc.returncode, proc.stdout) == (1, "")
+        assert proc.stderr.startswith("procsock: no backend here to compare ping with on icmp (")

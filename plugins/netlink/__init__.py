@@ -33,6 +33,18 @@ from procsock_plugins.netlink import codec, transport
 
 NAME = transport.NAME
 KINDS = INET_KINDS + (UNIX,)
+# What no inet_diag dump holds (each checked with a real socket in tests/test_leaves_out.py).
+_TCP_UNLISTED = "TCP sockets in state CLOSE that are unbound, or after a failed connect or both FINs (in no table; " \
+    "before Linux 6.5 bound-only ones too)"
+_UNBOUND_UDP = "unbound %s sockets (in no table until bound or connected)"
+LEAVES_OUT = (
+    ("tcp", _TCP_UNLISTED),
+    ("tcp6", _TCP_UNLISTED),
+    ("udp", _UNBOUND_UDP % "UDP"),
+    ("udp6", _UNBOUND_UDP % "UDP"),
+    ("udplite", _UNBOUND_UDP % "UDP-Lite"),
+    ("udplite6", _UNBOUND_UDP % "UDP-Lite"),
+)
 # Up to this many inodes, unix sockets are looked up one by one instead of dumped.
 EXACT_LOOKUP_LIMIT = 64
 
@@ -44,6 +56,7 @@ def procsock_backend_info() -> BackendInfo:
         priority=100,
         kinds=KINDS,
         description="NETLINK_SOCK_DIAG (inet_diag, unix_diag), or saved replies",
+        leaves_out=LEAVES_OUT,
     )
 
 

@@ -25,6 +25,19 @@ from procsock.plugin import (
 from procsock_plugins.procnet import parse
 
 NAME = "procnet"
+# What the kernel puts in no /proc/net table (each checked with a real socket in tests/test_leaves_out.py).
+_CLOSED_TCP = "TCP sockets in state CLOSE: bound-only, unbound, or after a failed connect or both FINs (in no " \
+    "/proc/net table)"
+_UNBOUND_UDP = "unbound %s sockets (in no table until bound or connected)"
+LEAVES_OUT = (
+    ("tcp", _CLOSED_TCP),
+    ("tcp6", _CLOSED_TCP),
+    ("udp", _UNBOUND_UDP % "UDP"),
+    ("udp6", _UNBOUND_UDP % "UDP"),
+    ("udplite", _UNBOUND_UDP % "UDP-Lite"),
+    ("udplite6", _UNBOUND_UDP % "UDP-Lite"),
+    ("netlink", "unbound netlink sockets (in no table until bound, connected or used to send)"),
+)
 
 
 @hookimpl
@@ -35,6 +48,7 @@ def procsock_backend_info() -> BackendInfo:
         priority=50,
         kinds=BUILTIN_KINDS,
         description="/proc/net text tables (live host or captured /proc tree)",
+        leaves_out=LEAVES_OUT,
     )
 
 

@@ -18,7 +18,9 @@ OPTIONS = {
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("backends", nargs="*", metavar="BACKEND", help="two backend names (default: the two best here)")
+    parser.add_argument(
+        "backends", nargs="*", metavar="BACKEND", help="two backend names (default: per kind, the two best here)"
+    )
 
 
 def run(args: argparse.Namespace, out) -> int:

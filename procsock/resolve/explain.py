@@ -176,7 +176,7 @@ class Explainer:
                 inode, owners[inode],
                 "several network namespaces reported it, none can be believed over the others"
                 if inode in conflicting
-                else self._why(owners[inode][0], scan, read.unread, deferred.get(inode)),
+                else self._why(owners[inode][0], scan, read, deferred.get(inode)),
             )
             for inode in unlisted
         }
@@ -224,7 +224,7 @@ class Explainer:
             return {}
         return {inode: reason for inode, reason in deferred_reasons(collected).items() if inode in inodes}
 
-    def _why(self, owner: Owner, scan: FdScan, unread: Unread, deferred: Optional[str]) -> str:
+    def _why(self, owner: Owner, scan: FdScan, read: Reading, deferred: Optional[str]) -> str:
         """The likely reason no backend reported a socket `owner` holds (asked of the live fd);
         `deferred` is what a backend that read its fd said it is."""
         namespace = scan.netns.get(owner.pid)  # None: not readable (no ptrace rights) or unknown
@@ -232,17 +232,29 @@ class Explainer:
         live = self.source.kernel
         protocol = protocol_name(self.source.proc_root, owner.task, owner.fd) if live else None
         kind = self.kinds_by_name.get(protocol)
-        failed = [why for (where, unread_kind), why in unread.items()
+        failed = [why for (where, unread_kind), why in read.unread.items()
                   if where == read_as and (kind is None or unread_kind == kind)]
         if failed:  # its own kind's table, or (kind unknown) any, could not be read there
             return "its network namespace %s could not be fully read (%s)" % (read_as, failed[0])
         if protocol is not None and protocol not in self.kinds_by_name:
             return "no backend serves %s sockets" % protocol
-        if deferred is not None:
+        if deferred is not None:  # read from its fd: what it is, whichever backend answered the table
             return deferred
+        if namespace is not None:  # (else which namespace's answer left it out is unknown)
+            where = Netns(namespace, None if namespace == self.own.inode else owner.pid)
+            left_out = self._left_out(kind, where, read)
+            if left_out is not None:
+                return "%s: likely one of those, or it closed during the snapshot" % left_out
         if namespace is None and self.own.inode is not None:
             return "its network namespace is not readable here (needs ptrace rights over pid %d)" % owner.pid
         return (
             "no backend reported it (%s): closed during the snapshot, or created in a namespace "
             "no process of ours is in" % (protocol or "protocol unknown")
         )
+
+    def _left_out(self, kind: Optional[SocketKind], netns: Netns, read: Reading) -> Optional[str]:
+        """"<backend> does not list <what>" when the backend that answered `kind` there declares
+        (BackendInfo.leaves_out) that its source leaves such sockets out; else None."""
+        backend = self.registry.by_name().get(read.answered_by.get(label(kind, netns))) if kind else None
+        said = [what for name, what in backend.info.leaves_out if name == kind.name] if backend else []
+        return "%s does not list %s" % (backend.name, " or ".join(said)) if said else None

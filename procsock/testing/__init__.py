@@ -10,7 +10,7 @@ from typing import FrozenSet, Optional, Tuple
 
 from procsock.api import make_query, make_source, registry_or_default, snapshot
 from procsock.backends import Registry
-from procsock.compare import Comparison, compare_backends
+from procsock.compare import Comparisons, compare_backends
 from procsock.errors import BadArgument, NothingCompared
 from procsock.fdscan import scan_fds
 from procsock.model import Family, Socket, State
@@ -103,8 +103,8 @@ def assert_backends_agree(
     kind=None,
     proc_root: Optional[str] = None,
     registry: Optional[Registry] = None,
-) -> Comparison:
-    """Read the same kinds through backends `a` and `b` (default: the two best here) and raise
+) -> Comparisons:
+    """Read the same kinds through backends `a` and `b` (default: per kind, the two best here) and raise
     AssertionError listing the sockets only one saw and the unexplained field differences, or
     saying why nothing could be compared (a check that compares nothing does not pass).
 

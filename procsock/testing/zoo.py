@@ -89,6 +89,9 @@ class SocketZoo:
     def add(
         self, label: str, sock: socket.socket, kind: str, state: State, connected_to: Optional[Endpoint] = None
     ) -> socket.socket:
+        """Register `sock` (returned, kept open until close()) as a socket the backend must report
+        under kind name `kind` in `state`; `connected_to` is its remote endpoint when getpeername
+        cannot say (raw, ping). Endpoints are read when checked: bind or connect after adding."""
         self.expected.append(Expected(label, sock, kind, state, connected_to))
         return sock
 
