@@ -1,6 +1,7 @@
 """`procsock [list]`: every socket with the processes and fds that hold it (the default command)."""
 
 import argparse
+import itertools
 import sys
 
 from procsock.cli import options
@@ -29,12 +30,15 @@ def run(args: argparse.Namespace, out) -> int:
         out.writelines(json_lines(snap) if args.jsonl else json_document(snap))
     else:
         several = bool(args.netns) or len({row[Row.NETNS] for row, _, _ in entries(snap.sockets)}) > 1
-        lines = list(table_lines(
+        lines = table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
             netns=several, netns_names=snap.netns_names,
-        ))
-        if lines:
-            out.write("\n".join(lines) + "\n")
+        )
+        while True:  # in chunks: the whole text of a large table is never held at once
+            chunk = list(itertools.islice(lines, 1024))
+            if not chunk:
+                break
+            out.write("\n".join(chunk) + "\n")
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0
