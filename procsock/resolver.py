@@ -9,10 +9,10 @@ returns live in the model, and `ask`/`deferred_reasons` are re-exported from `co
 
 import functools
 import gc
-import logging
 import os
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
+from procsock import log
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
 from procsock.fdscan import FdScan, named_netns, netns_inode, scan_all_in_background, scan_fds, socket_inode
@@ -21,8 +21,6 @@ from procsock.resolve import explain, join, plan
 from procsock.resolve.collect import Answer, ask, collect, deferred_reasons
 
 __all__ = ["Query", "Resolver", "Snapshot", "Unresolved", "ask", "deferred_reasons"]
-
-log = logging.getLogger("procsock")
 
 
 def _without_gc_passes(method):

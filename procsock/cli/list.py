@@ -6,7 +6,6 @@ import sys
 from procsock.cli import options
 from procsock.errors import ProcsockError
 from procsock.render import notes_lines, snapshot_to_dict, socket_to_dict, table_lines
-from procsock.resolver import Resolver
 
 NAME = "list"
 HELP = "every socket with the processes and fds that hold it (the default command)"
@@ -30,6 +29,8 @@ def _write_json(snap, per_socket: bool, out) -> None:
 
 
 def run(args: argparse.Namespace, out) -> int:
+    from procsock.resolver import Resolver  # not at import: parsing (and --help) needs no plugin machinery
+
     registry, source, query = options.resolving(args, details=args.details)
     snap = Resolver(registry, source, args.backend).snapshot(query)
     unread = [note.text for note in snap.notes if note.code == "unreadable-table"]
