@@ -15,7 +15,7 @@ from procsock import log
 # Not needed by a table of every socket: each would be imported for nothing (some only in rare
 # cases: ctypes to compare threads' fd tables or copy an fd, threading to enter a namespace).
 NOT_FOR_THE_TABLE = {
-    "logging", "ipaddress", "secrets", "random", "hashlib", "tempfile", "shutil", "json",
+    "logging", "ipaddress", "secrets", "random", "hashlib", "tempfile", "json",
     "procsock.details", "procsock.compare", "procsock.cli.logs",
 }
 NOT_TO_START = NOT_FOR_THE_TABLE | {"ctypes"}

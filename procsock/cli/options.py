@@ -6,7 +6,6 @@ accepts an option it would ignore. Every command takes `--debug`.
 """
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
@@ -28,25 +27,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, "procsock: %s\n" % message)
-
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        """argparse's formatter, at the width it would choose, without what it imports to choose
-        it on every add_argument (shutil, and with it bz2, lzma and threading)."""
-        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)
-
-
-def _terminal_columns() -> int:
-    """The width shutil.get_terminal_size() gives: $COLUMNS, else stdout's terminal, else 80."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
 
 
 @attrs.frozen
