@@ -137,7 +137,7 @@ _KCMP_FILES = 2
 
 @functools.lru_cache(maxsize=1)
 def _libc():
-    import ctypes  # only here: a walk meets threads with fd tables of their own seldom
+    import ctypes  # only here: for processes with several threads (a full walk asks in its forked child)
 
     return ctypes.CDLL(None, use_errno=True)
 
