@@ -9,13 +9,11 @@ counted, so a non-root user gets its own sockets plus "N processes not readable"
 """
 
 import atexit
-import ctypes
 import errno
 import functools
 import marshal
 import time
 import os
-import platform
 import signal
 import struct
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
@@ -139,12 +137,14 @@ def _all_pids(proc_root: str) -> List[int]:
 
 # kcmp(2) by machine (its number differs between architectures); KCMP_FILES compares fd tables
 _KCMP = {"x86_64": 312, "i386": 349, "i686": 349, "aarch64": 272, "riscv64": 272, "loongarch64": 272,
-         "armv7l": 378, "ppc64le": 354, "ppc64": 354, "s390x": 343}.get(platform.machine())
+         "armv7l": 378, "ppc64le": 354, "ppc64": 354, "s390x": 343}.get(os.uname().machine)
 _KCMP_FILES = 2
 
 
 @functools.lru_cache(maxsize=1)
-def _libc() -> ctypes.CDLL:
+def _libc():
+    import ctypes  # only here: for processes with several threads (a full walk asks in its forked child)
+
     return ctypes.CDLL(None, use_errno=True)
 
 

@@ -7,13 +7,17 @@ the kernel holds; conversions to text happen only when something is displayed.
 
 import collections.abc
 import enum
-import ipaddress
 import socket
-from typing import Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
 from procsock.text import escape_bytes, escape_text
+
+if TYPE_CHECKING:
+    import ipaddress
+
+    from procsock.details import Extended
 
 
 class Family(enum.IntEnum):
@@ -130,7 +134,9 @@ class InetAddress:
     port: int
 
     @property
-    def ip(self) -> Union[ipaddress.IPv4Address, ipaddress.IPv6Address]:
+    def ip(self) -> "Union[ipaddress.IPv4Address, ipaddress.IPv6Address]":
+        import ipaddress  # only here: nothing else needs it
+
         return ipaddress.ip_address(self.packed)
 
     @property
@@ -253,118 +259,16 @@ class NetlinkAddress:
 
 Endpoint = Union[InetAddress, UnixAddress, PacketAddress, NetlinkAddress]
 
-
-@attrs.frozen
-class TcpInfo:
-    """The kernel's struct tcp_info, as far as the running kernel fills it (the struct grows with
-    kernel versions; fields it does not have are None). Times in microseconds (rto, rtt...) or
-    milliseconds (last_*), as the kernel reports them.
-    """
-
-    retransmits: Optional[int] = None
-    probes: Optional[int] = None
-    backoff: Optional[int] = None
-    snd_wscale: Optional[int] = None
-    rcv_wscale: Optional[int] = None
-    rto: Optional[int] = None
-    ato: Optional[int] = None
-    snd_mss: Optional[int] = None
-    rcv_mss: Optional[int] = None
-    unacked: Optional[int] = None
-    sacked: Optional[int] = None
-    lost: Optional[int] = None
-    retrans: Optional[int] = None
-    last_data_sent: Optional[int] = None
-    last_data_recv: Optional[int] = None
-    last_ack_recv: Optional[int] = None
-    pmtu: Optional[int] = None
-    rcv_ssthresh: Optional[int] = None
-    rtt: Optional[int] = None
-    rttvar: Optional[int] = None
-    snd_ssthresh: Optional[int] = None
-    snd_cwnd: Optional[int] = None
-    advmss: Optional[int] = None
-    reordering: Optional[int] = None
-    rcv_rtt: Optional[int] = None
-    rcv_space: Optional[int] = None
-    total_retrans: Optional[int] = None
-    pacing_rate: Optional[int] = None
-    max_pacing_rate: Optional[int] = None
-    bytes_acked: Optional[int] = None
-    bytes_received: Optional[int] = None
-    segs_out: Optional[int] = None
-    segs_in: Optional[int] = None
-    notsent_bytes: Optional[int] = None
-    min_rtt: Optional[int] = None
-    data_segs_in: Optional[int] = None
-    data_segs_out: Optional[int] = None
-    delivery_rate: Optional[int] = None
-    busy_time: Optional[int] = None
-    rwnd_limited: Optional[int] = None
-    sndbuf_limited: Optional[int] = None
-    delivered: Optional[int] = None
-    delivered_ce: Optional[int] = None
-    bytes_sent: Optional[int] = None
-    bytes_retrans: Optional[int] = None
-    dsack_dups: Optional[int] = None
-    reord_seen: Optional[int] = None
-    rcv_ooopack: Optional[int] = None
-    snd_wnd: Optional[int] = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+DETAIL_CLASSES = ("Extended", "MemInfo", "TcpInfo")  # procsock.details: created on first use
 
 
-@attrs.frozen
-class MemInfo:
-    """Socket memory (SK_MEMINFO_*, bytes): what `ss -m` shows as skmem."""
+def __getattr__(name: str):
+    """The detail classes, imported when first asked for (most runs never need them)."""
+    if name in DETAIL_CLASSES:
+        from procsock import details
 
-    rmem_alloc: int = 0
-    rcvbuf: int = 0
-    wmem_alloc: int = 0
-    sndbuf: int = 0
-    fwd_alloc: int = 0
-    wmem_queued: int = 0
-    optmem: int = 0
-    backlog: int = 0
-    drops: int = 0
-
-    def as_dict(self) -> dict:
-        return attrs.asdict(self)
-
-
-@attrs.frozen
-class Extended:
-    """Details a backend gives only when asked (`procsock -i/-e/-m`, `snapshot(details=True)`).
-
-    `shutdown` is the SHUT_* mask (1 read side, 2 write side); `congestion` the TCP congestion
-    control algorithm. For unix sockets: `vfs_inode`/`vfs_dev` identify the file a socket is bound
-    to (as stat() of the path would), `pending` the inodes of the clients whose connections wait in
-    a listener's accept queue (like `ss -x` shows for ICONS). None where the backend or kernel does not say.
-    """
-
-    tcp_info: Optional[TcpInfo] = None
-    meminfo: Optional[MemInfo] = None
-    congestion: Optional[str] = None
-    shutdown: Optional[int] = None
-    mark: Optional[int] = None
-    cgroup_id: Optional[int] = None
-    vfs_inode: Optional[int] = None
-    vfs_dev: Optional[int] = None
-    pending: Optional[Tuple[int, ...]] = None
-
-    def as_dict(self) -> dict:
-        return {
-            "vfs_inode": self.vfs_inode,
-            "vfs_dev": self.vfs_dev,
-            "pending": None if self.pending is None else list(self.pending),
-            "tcp_info": None if self.tcp_info is None else self.tcp_info.as_dict(),
-            "meminfo": None if self.meminfo is None else self.meminfo.as_dict(),
-            "congestion": self.congestion,
-            "shutdown": self.shutdown,
-            "mark": self.mark,
-            "cgroup_id": self.cgroup_id,
-        }
+        return getattr(details, name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 @attrs.frozen(kw_only=True)
@@ -392,7 +296,7 @@ class SocketRecord:
     netns: Optional[int] = None
     interface: Optional[int] = None
     cookie: Optional[int] = None
-    extended: Optional[Extended] = None
+    extended: Optional["Extended"] = None  # procsock.details, made on first use
 
     @property
     def family(self) -> Family:

@@ -7,10 +7,14 @@ rest of the package can change without breaking them. The hooks themselves are d
 documented in ``procsock.hookspecs``; docs/plugins.md is the guide.
 """
 
+from typing import TYPE_CHECKING
+
 from procsock.errors import BackendUnavailable, InputError, NotApplicable, ParseError, ProcsockError
 from procsock.hookspecs import hookimpl
 from procsock.inputs import decimal, hexadecimal, read_file, read_named_file
+from procsock import model
 from procsock.model import (
+    DETAIL_CLASSES,
     BUILTIN_KINDS,
     INET_KINDS,
     NETLINK,
@@ -27,10 +31,8 @@ from procsock.model import (
     BackendInfo,
     Collected,
     Endpoint,
-    Extended,
     Family,
     InetAddress,
-    MemInfo,
     NetlinkAddress,
     Netns,
     Owner,
@@ -41,12 +43,14 @@ from procsock.model import (
     SockType,
     Source,
     State,
-    TcpInfo,
     UnixAddress,
     record_from_row,
     row_from_record,
 )
 from procsock.scope import scope, shared
+
+if TYPE_CHECKING:  # at run time the detail classes come from __getattr__, on first use
+    from procsock.details import Extended, MemInfo, TcpInfo
 
 __all__ = [
     "BUILTIN_KINDS",
@@ -96,3 +100,10 @@ __all__ = [
     "scope",
     "shared",
 ]
+
+
+def __getattr__(name: str):
+    """The model's detail classes (Extended, MemInfo, TcpInfo), created on first use."""
+    if name in DETAIL_CLASSES:
+        return getattr(model, name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

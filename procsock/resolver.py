@@ -11,10 +11,10 @@ per namespace) serves the whole operation and is closed when it ends.
 
 import functools
 import gc
-import logging
 import os
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
+from procsock import log
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
 from procsock.fdscan import FdScan, named_netns, netns_inode, scan_all_in_background, scan_fds, socket_inode
@@ -24,8 +24,6 @@ from procsock.resolve.collect import Answer, ask, collect, deferred_reasons
 from procsock.scope import scope
 
 __all__ = ["Query", "Resolver", "Snapshot", "Unresolved", "ask", "deferred_reasons"]
-
-log = logging.getLogger("procsock")
 
 
 def _without_gc_passes(method):

@@ -15,8 +15,7 @@ import sys
 import pytest
 
 import procsock
-from procsock import cli, hookimpl
-from procsock.cli import options
+from procsock import api, cli, hookimpl
 from procsock.backends import Registry
 from procsock.errors import InputError, NotASocket
 from procsock.fdscan import netns_inode, scan_fds
@@ -353,7 +352,7 @@ class HostilePlugin:
 def hostile_registry(monkeypatch):
     registry = Registry.from_entry_points()
     registry.register(HostilePlugin(), "evil\x1b[31m")
-    monkeypatch.setattr(options, "default_registry", lambda: registry)
+    monkeypatch.setattr(api, "default_registry", lambda: registry)  # what the command loads
     return registry
 
 

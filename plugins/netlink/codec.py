@@ -8,23 +8,23 @@ unknown message types and unknown or short attributes are skipped and counted, n
 import errno as errnos
 import os
 import struct
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import attrs
 
 from procsock.plugin import (
     INET_KINDS,
     UNIX,
-    Extended,
     Family,
-    MemInfo,
     SocketKind,
     SocketRecord,
     SockType,
     State,
-    TcpInfo,
     record_from_row,
 )
+
+if TYPE_CHECKING:  # the detail classes: imported where details are decoded
+    from procsock.plugin import Extended, MemInfo, TcpInfo
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -100,8 +100,10 @@ def _tcp_info_layout():
 _TCP_INFO_LAYOUT = _tcp_info_layout()
 
 
-def tcp_info(data: bytes) -> TcpInfo:
+def tcp_info(data: bytes) -> "TcpInfo":
     """Decode struct tcp_info by its length: fields past the end (an older kernel) stay None."""
+    from procsock.plugin import TcpInfo  # the detail classes load only when details are decoded
+
     fields = {}
     for name, offset, unpacker in _TCP_INFO_LAYOUT:
         if offset + unpacker.size > len(data):
@@ -123,13 +125,17 @@ def _int(data: Optional[bytes], unpacker: struct.Struct) -> Optional[int]:
     return unpacker.unpack_from(data)[0] if data is not None and len(data) >= unpacker.size else None
 
 
-def _meminfo(data: Optional[bytes]) -> Optional[MemInfo]:
+def _meminfo(data: Optional[bytes]) -> Optional["MemInfo"]:
     if data is None or len(data) < _MEMINFO.size:
         return None
+    from procsock.plugin import MemInfo
+
     return MemInfo(*_MEMINFO.unpack_from(data))
 
 
-def _inet_extended(attributes: Dict[int, bytes]) -> Extended:
+def _inet_extended(attributes: Dict[int, bytes]) -> "Extended":
+    from procsock.plugin import Extended
+
     info = attributes.get(INET_DIAG_INFO)
     cong = attributes.get(INET_DIAG_CONG)
     return Extended(
@@ -142,7 +148,9 @@ def _inet_extended(attributes: Dict[int, bytes]) -> Extended:
     )
 
 
-def _unix_extended(attributes: Dict[int, bytes]) -> Extended:
+def _unix_extended(attributes: Dict[int, bytes]) -> "Extended":
+    from procsock.plugin import Extended
+
     vfs_inode, vfs_dev = _pair(attributes.get(UNIX_DIAG_VFS))
     if vfs_dev is not None:  # the kernel's dev_t (major << 20 | minor) as stat() reports it
         vfs_dev = os.makedev(vfs_dev >> 20, vfs_dev & 0xFFFFF)

@@ -8,9 +8,7 @@ all the same (`receive`), and each request carries an unpredictable sequence num
 
 import errno
 import os
-import secrets
 import socket
-import threading
 import time
 from typing import Dict, List, Tuple
 
@@ -101,6 +99,8 @@ def open_diag_socket_in(proc_root: str, pid: int) -> socket.socket:
         except BackendUnavailable as exc:
             outcome["error"] = exc
 
+    import threading  # only to enter another namespace
+
     worker = threading.Thread(target=enter_and_open, name="procsock-setns")
     worker.start()
     worker.join()
@@ -170,7 +170,7 @@ def query(sock: socket.socket, build, lookup: bool = False, **decode_args) -> Tu
     """
     dropped: Dict[int, int] = {}
     for attempt in range(_DUMP_ATTEMPTS):
-        seq = secrets.randbits(32)  # unpredictable: no other process can answer in our place
+        seq = int.from_bytes(os.urandom(4), "little")  # unpredictable: no other process can answer in our place
         chunks, others = exchange(sock, build(seq), seq, lookup)
         for port, count in others.items():
             dropped[port] = dropped.get(port, 0) + count

@@ -1,12 +1,12 @@
 """Reading one socket through a copy of another process's fd (pidfd_open + pidfd_getfd).
 
-The copy is closed before read_socket returns, whatever happens. The syscalls go through libc's
-syscall(2) with ctypes: the stdlib has os.pidfd_open but no pidfd_getfd.
+The copy is closed before read_socket returns, whatever happens. The copies go through libc's
+syscall(2) with ctypes, loaded on the first one: the stdlib has os.pidfd_open but no pidfd_getfd.
 """
 
-import ctypes
 import errno
 import fcntl
+import functools
 import os
 import socket
 import struct
@@ -34,7 +34,6 @@ SO_COOKIE, SO_BINDTOIFINDEX = 57, 62
 SIOCINQ, SIOCOUTQ = 0x541B, 0x5411
 _COOKIE = struct.Struct("=Q")
 _INT = struct.Struct("=i")
-_libc = ctypes.CDLL(None, use_errno=True)
 
 _INET_KIND = {
     (socket.AF_INET, socket.SOCK_STREAM, 6): TCP,
@@ -46,9 +45,18 @@ _INET_KIND = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _libc():
+    import ctypes  # only when an fd is copied: a full snapshot never does
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _syscall(number: int, *args: int) -> int:
-    result = _libc.syscall(number, *args)
+    result = _libc().syscall(number, *args)
     if result < 0:
+        import ctypes
+
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
     return result
@@ -57,7 +65,7 @@ def _syscall(number: int, *args: int) -> int:
 def unsupported() -> Optional[str]:
     """Why pidfd_getfd cannot work on this kernel, or None (one cheap pidfd_open of ourselves)."""
     try:
-        os.close(_syscall(SYS_PIDFD_OPEN, os.getpid(), 0))
+        os.close(os.pidfd_open(os.getpid()))
     except OSError as exc:
         return "pidfd_open failed: %s" % exc.strerror
     return None

@@ -12,10 +12,11 @@ Exit codes: 0 ok, 1 error (one line on stderr; --debug adds the detail), 2 bad u
 
 import argparse
 import gc
-import logging
 import os
 import sys
 from typing import Dict, List, Optional, Tuple
+
+from procsock import log
 
 # importing procsock.cli.list binds `list` here to that module: the builtin is not usable in this file
 from procsock.cli import backends, compare, list as list_, options, savediag
@@ -99,9 +100,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as exc:
         print("procsock: %s" % escape_text(str(exc)), file=sys.stderr)
         return 2
-    handler = logging.StreamHandler()
-    handler.setFormatter(_EscapingFormatter("procsock: %(message)s"))
-    logging.basicConfig(handlers=[handler], level=logging.DEBUG if args.debug else logging.WARNING)
+    if args.debug:
+        from procsock.cli import logs
+
+        logs.to_stderr(debug=True)
     try:
         return COMMANDS[name].run(args, sys.stdout)
     except (UsageError, BadArgument) as exc:
@@ -111,16 +113,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (ProcsockError, OSError) as exc:
-        logging.getLogger("procsock").debug("detail", exc_info=True)
+        log.debug("detail", exc_info=True)
         print("procsock: %s" % escape_text(_one_line(exc)), file=sys.stderr)
         return 1
-
-
-class _EscapingFormatter(logging.Formatter):
-    """Log lines (--debug tracebacks quote plugins' messages) escaped line by line like all output."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(escape_text(line) for line in super().format(record).split("\n"))
 
 
 def _one_line(exc: Exception) -> str:

@@ -1,12 +1,14 @@
 """`procsock backends` (also `--list-backends`): every backend and whether it can read the source."""
 
 import argparse
-from typing import List
+from typing import TYPE_CHECKING, List
 
-from procsock.backends import Registry
 from procsock.cli import options
 from procsock.model import Source
 from procsock.text import escape_text
+
+if TYPE_CHECKING:
+    from procsock.backends import Registry
 
 NAME = "backends"
 HELP = "every backend, its priority, kinds, origin and whether it can run here (also --list-backends)"
@@ -17,7 +19,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     """None of its own: the source options say where backends would read."""
 
 
-def backend_lines(registry: Registry, source: Source) -> List[str]:
+def backend_lines(registry: "Registry", source: Source) -> List[str]:
     """One line per backend (name, priority, whether it can read `source`, kinds, families, origin)."""
     lines = []
     for backend in registry.backends:

@@ -2,7 +2,6 @@
 
 import argparse
 
-from procsock.api import make_query
 from procsock.cli import options
 from procsock.render import comparison_lines, comparison_to_dict
 
@@ -28,6 +27,7 @@ def run(args: argparse.Namespace, out) -> int:
         raise options.UsageError("compare takes at most two backend names")
     import json
 
+    from procsock.api import make_query
     from procsock.compare import compare_backends  # only this command needs it
 
     names = list(args.backends) + [None] * (2 - len(args.backends))

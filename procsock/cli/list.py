@@ -8,7 +8,6 @@ from procsock.cli import options
 from procsock.errors import ProcsockError
 from procsock.model import Row
 from procsock.render import entries, json_document, json_lines, notes_lines, table_lines
-from procsock.resolver import Resolver
 
 NAME = "list"
 HELP = "every socket with the processes and fds that hold it (the default command)"
@@ -20,6 +19,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out) -> int:
+    from procsock.resolver import Resolver  # not at import: parsing (and --help) needs no plugin machinery
+
     registry, source, query = options.resolving(args, details=args.details)
     snap = Resolver(registry, source, args.backend).snapshot(query)
     unread = [note.text for note in snap.notes if note.code == "unreadable-table"]

@@ -6,14 +6,16 @@ accepts an option it would ignore. Every command takes `--debug`.
 """
 
 import argparse
-from typing import Mapping, Optional, Tuple
+import sys
+from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
 import attrs
 
-from procsock import Query  # the public face: wherever the model keeps it
-from procsock.api import check_backend, check_netns, default_registry, make_query, make_source
-from procsock.backends import Registry
 from procsock.model import DEFAULT_MAX_INPUT_BYTES, Source
+
+if TYPE_CHECKING:  # the functions below import them: parsing (and --help) needs no plugin machinery
+    from procsock import Query  # the public face: wherever the model keeps it
+    from procsock.backends import Registry
 
 
 class UsageError(Exception):
@@ -140,21 +142,31 @@ def add_options(parser: argparse.ArgumentParser, takes: Mapping[str, Optional[Tu
     parser.add_argument("--debug", action="store_true", help="show details of failures")
 
 
-def registry(args: argparse.Namespace) -> Registry:
+def registry(args: argparse.Namespace) -> "Registry":
     """The plugins the options leave loaded."""
-    if args.disable_plugin:
-        return Registry.from_entry_points(disabled=args.disable_plugin)
-    return default_registry()
+    from procsock.api import default_registry
+    from procsock.backends import Registry
+
+    loaded = Registry.from_entry_points(disabled=args.disable_plugin) if args.disable_plugin else default_registry()
+    if "logging" in sys.modules:  # a plugin imported it: its records go to stderr escaped (procsock.cli.logs)
+        from procsock.cli import logs
+
+        logs.to_stderr(args.debug)
+    return loaded
 
 
 def source(args: argparse.Namespace) -> Source:
     """The host, a captured tree or a saved file, as the source options say."""
+    from procsock.api import make_source
+
     return make_source(args.proc_root, args.diag_file, args.max_input_bytes)
 
 
-def query(args: argparse.Namespace, registry: Registry, details: bool = False) -> Query:
+def query(args: argparse.Namespace, registry: "Registry", details: bool = False) -> "Query":
     """The query the selection options ask for (with `details`: tcp_info and the like); a value
     procsock does not know raises BadArgument (exit 2)."""
+    from procsock.api import make_query
+
     states = list(args.state or [])
     if args.listening:
         states.append("LISTEN")
@@ -173,9 +185,11 @@ def query(args: argparse.Namespace, registry: Registry, details: bool = False) -
     )
 
 
-def resolving(args: argparse.Namespace, details: bool = False) -> Tuple[Registry, Source, Query]:
+def resolving(args: argparse.Namespace, details: bool = False) -> Tuple["Registry", Source, "Query"]:
     """The registry, source and query the options ask for, checked at the door: a lookup-only
     --backend needs a pid, a --netns on this host must exist."""
+    from procsock.api import check_backend, check_netns
+
     chosen = registry(args)
     where = source(args)
     asked = query(args, chosen, details)

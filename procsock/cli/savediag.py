@@ -4,12 +4,14 @@ every network namespace, for a bug report or a later --diag-file."""
 import argparse
 import os
 import sys
-import tempfile
+from typing import TYPE_CHECKING
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
-from procsock.resolver import Resolver
 from procsock.text import escape_text
+
+if TYPE_CHECKING:
+    from procsock.resolver import Resolver
 
 NAME = "save-diag"
 HELP = "save raw sock_diag replies of every kind to FILE (ss -D format; also --save-diag FILE)"
@@ -36,9 +38,11 @@ def _refuse_inputs(path: str, args: argparse.Namespace) -> None:
             raise options.UsageError("--save-diag %s is inside the --proc-root input %s" % (path, args.proc_root))
 
 
-def _save_diag(resolver: Resolver, query, path: str) -> int:
+def _save_diag(resolver: "Resolver", query, path: str) -> int:
     """Write the raw replies to a temporary file beside `path`, then rename it over `path`: a
     failed save leaves `path` as it was."""
+    import tempfile  # only this command needs it
+
     directory, name = os.path.split(os.path.abspath(path))
     try:  # a path that cannot be written fails before any dump
         fd, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
@@ -70,6 +74,8 @@ def _save_diag(resolver: Resolver, query, path: str) -> int:
 
 
 def run(args: argparse.Namespace, out) -> int:
+    from procsock.resolver import Resolver
+
     registry, source, query = options.resolving(args)
     _refuse_inputs(args.file, args)
     return _save_diag(Resolver(registry, source, args.backend), query, args.file)

@@ -1,17 +1,16 @@
 """Asking backends: the first usable backend serving a kind answers, one that fails is passed over
 (and remembered), and the sockets it defers are asked of the backends after it."""
 
-import logging
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
+from procsock import log
 from procsock.backends import Backend
 from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError
 from procsock.model import Collected, Netns, Owner, Row, SocketKind, Source
 from procsock.text import escape_text
 
-log = logging.getLogger("procsock")
 
 REASON_LIMIT = 300  # characters of a backend's reason kept: it is one line of a report
 

@@ -2,11 +2,11 @@
 input, unreadable processes, contested sockets) and why each held socket no backend listed went
 unreported. Texts are raw here: renderers escape them."""
 
-import logging
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
+from procsock import log
 from procsock.backends import Backend, PluginFailure, Registry
 from procsock.errors import NotApplicable
 from procsock.fdscan import FdScan, protocol_name
@@ -15,7 +15,6 @@ from procsock.resolve.collect import Answer, Holders, deferred_reasons
 from procsock.resolve.join import Joined
 from procsock.resolve.plan import label
 
-log = logging.getLogger("procsock")
 
 Unread = Dict[Tuple[Optional[int], SocketKind], str]  # (namespace, kind) → why it was not read
 
