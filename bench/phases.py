@@ -10,7 +10,7 @@ plugin loading, the sock_diag receive of each kind (its wire bytes), decoding ea
 the join, rendering the table, JSON and JSONL, writing them to /dev/null. Prints the medians in
 ms. The steps run one after the other here: a full snapshot walks the fds in a forked child,
 beside the receive and decode, so the whole run costs less than their sum. The steps of a
-snapshot run with the cyclic collector paused, as `Resolver.snapshot` runs them.
+every step after plugin loading runs with the cyclic collector paused, as the `procsock` command runs.
 
 Every call into procsock is in the table of small functions below (PHASES): adapt them there
 when the internals change.
@@ -143,12 +143,12 @@ PHASES = (
     ("resolver set-up", make_resolver, False, True),
     ("join / resolve", join, False, True),
     ("list(.sockets)", materialise, False, True),
-    ("table rendering", render_table, False, False),
-    ("JSON rendering (indent=1)", render_json, False, False),
-    ("JSONL rendering", render_jsonl, False, False),
-    ("write the table to /dev/null", lambda state: write(state, "table"), False, False),
-    ("write the JSON to /dev/null", lambda state: write(state, "json"), False, False),
-    ("write the JSONL to /dev/null", lambda state: write(state, "jsonl"), False, False),
+    ("table rendering", render_table, False, True),
+    ("JSON rendering", render_json, False, True),
+    ("JSONL rendering", render_jsonl, False, True),
+    ("write the table to /dev/null", lambda state: write(state, "table"), False, True),
+    ("write the JSON to /dev/null", lambda state: write(state, "json"), False, True),
+    ("write the JSONL to /dev/null", lambda state: write(state, "jsonl"), False, True),
 )
 
 WHOLE_PROCESSES = (
