@@ -638,25 +638,24 @@ class Snapshot:
     retries: int = 0
 
 
-def _maker(cls):
+def _maker(cls, replaced: Tuple[int, ...] = ()):
     """A function building an instance of the frozen, slotted attrs class `cls` from a tuple of
     its field values in field order, without running __init__ (3x faster: a frozen class's
-    __init__ sets each field through object.__setattr__). For classes whose fields have no
+    __init__ sets each field through object.__setattr__). The values at the positions
+    `replaced` are given as further arguments instead, in order. For classes whose fields have no
     converter, validator or default factory, so that __init__ would do nothing more."""
     fields = attrs.fields(cls)
     if any(f.converter is not None or f.validator is not None or isinstance(f.default, attrs.Factory)
            for f in fields) or hasattr(cls, "__attrs_post_init__"):
         raise TypeError("%s runs code in __init__: build it by calling it" % cls.__name__)
-    setters = tuple(getattr(cls, f.name).__set__ for f in fields)  # the slots' member descriptors
-    new = object.__new__
-
-    def make(values):
-        made = new(cls)
-        for set_field, value in zip(setters, values):
-            set_field(made, value)
-        return made
-
-    return make
+    # one call of each slot's member descriptor, unrolled (as attrs writes its own __init__)
+    names = {"cls": cls, "new": object.__new__}
+    names.update(("set_%d" % i, getattr(cls, f.name).__set__) for i, f in enumerate(fields))
+    lines = ["def make(values%s):" % "".join(", value_%d" % i for i in replaced), "    made = new(cls)"]
+    lines += ["    set_%d(made, %s)" % (i, "value_%d" % i if i in replaced else "values[%d]" % i)
+              for i in range(len(fields))]
+    exec("\n".join(lines + ["    return made"]), names)
+    return names["make"]
 
 
 # --- Rows: records and owners as plain tuples, for the paths where no caller sees objects ---------
@@ -684,7 +683,7 @@ _ENDPOINT_CLASSES = {
     Family.PACKET: PacketAddress, Family.NETLINK: NetlinkAddress,
 }
 _ENDPOINT_MAKERS = {family: _maker(cls) for family, cls in _ENDPOINT_CLASSES.items()}
-_make_record, _make_owner, _make_socket = _maker(SocketRecord), _maker(Owner), _maker(Socket)
+_make_owner, _make_socket = _maker(Owner), _maker(Socket)
 
 
 def compact_endpoint(family: Family, endpoint):
@@ -737,8 +736,10 @@ def row_from_record(record: SocketRecord) -> tuple:
 def record_from_row(row: tuple) -> SocketRecord:
     """The SocketRecord of a row."""
     family = row[Row.KIND].family
-    endpoints = (endpoint_of(family, row[Row.LOCAL]), endpoint_of(family, row[Row.REMOTE]))
-    return _make_record(row[:Row.LOCAL] + endpoints + row[Row.RX_QUEUE:])
+    return _make_record(row, endpoint_of(family, row[Row.LOCAL]), endpoint_of(family, row[Row.REMOTE]))
+
+
+_make_record = _maker(SocketRecord, replaced=(Row.LOCAL, Row.REMOTE))
 
 
 def is_row(value) -> bool:
@@ -779,6 +780,8 @@ class Sockets(collections.abc.Sequence):
             owners: Dict[tuple, Owner] = {}  # one Owner per holder, shared by its socket and the peer's
 
             def made(held):
+                if not held:
+                    return ()
                 return tuple([owners.get(o) or owners.setdefault(o, _make_owner(o)) for o in held])
 
             self._built = tuple([
