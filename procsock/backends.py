@@ -206,7 +206,7 @@ class Registry:
             if not isinstance(info, BackendInfo):
                 failures.append(PluginFailure(name, dist, "procsock_backend_info returned %r" % (info,)))
                 continue
-            problem = _leaves_out_problem(info)
+            problem = _leaves_out_problem(info) or _supersedes_problem(info)
             if problem is not None:
                 failures.append(PluginFailure(name, dist, problem))
                 continue
@@ -263,6 +263,17 @@ def _leaves_out_problem(info: BackendInfo) -> Optional[str]:
             return "leaves_out names kind %r, which it does not serve" % kind[:40]
         if not what.strip() or len(what) > LEAVES_OUT_LIMIT or not what.isprintable():
             return "leaves_out of %s: say what in one printable line of 1 to %d characters" % (kind, LEAVES_OUT_LIMIT)
+    return None
+
+
+def _supersedes_problem(info: BackendInfo) -> Optional[str]:
+    """Why a kind's `supersedes` is malformed, or None: a tuple of other kinds' names."""
+    for kind in info.kinds:
+        names = getattr(kind, "supersedes", ())
+        if not (isinstance(names, tuple) and all(isinstance(name, str) for name in names)):
+            return "kind %s: supersedes is not a tuple of kind names" % str(getattr(kind, "name", "?"))[:40]
+        if getattr(kind, "name", None) in names:
+            return "kind %s supersedes itself" % kind.name[:40]
     return None
 
 

@@ -98,13 +98,17 @@ class SocketKind:
     udp, ..., unix); `protocol` is the name users filter by (tcp, udp, udplite, raw, unix, ...).
     `kernel_names` are the kernel's names for it in a socket fd's `system.sockprotoname` xattr
     (TCP, UDPv6, PING...): they let a lookup of one fd ask only this kind. Plugins may define
-    kinds of their own.
+    kinds of their own. `supersedes` names kinds whose tables also list this kind's sockets
+    (the kernel lists an MPTCP listener's TCP subflow under the MPTCP socket's inode): when one
+    inode is reported as both, this kind's record stands (see "One inode, two kinds" in
+    docs/plugins.md for the whole rule).
     """
 
     name: str
     family: Family
     protocol: str
     kernel_names: Tuple[str, ...] = attrs.field(default=(), eq=False)
+    supersedes: Tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
 TCP = SocketKind("tcp", Family.INET, "tcp", ("TCP",))

@@ -142,7 +142,7 @@ class _SocketJson:
 
         self.encode = json.JSONEncoder(check_circular=False).encode
         self.string = encode_basestring_ascii
-        self.heads: Dict[tuple, str] = {}  # (kind, type) → '"kind": ..., "type": ...'
+        self.heads: Dict[tuple, str] = {}  # (kind's id, type) → '"kind": ..., "type": ...'
         self.names: Dict[tuple, str] = {}  # a value whose JSON text is cached: states, backends, owners
 
     def text(self, entry: Entry) -> str:
@@ -176,10 +176,10 @@ class _SocketJson:
     def _formatted(self, entry: Entry) -> str:
         (kind, inode, sock_type, protocol, state, local, remote, rx_queue, tx_queue, uid, backend, peer, netns,
          interface, cookie, extended), owners, peer_owners = entry
-        head = self.heads.get((kind, sock_type))
+        head = self.heads.get((id(kind), sock_type))  # by identity: a kind's attrs hash is Python code
         if head is None:
             string = self.string
-            head = self.heads[kind, sock_type] = '"kind": %s, "netid": %s, "family": %s, "type": %s' % (
+            head = self.heads[id(kind), sock_type] = '"kind": %s, "netid": %s, "family": %s, "type": %s' % (
                 string(kind.name), string(netid(kind, sock_type)), string(kind.family.name), string(sock_type.name)
             )
         family, number, cached = kind.family, self._number, self._cached
@@ -245,13 +245,13 @@ def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
     the netid and state of a kind and each owner's text, is made once)."""
     rows = []
     texts: Dict[tuple, str] = {}  # owner row → its text
-    labels: Dict[tuple, Tuple[str, str]] = {}  # (kind, type, state) → (netid, state label)
+    labels: Dict[tuple, Tuple[str, str]] = {}  # (kind's id, type, state) → (netid, state label)
     unix = Family.UNIX
     for (kind, inode, sock_type, _, state, local, remote, rx_queue, tx_queue, _, _, peer, _, _, _, _), owners, \
             peer_owners in found:
-        label = labels.get((kind, sock_type, state))
+        label = labels.get((id(kind), sock_type, state))  # by identity: a kind's attrs hash is Python code
         if label is None:
-            label = labels[kind, sock_type, state] = (escape_text(netid(kind, sock_type)), state.label)
+            label = labels[id(kind), sock_type, state] = (escape_text(netid(kind, sock_type)), state.label)
         family = kind.family
         if remote is not None:
             peer_text = endpoint_text(family, remote)

@@ -18,7 +18,9 @@ from procsock import log
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
 from procsock.fdscan import FdScan, named_netns, netns_inode, scan_all_in_background, scan_fds, socket_inode
-from procsock.model import Netns, Query, Row, Snapshot, Socket, Sockets, SocketKind, Source, Unresolved
+from procsock.model import (
+    OWNER_FD, Netns, Query, Row, Snapshot, Socket, Sockets, SocketKind, Source, Unresolved, owner_task,
+)
 from procsock.resolve import explain, join, plan
 from procsock.resolve.collect import Answer, ask, collect, deferred_reasons
 from procsock.scope import scope
@@ -100,6 +102,13 @@ class Resolver:
                  holders) -> Answer:
         return collect(self._candidates, self.source, kind, inodes, details, netns, holders)
 
+    def _kind_held(self, scan: FdScan, inode: int) -> Optional[SocketKind]:
+        """The served kind a live socket's first holder's fd says it is; None when unknown."""
+        held = scan.owner_rows.get(inode)
+        if not held or not self.source.kernel:
+            return None
+        return self._kind_hint(owner_task(held[0]), held[0][OWNER_FD])
+
     def _kind_hint(self, task: int, fd: int) -> Optional[SocketKind]:
         return plan.kind_hint(self._kind_by_kernel_name, self.source.proc_root, task, fd)
 
@@ -180,7 +189,7 @@ class Resolver:
         answered = [answer for answer in answers if answer.collected is not None]
         contest = len(plans) > 1 or self.source.diag_file
         stands = join.standing(answered, scan, self._own_netns.inode) if contest else {}
-        joined = join.join(answered, scan.owner_rows, query, stands)
+        joined = join.join(answered, scan.owner_rows, query, stands, functools.partial(self._kind_held, scan))
         missing = () if query.netns is None or self.source.kernel else query.netns - {
             row[Row.NETNS] for row, _, _ in joined.entries
         }

@@ -2,12 +2,12 @@
 inode, the namespace-contest rule, and the query's filters on rows. Rows in, rows out: the
 Socket objects are built only if a caller reads `Snapshot.sockets`."""
 
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
 from procsock.fdscan import FdScan
-from procsock.model import OWNER_PID, Query, Row
+from procsock.model import OWNER_PID, Query, Row, SocketKind
 from procsock.resolve.collect import Answer
 
 Entry = Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]  # a row, its owner rows, its peer's owner rows
@@ -55,10 +55,13 @@ def standing(answers: Sequence[Answer], scan: FdScan, own: Optional[int]) -> Dic
 
 
 def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query: Query,
-         stands: Dict[int, object]) -> Joined:
-    """The rows of the answers that were read, each with its owner rows and its peer's."""
+         stands: Dict[int, object], kind_of: Callable[[int], Optional[SocketKind]] = lambda inode: None) -> Joined:
+    """The rows of the answers that were read, each with its owner rows and its peer's. An inode
+    two kinds report (in one namespace) is listed once, as `one_of` decides with `kind_of`."""
     entries: List[Entry] = []
-    seen = set()
+    seen: Dict[int, tuple] = {}  # inode → the row that stands for it so far
+    at: Dict[int, int] = {}  # inode → the position of its entry
+    twice: Dict[int, List[tuple]] = {}  # inode → every row of it, when several kinds reported it
     claimed: Dict[Optional[int], int] = {}  # namespace → records of sockets another one stands for
     conflicting = set()
     filtering = query.filters_records
@@ -79,18 +82,50 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
                         else:
                             claimed[netns] = claimed.get(netns, 0) + 1
                         continue
-                if inode in seen:
+                first = seen.get(inode)
+                if first is not None:
+                    if first[KIND] != record[KIND]:
+                        twice.setdefault(inode, [first]).append(record)
                     continue
-                seen.add(inode)
+                seen[inode] = record
             elif wanted is not None:
                 continue
             if filtering and not query.wants_row(record):
                 continue
             peer = record[PEER_INODE]
+            at[inode] = len(entries)
             entries.append((record, owners.get(inode, nobody) if inode else nobody,
                             owners.get(peer, nobody) if peer else nobody))
+    for inode, rows in twice.items():  # rare: MPTCP and its TCP subflow, a plugin's kind over a built-in
+        chosen = one_of(rows, kind_of(inode))
+        if chosen is rows[0]:
+            continue
+        keep = not filtering or query.wants_row(chosen)
+        peer = chosen[PEER_INODE]
+        entry = (chosen, owners.get(inode, nobody), owners.get(peer, nobody) if peer else nobody)
+        if inode in at:
+            entries[at[inode]] = entry if keep else None
+        elif keep:
+            entries.append(entry)
+    if twice:
+        entries = [entry for entry in entries if entry is not None]
     order = sorted(claimed.items(), key=lambda item: (item[0] is None, item[0] or 0))
     return Joined(tuple(entries), frozenset(seen), tuple(order), frozenset(conflicting))
 
 
-INODE, NETNS, PEER_INODE = Row.INODE, Row.NETNS, Row.PEER_INODE
+def one_of(rows: Sequence[tuple], hinted: Optional[SocketKind]) -> tuple:
+    """Which of the rows several kinds gave for one inode stands: the one of the kind its fd says
+    it is (`hinted`, from a holder's protocol xattr on the live host), else the one of a kind that
+    supersedes every other kind there, else the first (backend priority order)."""
+    if hinted is not None:
+        for row in rows:
+            if row[KIND] == hinted:
+                return row
+    names = {row[KIND].name for row in rows}
+    for row in rows:
+        if names - {row[KIND].name} <= set(row[KIND].supersedes):
+            return row
+    return rows[0]
+
+
+KIND, INODE, NETNS, PEER_INODE = Row.KIND, Row.INODE, Row.NETNS, Row.PEER_INODE
