@@ -161,10 +161,11 @@ class InetAddress:
             return "invalid:" + escape_text(repr(packed))
 
     @staticmethod
-    def text(packed: bytes, port: int) -> str:
-        """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *)."""
+    def text(packed: bytes, port: int, host: Optional[str] = None) -> str:
+        """Like `ss -n`: 127.0.0.1:22, [::1]:22, 0.0.0.0:* (port 0 shows as *). `host` is
+        host_of(packed) when the caller has it already."""
         form = "%s:%s" if len(packed) == 4 else "[%s]:%s"
-        return form % (InetAddress.host_of(packed), port or "*")
+        return form % (InetAddress.host_of(packed) if host is None else host, port or "*")
 
     @staticmethod
     def fields_dict(packed: bytes, port: int) -> dict:

@@ -124,11 +124,12 @@ def _encoded_sockets(snap: Snapshot, separator: str) -> Iterator[str]:
 
 
 class _SocketJson:
-    """Writes `entry_dict(entry)` as JSON text, the same text `json.dumps` writes, about 4x faster:
-    what repeats (a kind's names, each owner, each unix name) is encoded once, inet and unix
-    endpoints and the numbers are formatted in place, and anything else (details, other families'
-    endpoints, a plugin's values of other types) goes through json's own encoder, as does the
-    whole socket if any value is not what a row holds."""
+    """Writes `entry_dict(entry)` as JSON text, the same text `json.dumps` writes, several times
+    faster: what repeats (a kind's names, a state, a backend, a process's name, an inet address,
+    an unnamed unix socket) is encoded once, inet and unix endpoints, owners and numbers are
+    formatted in place, and anything else (details, other families' endpoints, a plugin's values
+    of other types) goes through json's own encoder, as does the whole socket if any value is
+    not what a row holds."""
 
     _FORMAT = (
         '{"inode": %s, %s, "protocol": %s, "state": %s, "local": %s, "remote": %s, "peer_inode": %s, '
@@ -143,7 +144,7 @@ class _SocketJson:
         self.encode = json.JSONEncoder(check_circular=False).encode
         self.string = encode_basestring_ascii
         self.heads: Dict[tuple, str] = {}  # (kind's id, type) → '"kind": ..., "type": ...'
-        self.names: Dict[tuple, str] = {}  # a value whose JSON text is cached: states, backends, owners
+        self.texts: Dict[object, str] = {}  # states, backends, process names, addresses → their JSON text
 
     def text(self, entry: Entry) -> str:
         try:
@@ -151,27 +152,44 @@ class _SocketJson:
         except (TypeError, ValueError, AttributeError):
             return self.encode(entry_dict(entry))
 
-    def _number(self, value) -> str:
-        if type(value) is int:
-            return str(value)
+    def _other(self, value) -> str:
+        """A value that is not an int: null, or what json writes for it."""
         return "null" if value is None else self.encode(value)
 
-    def _cached(self, key, make) -> str:
-        text = self.names.get(key)
-        if text is None:
-            text = self.names[key] = make()
-        return text
-
     def _endpoint(self, family: Family, value) -> str:
+        texts = self.texts
         if type(value) is tuple:
             if family is Family.INET or family is Family.INET6:
                 packed, port = value
                 if type(port) is int and type(packed) is bytes and len(packed) in (4, 16):
-                    address = self._cached(packed, lambda: InetAddress.fields_dict(packed, port)["address"])
+                    address = texts.get(packed)
+                    if address is None:
+                        address = texts[packed] = InetAddress.fields_dict(packed, port)["address"]
                     return '{"address": "%s", "port": %d}' % (address, port)
             elif family is Family.UNIX and type(value[0]) is bytes:
-                return self._cached(("unix",) + value, lambda: self.encode(endpoint_dict(family, value)))
+                (name,) = value
+                return '{"name": %s, "name_hex": "%s", "abstract": %s}' % (
+                    self.string(UnixAddress.text(name)), name.hex(), "true" if name[:1] == b"\0" else "false"
+                )
         return "null" if value is None else self.encode(endpoint_dict(family, value))
+
+    def _owners(self, owners: Sequence[tuple]) -> str:
+        shown = []
+        for owner in owners:
+            pid, fd, name, uid, tid = owner
+            process = self.texts.get(("process", name))
+            if process is None:
+                process = self.texts["process", name] = '"process": %s, "process_hex": "%s"' % (
+                    self.string(escape_text(name)), os.fsencode(name).hex()
+                )
+            if type(pid) is int and type(fd) is int and type(uid) in (int, type(None)) and type(tid) in (
+                    int, type(None)):
+                shown.append('{"pid": %d, "fd": %d, %s, "uid": %s, "tid": %s}' % (
+                    pid, fd, process, "null" if uid is None else uid, "null" if tid is None else tid
+                ))
+            else:
+                shown.append(self.encode(owner_row_dict(owner)))
+        return ", ".join(shown)
 
     def _formatted(self, entry: Entry) -> str:
         (kind, inode, sock_type, protocol, state, local, remote, rx_queue, tx_queue, uid, backend, peer, netns,
@@ -182,15 +200,26 @@ class _SocketJson:
             head = self.heads[id(kind), sock_type] = '"kind": %s, "netid": %s, "family": %s, "type": %s' % (
                 string(kind.name), string(netid(kind, sock_type)), string(kind.family.name), string(sock_type.name)
             )
-        family, number, cached = kind.family, self._number, self._cached
+        texts, other, family = self.texts, self._other, kind.family
+        state_text = texts.get(state)
+        if state_text is None:
+            state_text = texts[state] = self.string(state.name)
+        backend_text = texts.get(("backend", backend))
+        if backend_text is None:
+            backend_text = texts["backend", backend] = self.string(backend)
         return self._FORMAT % (
-            number(inode), head, number(protocol), cached(state, lambda: self.string(state.name)),
-            self._endpoint(family, local), self._endpoint(family, remote), number(peer), number(rx_queue),
-            number(tx_queue), number(uid), number(netns), number(interface), number(cookie),
+            inode if type(inode) is int else other(inode), head,
+            protocol if type(protocol) is int else other(protocol), state_text,
+            self._endpoint(family, local), self._endpoint(family, remote),
+            peer if type(peer) is int else other(peer),
+            rx_queue if type(rx_queue) is int else other(rx_queue),
+            tx_queue if type(tx_queue) is int else other(tx_queue),
+            uid if type(uid) is int else other(uid),
+            netns if type(netns) is int else other(netns),
+            interface if type(interface) is int else other(interface),
+            cookie if type(cookie) is int else other(cookie),
             "null" if extended is None else self.encode(extended.as_dict()),
-            cached(("backend", backend), lambda: self.string(backend)),
-            ", ".join([cached(o, lambda o=o: self.encode(owner_row_dict(o))) for o in owners]),
-            ", ".join([cached(o, lambda o=o: self.encode(owner_row_dict(o))) for o in peer_owners]),
+            backend_text, self._owners(owners) if owners else "", self._owners(peer_owners) if peer_owners else "",
         )
 
 
@@ -222,17 +251,21 @@ def json_lines(snap: Snapshot) -> Iterator[str]:
         yield "\n"
 
 
-def _owner_text(owner: tuple) -> str:
-    """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table (an owner row)."""
+def _owner_text(owner: tuple, names: Dict[str, str]) -> str:
+    """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table (an owner row). `names`
+    caches each process name escaped."""
     pid, fd, name, _, tid = owner
-    text = "%s,%d,%d" % (escape_text(name), pid, fd)
+    shown = names.get(name)
+    if shown is None:
+        shown = names[name] = escape_text(name)
+    text = "%s,%d,%d" % (shown, pid, fd)
     return text if tid is None else "%s,tid=%d" % (text, tid)
 
 
-def _owners_text(owners: Sequence[tuple], texts: Dict[tuple, str]) -> str:
-    """The owners column; `texts` caches each owner's text across sockets."""
-    shown = [texts.get(o) or texts.setdefault(o, _owner_text(o)) for o in owners]
-    return shown[0] if len(shown) == 1 else " ".join(shown)
+def _owners_text(owners: Sequence[tuple], names: Dict[str, str]) -> str:
+    if len(owners) == 1:
+        return _owner_text(owners[0], names)
+    return " ".join([_owner_text(owner, names) for owner in owners])
 
 
 def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
@@ -242,10 +275,21 @@ def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
 
 def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
     """The cells of each entry: the hot loop of the table (one tuple unpacking a row; what repeats,
-    the netid and state of a kind and each owner's text, is made once)."""
+    a kind's netid and state label, an inet address, a process's name, is made once)."""
     rows = []
-    texts: Dict[tuple, str] = {}  # owner row → its text
+    names: Dict[str, str] = {}  # process name → escaped
+    hosts: Dict[bytes, str] = {}  # packed inet address → its text
     labels: Dict[tuple, Tuple[str, str]] = {}  # (kind's id, type, state) → (netid, state label)
+
+    def endpoint(family: Family, value) -> str:
+        if type(value) is tuple and (family is Family.INET or family is Family.INET6) and type(value[0]) is bytes:
+            packed, port = value
+            host = hosts.get(packed)
+            if host is None:
+                host = hosts[packed] = InetAddress.host_of(packed)
+            return InetAddress.text(packed, port, host)
+        return endpoint_text(family, value)
+
     unix = Family.UNIX
     for (kind, inode, sock_type, _, state, local, remote, rx_queue, tx_queue, _, _, peer, _, _, _, _), owners, \
             peer_owners in found:
@@ -254,19 +298,14 @@ def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
             label = labels[id(kind), sock_type, state] = (escape_text(netid(kind, sock_type)), state.label)
         family = kind.family
         if remote is not None:
-            peer_text = endpoint_text(family, remote)
+            peer_text = endpoint(family, remote)
         elif peer and family is unix:
-            peer_text = "* %d %s" % (peer, _owners_text(peer_owners, texts)) if peer_owners else "* %d" % peer
+            peer_text = "* %d %s" % (peer, _owners_text(peer_owners, names)) if peer_owners else "* %d" % peer
         else:
             peer_text = "*"
-        if len(owners) == 1:
-            owner = owners[0]
-            owners_text = texts.get(owner) or texts.setdefault(owner, _owner_text(owner))
-        else:
-            owners_text = _owners_text(owners, texts)
         rows.append((
             label[0], label[1], "-" if rx_queue is None else str(rx_queue), "-" if tx_queue is None else str(tx_queue),
-            endpoint_text(family, local), peer_text, str(inode), owners_text,
+            endpoint(family, local), peer_text, str(inode), _owners_text(owners, names) if owners else "",
         ))
     return rows
 
