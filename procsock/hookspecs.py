@@ -86,7 +86,9 @@ def procsock_collect(
     address to read yet; a socket in no kernel table has no row to give) leaves its record out and
     lists ``(inode, reason)`` in ``Collected.deferred``, the reason saying what the socket is: the
     next backend serving `kind` is asked for those inodes, and if none reports one, the socket is
-    unresolved with that reason.
+    unresolved with that reason. A socket no table lists at all (an unbound UDP socket) goes in
+    ``Collected.settled`` the same way instead: no other backend is asked for it (a whole-table dump
+    would find nothing at a great cost), and it is unresolved with the reason at once.
 
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for

@@ -445,12 +445,16 @@ class Collected:
     (NLM_F_DUMP_INTR), and the inodes it `deferred`: (inode, reason) for sockets of this kind it
     holds but cannot answer completely (a connecting socket has no peer address yet, one in no
     kernel table has nothing to list). The next backend is asked for those; the reason, which says
-    what the socket is, stays the unresolved reason if none reports it."""
+    what the socket is, stays the unresolved reason if none reports it. `settled` holds the same
+    pairs for held sockets that no table lists at all (an unbound UDP socket): no other backend
+    is asked for them (a dump of a whole table would find nothing), they are unresolved with the
+    reason at once."""
 
     records: Tuple[Union[SocketRecord, tuple], ...]
     skipped: Tuple[str, ...] = ()
     retries: int = 0
     deferred: Tuple[Tuple[int, str], ...] = ()
+    settled: Tuple[Tuple[int, str], ...] = ()
 
     def rows(self) -> Tuple[tuple, ...]:
         """The records as rows (`Row`), whichever form the backend gave; ValueError naming the

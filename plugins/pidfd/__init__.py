@@ -63,7 +63,7 @@ def procsock_collect(
     and those its fd cannot tell completely (connecting, or in no kernel table) are deferred."""
     if inodes is None or len(inodes) > LOOKUP_LIMIT or details:
         raise NotApplicable(NAME, "answers lookups of up to %d sockets, without details" % LOOKUP_LIMIT)
-    records, skipped, deferred = [], [], []
+    records, skipped, deferred, settled = [], [], [], []
     for inode in sorted(inodes):
         owners = holders.get(inode)
         if not owners:
@@ -74,11 +74,11 @@ def procsock_collect(
         except PermissionError as exc:
             raise BackendUnavailable(NAME, "pidfd_getfd refused for pid %d (%s)" % (owner.task, exc.strerror)) from None
         except probe.Incomplete as exc:
-            deferred.append((inode, exc.reason))
+            (settled if exc.settled else deferred).append((inode, exc.reason))
             continue
         except OSError as exc:
             skipped.append("pid %d fd %d: %s" % (owner.task, owner.fd, os.strerror(exc.errno or 0)))
             continue
         if record is not None:
             records.append(record)
-    return Collected(tuple(records), tuple(skipped), deferred=tuple(deferred))
+    return Collected(tuple(records), tuple(skipped), deferred=tuple(deferred), settled=tuple(settled))

@@ -95,11 +95,13 @@ NO_PEER = "%s: no peer address to read until it is connected"
 
 class Incomplete(Exception):
     """The fd cannot give the socket's whole record (no peer address yet, no table entry to
-    match); `reason` says what it is, for the backend to defer it."""
+    match); `reason` says what it is, for the backend to defer it; `settled` when no table lists
+    it at all (unbound), so that no other backend need be asked."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, settled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.settled = settled
 
 
 def read_socket(pid: int, fd: int, inode: int, kind: SocketKind, netns: Optional[int],
@@ -176,11 +178,13 @@ def _check_complete(kind: SocketKind, state: State, local: InetAddress, peer) ->
     """
     if kind.protocol == "tcp":
         if state is State.CLOSE:
-            raise Incomplete(UNBOUND if local.port == 0 else NOT_ACTIVE % local.port)
+            if local.port == 0:
+                raise Incomplete(UNBOUND, settled=True)
+            raise Incomplete(NOT_ACTIVE % local.port)
         if peer is None and state is not State.LISTEN:
             raise Incomplete(NO_PEER % ("connecting (%s)" % state.label))
     elif kind.protocol != "raw" and local.port == 0:
-        raise Incomplete(UNBOUND)
+        raise Incomplete(UNBOUND, settled=True)
 
 
 def _record(sock: socket.socket, inode: int, kind: SocketKind, netns: Optional[int],

@@ -31,11 +31,11 @@ class Answer:
     failures: Tuple[Tuple[str, str], ...] = ()
 
 
-def deferred_reasons(collected) -> Dict[int, str]:
-    """A backend's deferred inodes → reason, keeping only well-formed (inode, text) pairs, with
-    the text escaped and cut short: a plugin's words reach terminals."""
+def deferred_reasons(collected, field: str = "deferred") -> Dict[int, str]:
+    """A backend's deferred (or `settled`) inodes → reason, keeping only well-formed (inode, text)
+    pairs, with the text escaped and cut short: a plugin's words reach terminals."""
     try:
-        pairs = tuple(collected.deferred)
+        pairs = tuple(getattr(collected, field, ()))
     except TypeError:
         return {}
     return {
@@ -77,17 +77,21 @@ def ask(
 def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inodes: Optional[FrozenSet[int]],
             details: bool, netns: Netns, holders: Holders) -> Answer:
     """The answer of the first of `backends` serving `kind`; the inodes it deferred are asked of
-    the backends after it, and those none reports stay in ``deferred`` with the first reason given."""
+    the backends after it, and those none reports stay in ``deferred`` with the first reason given,
+    as do those it settled (asked of no other backend)."""
     rest, collected, failures = _first_answer(backends, source, kind, inodes, details, netns, holders)
     if collected is None:
         return Answer(kind, netns, inodes, None, None, tuple(failures))
     name = rest[0].name
-    records, reasons = list(collected.records), deferred_reasons(collected)
-    if reasons:  # a deferral of a socket not asked for, or answered after all, is not believed
+    records, reasons, settled = list(collected.records), deferred_reasons(collected), {}
+    if collected.settled:
+        settled = deferred_reasons(collected, "settled")
+        reasons = {i: why for i, why in reasons.items() if i not in settled}
+    if reasons or settled:  # a deferral of a socket not asked for, or answered after all, is not believed
         listed = {r[Row.INODE] for r in records}
-        reasons = {
-            i: why for i, why in reasons.items() if (inodes is None or i in inodes) and i not in listed
-        }
+        reasons, settled = ({
+            i: why for i, why in pairs.items() if (inodes is None or i in inodes) and i not in listed
+        } for pairs in (reasons, settled))
     while reasons:
         asked = frozenset(reasons)
         rest, answer, failed = _first_answer(rest[1:], source, kind, asked, details, netns, holders)
@@ -98,8 +102,9 @@ def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inode
             inode = record[Row.INODE]
             if inode in asked and reasons.pop(inode, None) is not None:
                 records.append(record)
-    if collected.deferred or reasons:
-        collected = attrs.evolve(collected, records=tuple(records), deferred=tuple(reasons.items()))
+    if collected.deferred or collected.settled or reasons:
+        collected = attrs.evolve(collected, records=tuple(records),
+                                 deferred=tuple(reasons.items()) + tuple(settled.items()), settled=())
     return Answer(kind, netns, inodes, name, collected, tuple(failures))
 
 

@@ -221,7 +221,8 @@ class Explainer:
         except Exception:  # an explanation is optional: the generic reason stands
             log.debug("backend %s could not explain %s", backend.name, kind.name, exc_info=True)
             return {}
-        return {inode: reason for inode, reason in deferred_reasons(collected).items() if inode in inodes}
+        said = {**deferred_reasons(collected), **deferred_reasons(collected, "settled")}
+        return {inode: reason for inode, reason in said.items() if inode in inodes}
 
     def _why(self, owner: Owner, scan: FdScan, read: Reading, deferred: Optional[str]) -> str:
         """The likely reason no backend reported a socket `owner` holds (asked of the live fd);
