@@ -212,10 +212,13 @@ class Resolver:
         """Raw wire answers (kind, namespace, backend, bytes) for every kind a backend can give one
         for: our namespace first, then each other network namespace whose processes hold sockets.
 
-        Returns them with notes for kinds whose backends with a raw form failed. Used by
-        ``--save-diag``.
+        Returns them with notes for kinds whose backends with a raw form failed, and for kinds
+        left out because no backend here reads that kind back from a saved file (its replies
+        would come back as another kind). Used by ``--save-diag``.
         """
         dumps, notes = [], []
+        saved = Source.saved_diag(os.devnull)
+        readers = {kind for b in self.registry.backends if b.unavailable(saved) is None for kind in b.info.kinds}
         live = self.source.kernel and self._own_netns.inode is not None
         plans = self.namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
         for netns, _ in plans:
@@ -229,6 +232,10 @@ class Resolver:
                     except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
                         failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
                         continue
+                    if data is not None and kind not in readers:
+                        notes.append("%s: left out: no backend here reads %s back from a saved file"
+                                     % (plan.label(kind, netns), kind.name))
+                        break
                     if data is not None:
                         dumps.append((kind, netns, backend.name, data))
                         break

@@ -229,3 +229,12 @@ def test_a_socket_two_namespaces_of_a_saved_file_claim_is_believed_in_neither(tm
     alone = tmp_path / "alone.diag"
     alone.write_bytes(codec.renumber(tcp, codec.saved_seq(TCP), 111))
     assert {s.record.inode for s in procsock.snapshot(diag_file=str(alone)).sockets} == inodes
+
+
+def test_a_saved_run_of_a_kind_the_codec_does_not_read_is_skipped_not_taken_for_tcp():
+    """A run procsock saved for another backend's kind (its sequence number carries procsock's
+    mark but names no kind of ours) is skipped and said, never read as TCP like an `ss -D` file."""
+    foreign = codec.renumber(fixture("tcp.bin"), codec.SAVED_MARK | (2 << 8) | 99, 4242)
+    runs = codec.decode_saved(codec.renumber(fixture("tcp.bin"), codec.saved_seq(TCP)) + foreign, source="f")
+    assert [(kind, len(d.records)) for kind, d in runs] == [(TCP, len(TCP_EXPECTED)), (None, 0)]
+    assert "a kind this backend does not read" in runs[1][1].skipped[0]

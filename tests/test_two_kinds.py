@@ -115,3 +115,18 @@ def test_an_mptcp_socket_is_mptcp_on_every_path(mptcp_listener, kind):
     for sock in (every, mine, [one]):
         assert [(s.record.kind, s.record.kind.supersedes) for s in sock] == [(kind, kind.supersedes)]
         assert [o.pid for o in sock[0].owners] == [os.getpid()]
+
+
+def test_save_diag_leaves_out_a_kind_nothing_reads_back_and_says_so():
+    """A plugin's raw replies of its own kind would come back as another kind from a saved file
+    no backend of that kind reads: they are left out, with a note."""
+    class LiveOnly(StubBackend):
+        @hookimpl
+        def procsock_unavailable(self, source):
+            return "reads no saved file" if source.diag_file is not None else None
+
+    registry = Registry.from_entry_points()
+    registry.register(LiveOnly("elder", 10, [ELDER]), "elder")  # a raw form, and no reading of saved files
+    dumps, notes = Resolver(registry, Source.live()).raw_dumps(Query(kinds=frozenset({"elder", "tcp"})))
+    assert {kind.name for kind, _, _, _ in dumps} == {"tcp"}
+    assert any("elder: left out: no backend here reads elder back from a saved file" in note for note in notes)

@@ -178,7 +178,10 @@ def saved_seq(kind: SocketKind) -> int:
     inode of the network namespace the dump was read in (0: unknown). `ss` reads neither field.
     """
     protocol = INET_PROTOCOLS.get(kind.protocol, 0)
-    return 0x50530000 | (int(kind.family) << 8) | protocol
+    return SAVED_MARK | (int(kind.family) << 8) | protocol
+
+
+SAVED_MARK = 0x50530000  # "PS": the high half of every sequence number procsock saves
 
 
 _KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in INET_KINDS}
@@ -391,6 +394,11 @@ def decode_saved(data: bytes, *, source: str, backend: str = "netlink",
     for index, (start, msg_seq, msg_port) in enumerate(runs):
         end = runs[index + 1][0] if index + 1 < len(runs) else total
         kind = _SAVED_KIND.get(msg_seq)
+        if kind is None and msg_seq & 0xFFFF0000 == SAVED_MARK:  # saved by procsock, of a kind not ours
+            note = "%s: messages of a kind this backend does not read (seq 0x%08x): skipped" % (
+                _where(source, start), msg_seq)
+            decoded.append((None, Decoded((), (note,), False, 0, False)))
+            continue
         decoded.append((kind, decode(
             data, kind=None if kind == UNIX else kind, source=source, backend=backend,
             details=details, netns=(msg_port or None) if kind is not None else None, start=start, end=end,
