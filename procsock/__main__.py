@@ -36,7 +36,10 @@ def main() -> None:
     if walks_every_process(sys.argv[1:]):
         from procsock.fdscan import start_early_walk
 
-        start_early_walk("/proc")
+        try:
+            start_early_walk("/proc")
+        except OSError:  # no /proc, no fds or processes left: the command walks, or says why, itself
+            pass
     from procsock.cli import command
 
     command()

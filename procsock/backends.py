@@ -279,10 +279,16 @@ def _supersedes_problem(info: BackendInfo) -> Optional[str]:
 
 def _kind_clash(backend: Backend, before: Sequence[Backend]) -> Optional[str]:
     """Why `backend` cannot serve its kinds next to the backends `before` it: one of its kinds has
-    the name of another's kind of a different family or protocol (a kind name means one pair)."""
+    the name of another's kind of a different family or protocol (a kind name means one pair), or
+    claims a kernel protocol name (`kernel_names`) another kind has (a lookup of one fd asks only
+    the kind its protocol names: two claimants would hide sockets from lookups)."""
     for kind in backend.info.kinds:
         for other in before:
             for theirs in other.info.kinds:
+                shared = set(getattr(kind, "kernel_names", ())) & set(theirs.kernel_names) if theirs != kind else ()
+                if shared:  # a lookup of one fd asks the kind its protocol names: one kind per name
+                    return "its kind %s claims the kernel's protocol name %s of kind %s of backend %s" % (
+                        kind.name, ", ".join(sorted(shared)), theirs.name, other.name)
                 if theirs.name == kind.name and theirs != kind:
                     return "its kind %s (%s/%s) clashes with kind %s (%s/%s) of backend %s: a kind name means " \
                         "one family and protocol" % (

@@ -383,7 +383,12 @@ def _start_walk(proc_root: str) -> Tuple[Callable[[], FdScan], Callable[[], None
         return lambda: scan_fds(proc_root, threads=True), _nothing
     parent = os.getpid()
     reader, writer = os.pipe()
-    hold, release = os.pipe()  # the child waits for EOF here until we hold its pidfd
+    try:
+        hold, release = os.pipe()  # the child waits for EOF here until we hold its pidfd
+    except OSError:
+        os.close(reader)
+        os.close(writer)
+        raise
     try:
         child = os.fork()
     except OSError:  # out of processes or memory: walk here

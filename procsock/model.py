@@ -7,6 +7,7 @@ the kernel holds; conversions to text happen only when something is displayed.
 
 import collections.abc
 import enum
+import operator
 import socket
 from typing import TYPE_CHECKING, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
@@ -714,7 +715,10 @@ def endpoint_text(family: Family, value, _classes=_ENDPOINT_CLASSES) -> str:
     cls = _classes.get(family)
     if cls is not None and type(value) is tuple:
         return cls.text(*value)
-    return escape_text(str(value))
+    try:  # a plugin's own endpoint class: its text, escaped
+        return escape_text(str(value))
+    except Exception:
+        return "<%s>" % escape_text(type(value).__name__)
 
 
 def endpoint_dict(family: Family, value) -> Optional[dict]:
@@ -724,7 +728,11 @@ def endpoint_dict(family: Family, value) -> Optional[dict]:
     cls = _ENDPOINT_CLASSES.get(family)
     if cls is not None and type(value) is tuple:
         return cls.fields_dict(*value)
-    return value.as_dict()
+    try:  # a plugin's own endpoint class: its fields, or at least its text
+        fields = value.as_dict()
+    except Exception:
+        fields = None
+    return fields if isinstance(fields, dict) else {"text": endpoint_text(family, value)}
 
 
 def endpoint_port(family: Family, value) -> Optional[int]:
@@ -752,13 +760,32 @@ _make_record = _maker(SocketRecord, replaced=(Row.LOCAL, Row.REMOTE))
 
 
 def is_row(value) -> bool:
-    """Whether `value` has a row's shape, its kind, inode, type and state of their types (a
-    plugin's answer is checked before it is used; the writers rely on these four)."""
-    return (
-        type(value) is tuple and len(value) == ROW_SIZE and isinstance(value[Row.KIND], SocketKind)
-        and type(value[Row.INODE]) is int and isinstance(value[Row.TYPE], SockType)
-        and isinstance(value[Row.STATE], State)
-    )
+    """Whether `value` is a row the writers can trust: its shape, a SocketKind, SockType and
+    State, ints (or None) for every number, and each endpoint in the compact form of its family
+    (or an object that is no tuple: a plugin's own endpoint class). A plugin's answer is checked
+    here before anything uses it: a value of another type could crash a writer or carry control
+    bytes to a terminal."""
+    if not (type(value) is tuple and len(value) == ROW_SIZE and isinstance(value[Row.KIND], SocketKind)
+            and isinstance(value[Row.TYPE], SockType) and isinstance(value[Row.STATE], State)
+            and type(value[Row.INODE]) is int and set(map(type, _numbers(value))) <= _INT_OR_NONE):
+        return False
+    shape = _COMPACT_SHAPES.get(value[Row.KIND].family)
+    for endpoint in (value[Row.LOCAL], value[Row.REMOTE]):
+        if type(endpoint) is tuple and (shape is None or tuple(map(type, endpoint)) != shape):
+            return False
+    extended = value[Row.EXTENDED]
+    return extended is None or isinstance(extended, __getattr__("Extended"))
+
+
+_numbers = operator.itemgetter(
+    Row.PROTOCOL, Row.RX_QUEUE, Row.TX_QUEUE, Row.UID, Row.PEER_INODE, Row.NETNS, Row.INTERFACE, Row.COOKIE
+)
+_INT_OR_NONE = frozenset((int, type(None)))
+# The types of each family's compact endpoint: its class's fields.
+_COMPACT_SHAPES = {
+    Family.INET: (bytes, int), Family.INET6: (bytes, int), Family.UNIX: (bytes,),
+    Family.PACKET: (int, int), Family.NETLINK: (int, int, int),
+}
 
 
 # An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them.
@@ -810,8 +837,14 @@ class Sockets(collections.abc.Sequence):
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Sockets):
-            return self.entries == other.entries
+            return self.entries == other.entries or self._sockets() == other._sockets()
         return isinstance(other, tuple) and self._sockets() == other
+
+    def __add__(self, other):
+        return self._sockets() + other
+
+    def __radd__(self, other):
+        return other + self._sockets()
 
     def __hash__(self) -> int:
         return hash(self._sockets())

@@ -123,6 +123,10 @@ def _encoded_sockets(snap: Snapshot, separator: str) -> Iterator[str]:
         yield chunk if at + _CHUNK >= len(found) else chunk + separator
 
 
+def _type_name(value) -> str:
+    return "<%s>" % type(value).__name__
+
+
 class _SocketJson:
     """Writes `entry_dict(entry)` as JSON text, the same text `json.dumps` writes, several times
     faster: what repeats (a kind's names, a state, a backend, a process's name, an inet address,
@@ -142,6 +146,8 @@ class _SocketJson:
         from json.encoder import encode_basestring_ascii
 
         self.encode = json.JSONEncoder(check_circular=False).encode
+        # the last resort for a plugin's value json cannot write: its type's name
+        self.lenient = json.JSONEncoder(check_circular=False, default=_type_name).encode
         self.string = encode_basestring_ascii
         self.heads: Dict[tuple, str] = {}  # (kind's id, type) → '"kind": ..., "type": ...'
         self.texts: Dict[object, str] = {}  # states, backends, process names, addresses → their JSON text
@@ -150,7 +156,7 @@ class _SocketJson:
         try:
             return self._formatted(entry)
         except (TypeError, ValueError, AttributeError):
-            return self.encode(entry_dict(entry))
+            return self.lenient(entry_dict(entry))
 
     def _other(self, value) -> str:
         """A value that is not an int: null, or what json writes for it."""

@@ -69,3 +69,17 @@ def test_an_early_walk_never_claimed_is_stopped_and_reaped():
     assert _walkers() or "walk" in fdscan._early_walk  # a walker runs (or one CPU: it walks here later)
     fdscan._discard_early_walk()
     assert "walk" not in fdscan._early_walk and _walkers() == []
+
+
+def test_no_fd_left_for_the_early_walk_is_the_command_s_one_line_error():
+    import resource
+    import subprocess
+    import sys
+
+    def few_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6, 6))
+
+    done = subprocess.run([sys.executable, "-m", "procsock"], preexec_fn=few_fds, capture_output=True, text=True,
+                          timeout=120)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1 and done.stderr.startswith("procsock: ") and done.stderr.count("\n") == 1, done.stderr

@@ -173,3 +173,37 @@ def test_json_of_odd_values_is_what_json_writes(zoo):
     want = [json.dumps(render.entry_dict(entry)) for entry in snap.sockets.entries]
     assert "".join(render.json_lines(snap)).splitlines() == want
     assert render.table_rows(snap.sockets)  # and people's table of them
+
+
+@pytest.mark.parametrize("field, value", [
+    (Row.LOCAL, (b"\x7f\x00\x00\x01",)), (Row.LOCAL, ()), (Row.REMOTE, (b"\x7f\x00\x00\x01", "\x1b]0;x\x07")),
+    (Row.LOCAL, (b"\x7f\x00\x00\x01", 80, "extra")), (Row.LOCAL, (2130706433, 80)), (Row.RX_QUEUE, "\x1b[2J"),
+    (Row.TX_QUEUE, 1.5), (Row.PEER_INODE, "7"), (Row.UID, float("nan")), (Row.EXTENDED, object()),
+], ids=lambda v: repr(v)[:30])
+def test_a_row_a_writer_could_not_trust_is_not_a_row(field, value):
+    """Every number an int or None, every endpoint its family's compact form (or an object of a
+    plugin's class): anything else is refused at the door (it could crash a writer or carry
+    control bytes to a terminal)."""
+    from procsock.model import TCP, InetAddress, SockType, State, is_row
+
+    good = row_from_record(SocketRecord(
+        kind=TCP, inode=5, type=SockType.STREAM, protocol=6, state=State.LISTEN,
+        local=InetAddress(b"\x7f\x00\x00\x01", 80), remote=InetAddress(bytes(4), 0), rx_queue=0, tx_queue=0,
+        uid=0, backend="x",
+    ))
+    assert is_row(good)
+    bad = good[:field] + (value,) + good[field + 1:]
+    assert not is_row(bad)
+    with pytest.raises(ValueError, match="not a row"):
+        Collected((bad,)).rows()
+
+
+def test_sockets_compare_by_what_they_build():
+    from procsock.model import TCP, InetAddress, SockType, Sockets, State
+
+    record = SocketRecord(kind=TCP, inode=5, type=SockType.STREAM, protocol=6, state=State.LISTEN,
+                          local=InetAddress(b"\x7f\x00\x00\x01", 80), remote=None, rx_queue=0, tx_queue=0,
+                          uid=0, backend="x")
+    as_object = row_from_record(record)[:Row.LOCAL] + (record.local, None) + row_from_record(record)[Row.RX_QUEUE:]
+    a, b = Sockets([(row_from_record(record), (), ())]), Sockets([(as_object, (), ())])
+    assert a == b and hash(a) == hash(b) and a + () == tuple(b) and () + a == tuple(a)

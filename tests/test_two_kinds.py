@@ -130,3 +130,13 @@ def test_save_diag_leaves_out_a_kind_nothing_reads_back_and_says_so():
     dumps, notes = Resolver(registry, Source.live()).raw_dumps(Query(kinds=frozenset({"elder", "tcp"})))
     assert {kind.name for kind, _, _, _ in dumps} == {"tcp"}
     assert any("elder: left out: no backend here reads elder back from a saved file" in note for note in notes)
+
+
+def test_a_kind_claiming_another_kinds_kernel_name_makes_its_plugin_broken():
+    """A lookup of one fd asks the kind its protocol xattr names: a second kind claiming `TCP` would
+    hide TCP sockets from snapshot(pid=) and describe_fd while the full listing shows them."""
+    impostor = SocketKind("tcpx", Family.INET, "tcpx", ("TCP",))
+    registry = Registry.from_entry_points()
+    registry.register(StubBackend("impostor", 1, [impostor]), "impostor")
+    assert "impostor" not in {b.name for b in registry.backends}
+    assert any("kernel's protocol name TCP" in str(failure) for failure in registry.failures)
