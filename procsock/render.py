@@ -316,11 +316,6 @@ def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
     return rows
 
 
-def details_text(rec: SocketRecord) -> str:
-    """The `ss -iem` style line of a record's details: key:value pairs, only those known."""
-    return row_details_text(row_from_record(rec))
-
-
 def row_details_text(row: tuple) -> str:
     """The `ss -iem` style line of a row's details: key:value pairs, only those known."""
     parts = []

@@ -120,9 +120,8 @@ class Resolver:
         scan = self._owners(sorted(query.pid))
         kinds = self.kinds(query)
         if self.source.kernel:  # only the kinds its socket fds are, when every fd says
-            hints = {self._kind_hint(held[0].task, held[0].fd) for held in scan.owners.values()}
-            kinds = plan.hinted(kinds, hints)
-        return self._resolve(query, kinds, scan, frozenset(scan.owners))
+            kinds = plan.hinted(kinds, {self._kind_held(scan, inode) for inode in scan.owner_rows})
+        return self._resolve(query, kinds, scan, frozenset(scan.owner_rows))
 
     def _snapshot_all(self, query: Query) -> Snapshot:
         """Every socket. On the live host the fd walk runs in the background while our own
@@ -143,9 +142,7 @@ class Resolver:
     def describe_inode(self, inode: int, details: bool = False) -> Socket:
         """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
         scan = self._owners(None)
-        holders = scan.owners.get(inode)
-        hint = self._kind_hint(holders[0].task, holders[0].fd) if holders and self.source.kernel else None
-        return self._one(inode, scan, hint, details)
+        return self._one(inode, scan, self._kind_held(scan, inode), details)
 
     @scope()
     def describe_fd(self, pid: int, fd: int, details: bool = False) -> Socket:

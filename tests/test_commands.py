@@ -176,5 +176,5 @@ def test_a_file_after_double_dash_is_a_file_even_if_it_looks_like_an_option(tmp_
 
 def test_the_readme_lists_every_command():
     with open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8") as f:
-        listed = re.findall(r"^\| `procsock \[?([a-z-]+)", f.read(), re.M)
+        listed = re.findall(r"^\| `procsock \[?([a-z][a-z-]*)", f.read(), re.M)  # command words, not options
     assert listed == list(COMMANDS)

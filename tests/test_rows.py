@@ -69,7 +69,6 @@ def test_every_field_of_a_row_is_the_record_s(zoo, details):
         assert endpoint_text(family, row[Row.LOCAL]) == str(record.local)
         assert netid(record.kind, row[Row.TYPE]) == record.netid
         assert row_from_record(record) == row
-        assert render.row_details_text(row) == render.details_text(record)
 
 
 def test_a_snapshot_reads_the_same_as_rows_and_as_sockets(zoo, monkeypatch):
