@@ -1,6 +1,6 @@
 """Time procsock against ss, netstat, lsof and psutil on the same live workload, in one run.
 
-    python bench/run.py --sockets 1000,10000,100000 --procs 50 --runs 5 [--netns 5]
+    python bench/run.py --sockets 1000,10000,100000 --procs 50 --runs 5 [--netns 5] [--baseline PYTHON]
 
 For each scale: starts bench/workload.py, then times whole processes (start-up included, output
 to /dev/null) interleaved A B A B, and in-process library calls (procsock.snapshot() and
@@ -9,7 +9,9 @@ and the ratios procsock/ss and snapshot()/psutil, then how each grows from scale
 that are missing are skipped, and said so. procsock's bytecode is compiled first, as `pip install`
 does: an editable install run with PYTHONDONTWRITEBYTECODE would compile its sources every run.
 With --netns K, K of the processes hold their sockets in namespaces of their own: procsock reads
-them, ss, netstat, lsof and psutil see only the bench's own namespace.
+them, ss, netstat, lsof and psutil see only the bench's own namespace. With --baseline PYTHON, an
+interpreter with another procsock installed (an older version's venv) is timed in the same
+interleaving, for a before/after in one run.
 
 Before timing each scale it waits for a quiet machine: the CPU time used by everything but the bench
 and its workload (the machine's busy ticks in /proc/stat minus our processes' own, /proc/PID/stat)
@@ -31,18 +33,25 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def whole_process_commands():
+def whole_process_commands(baseline=None):
+    """The commands timed; with `baseline` (another interpreter with procsock installed: an older
+    version), its `procsock` and `procsock --json` too, interleaved with the rest."""
     procsock = [sys.executable, "-m", "procsock"]
     commands = {
         "procsock": procsock,
         "procsock --json": procsock + ["--json"],
         "procsock --jsonl": procsock + ["--jsonl"],
+    }
+    if baseline:
+        commands["baseline procsock"] = [baseline, "-m", "procsock"]
+        commands["baseline procsock --json"] = [baseline, "-m", "procsock", "--json"]
+    commands.update({
         "procsock --backend netlink": procsock + ["--backend", "netlink"],
         "procsock --backend procnet": procsock + ["--backend", "procnet"],
         "ss -tuaxnp": ["ss", "-tuaxnp"],
         "netstat -tuaxnp": ["netstat", "-tuaxnp"],
         "lsof -nP -i -U": ["lsof", "-nP", "-i", "-U"],
-    }
+    })
     return {name: argv for name, argv in commands.items() if shutil.which(argv[0])}
 
 
@@ -109,8 +118,8 @@ def summary(name, times, rss=None):
     return med, line
 
 
-def measure(runs):
-    commands = whole_process_commands()
+def measure(runs, baseline=None):
+    commands = whole_process_commands(baseline)
     for name in ("netstat -tuaxnp", "lsof -nP -i -U", "ss -tuaxnp"):
         if name not in commands:
             print("(%s is not installed: skipped)" % name.split()[0])
@@ -301,6 +310,8 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--netns", type=int, default=0, help="processes with a network namespace of their own (root)")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also time `PYTHON -m procsock` (and --json), interleaved: an older version's venv")
     add_quiet_options(parser)
     args = parser.parse_args()
     print("machine: %d cores, %s, Python %s" % (os.cpu_count(), os.uname().release, sys.version.split()[0]))
@@ -312,13 +323,16 @@ def main() -> int:
             print("\n=== %s ===" % ready)
             print(wait_quiet(ours, args.quiet_timeout, not args.no_wait))
             before = load_sample(ours)
-            medians = measure(args.runs)
+            medians = measure(args.runs, args.baseline)
             timing_load = timing_load_line(before, load_sample(ours))
         print("ratios (lower is better for procsock):")
         for tool in ("ss -tuaxnp", "netstat -tuaxnp", "lsof -nP -i -U"):
             ratio(medians, "procsock", tool)
         ratio(medians, "procsock --json", "procsock")
         ratio(medians, "procsock --jsonl", "procsock")
+        ratio(medians, "procsock", "baseline procsock")
+        ratio(medians, "procsock --json", "baseline procsock --json")
+        ratio(medians, "baseline procsock", "ss -tuaxnp")
         ratio(medians, "procsock.snapshot()", "psutil.net_connections('all')")
         ratio(medians, "procsock.snapshot() + list(.sockets)", "psutil.net_connections('all')")
         for name in [n for n in medians if "pid=<" in n or "describe_fd" in n]:
