@@ -23,7 +23,7 @@ _HOMES = {
         "BUILTIN_KINDS", "INET_KINDS", "NETLINK", "PACKET", "RAW", "RAW6", "TCP", "TCP6", "UDP", "UDP6", "UDPLITE",
         "UDPLITE6", "UNIX", "BackendInfo", "Collected", "Extended", "Family", "InetAddress", "MemInfo",
         "NetlinkAddress", "Netns", "Owner", "PacketAddress", "Socket", "SocketKind", "SocketRecord", "SockType",
-        "Source", "State", "TcpInfo", "UnixAddress",
+        "SocketIdentity", "Source", "State", "TcpInfo", "UnixAddress",
         "Note", "NoteCode", "Query", "Snapshot", "Unresolved",
     ),
 }

@@ -312,6 +312,11 @@ class SocketRecord:
     def netid(self) -> str:
         return netid(self.kind, self.type)
 
+    @property
+    def identity(self) -> "SocketIdentity":
+        """Which socket this is, across moments and backends (SocketIdentity)."""
+        return identity_of_row(row_from_record(self))
+
 
 def netid(kind: SocketKind, sock_type: SockType) -> str:
     """The short protocol column `ss` prints: tcp, udp, raw, u_str, u_dgr, u_seq, p_raw, nl ..."""
@@ -790,6 +795,56 @@ _COMPACT_SHAPES = {
 
 # An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them.
 OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID = range(5)
+
+
+@attrs.frozen
+class SocketIdentity:
+    """Which socket a record describes, across moments, backends and saved output.
+
+    The namespace inode, kind name and sockfs inode name a socket while it lives; an inode is
+    reused once it is closed, the kernel's cookie never is (within a boot), so the cookie is part
+    of the identity where the backend knows it. An inode 0 socket (TIME_WAIT, embryonic) has no
+    inode to go by: without a cookie its endpoints stand in (`endpoints`, else None). Two
+    identities are of the same socket when `same_socket` says so: equal `key`, and cookies that
+    do not disagree (an unknown cookie agrees with any).
+    """
+
+    netns: Optional[int]
+    kind: str
+    inode: int
+    cookie: Optional[int] = None
+    endpoints: Optional[str] = None
+
+    @property
+    def key(self) -> tuple:
+        """What must be equal for two identities to be of one socket, the cookie aside."""
+        return (self.netns, self.kind, self.inode, self.endpoints)
+
+    def same_socket(self, other: "SocketIdentity") -> bool:
+        return self.key == other.key and (self.cookie is None or other.cookie is None or self.cookie == other.cookie)
+
+    @property
+    def text(self) -> str:
+        """`NETNS/KIND/INODE[@COOKIE-HEX][/LOCAL-REMOTE]` ("-" for an unknown namespace): the
+        identity as a string, for JSON and logs."""
+        text = "%s/%s/%d" % ("-" if self.netns is None else self.netns, self.kind, self.inode)
+        if self.cookie is not None:
+            text += "@%x" % self.cookie
+        if self.endpoints is not None:
+            text += "/" + self.endpoints
+        return text
+
+
+def identity_of_row(row: tuple) -> SocketIdentity:
+    """The identity of the socket a row describes."""
+    kind, inode, cookie = row[Row.KIND], row[Row.INODE], row[Row.COOKIE]
+    endpoints = None
+    if not inode and cookie is None:
+        family = kind.family
+        remote = row[Row.REMOTE]
+        remote_text = "*" if remote is None else endpoint_text(family, remote)
+        endpoints = endpoint_text(family, row[Row.LOCAL]) + "-" + remote_text
+    return SocketIdentity(row[Row.NETNS], kind.name, inode, cookie, endpoints)
 
 
 def owner_task(owner: tuple) -> int:
