@@ -24,7 +24,7 @@ _HOMES = {
         "UDPLITE6", "UNIX", "BackendInfo", "Collected", "Extended", "Family", "InetAddress", "MemInfo",
         "NetlinkAddress", "Netns", "Owner", "PacketAddress", "Socket", "SocketKind", "SocketRecord", "SockType",
         "SocketIdentity", "Source", "State", "TcpInfo", "UnixAddress",
-        "Note", "NoteCode", "Query", "Snapshot", "Unresolved",
+        "Note", "NoteCode", "Query", "Snapshot", "Unresolved", "Context", "Process",
     ),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -13,6 +13,7 @@ from procsock.errors import BadArgument
 from procsock.fdscan import known_netns, netns_inode
 from procsock.model import Family, Query, Snapshot, Socket, Source, State
 from procsock.resolver import Resolver
+from procsock.text import escape_text
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,6 +133,30 @@ def _states(value: Any) -> Optional[FrozenSet[State]]:
     )
 
 
+_CONTEXT_SHAPES = {  # argument: (a value's exact shape, what it is)
+    "unit": (r"[^/\x00-\x1f\x7f]{1,255}", "a systemd unit name (nginx.service, or nginx)"),
+    "container": (r"[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,63}", "a container id (or its first digits) or name"),
+    "pod": (r"[a-z0-9][a-z0-9.-]{0,252}(/[a-z0-9][a-z0-9.-]{0,252})?", "a pod UID, name or NAMESPACE/NAME"),
+    "cgroup": (r"/[^\x00\n]{0,4095}", "a cgroup path prefix starting with /"),
+    "user": (r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,31}\$?", "a user name or uid"),
+}
+
+
+def _context_values(argument: str, value: Any) -> Optional[FrozenSet[str]]:
+    """Context filter values (`unit`, `container`, `pod`, `cgroup`, `user`), each of its shape;
+    a uid may be given as an int."""
+    import re
+
+    values = _values(argument, value, (str, int) if argument == "user" else (str,), _CONTEXT_SHAPES[argument][1])
+    if values is None:
+        return None
+    shape, what = _CONTEXT_SHAPES[argument]
+    for one in values:
+        if isinstance(one, int) and one < 0 or isinstance(one, str) and not re.fullmatch(shape, one):
+            raise BadArgument(argument, "bad %s %s (accepted: %s)" % (argument, escape_text(repr(one)[:80]), what))
+    return frozenset(str(one) for one in values)
+
+
 def make_query(
     *,
     kind: Union[str, Iterable[str], None] = None,
@@ -142,6 +167,12 @@ def make_query(
     port: Union[int, Iterable[int], None] = None,
     netns: Union[int, Iterable[int], None] = None,
     details: bool = False,
+    context: bool = False,
+    unit: Union[str, Iterable[str], None] = None,
+    container: Union[str, Iterable[str], None] = None,
+    pod: Union[str, Iterable[str], None] = None,
+    cgroup: Union[str, Iterable[str], None] = None,
+    user: Union[str, int, Iterable, None] = None,
     registry: Optional[Registry] = None,
 ) -> Query:
     """A Query from user-friendly values: each filter takes one value or several.
@@ -151,6 +182,9 @@ def make_query(
     name or ss label ("LISTEN", "estab", "time-wait", "bound-inactive"); pid, port, netns: numbers. A value procsock
     does not know raises BadArgument, one of the wrong type TypeError, naming the argument and
     what it accepts: the door is where a typo is caught, not an empty answer later.
+    `context` asks for each owner's Context; unit, container (id, or its first digits, or name),
+    pod (UID, name or NAMESPACE/NAME), cgroup (path prefix) and user (name or uid) keep the
+    sockets one of whose owners' context matches every one given (and imply `context`).
     """
     kinds = protocols = None
     if kind is not None or protocol is not None:
@@ -170,6 +204,12 @@ def make_query(
         port=_numbers("port", port, 0, 0xFFFF, "a port number"),
         netns=_numbers("netns", netns, 1, None, "a network namespace inode"),
         details=details,
+        context=bool(context),
+        units=_context_values("unit", unit),
+        containers=_context_values("container", container),
+        pods=_context_values("pod", pod),
+        cgroups=_context_values("cgroup", cgroup),
+        users=_context_values("user", user),
     )
 
 
@@ -213,6 +253,12 @@ def snapshot(
     port=None,
     netns=None,
     details: bool = False,
+    context: bool = False,
+    unit=None,
+    container=None,
+    pod=None,
+    cgroup=None,
+    user=None,
     proc_root: Optional[str] = None,
     diag_file: Optional[str] = None,
     backend: Optional[str] = None,
@@ -224,12 +270,15 @@ def snapshot(
     host); `netns` keeps those of the given namespace inodes. With `pid` (one or several), only
     those processes' fds are walked and only their sockets resolved. With
     `details`, records carry ``extended`` (tcp_info, memory, ...) where the backend can give it.
+    With `context` (or any of the context filters unit, container, pod, cgroup, user) each owner
+    carries its process's Context (``Owner.context``: user, cgroup, unit, container, pod).
     A filter value procsock does not know raises BadArgument (or TypeError): see make_query.
     """
     registry = registry_or_default(registry)
     query = make_query(
         kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, netns=netns,
-        details=details, registry=registry,
+        details=details, context=context, unit=unit, container=container, pod=pod, cgroup=cgroup, user=user,
+        registry=registry,
     )
     source = make_source(proc_root, diag_file)
     check_backend(registry, backend, query)

@@ -128,6 +128,8 @@ class Registry:
         self._load_failures: List[PluginFailure] = []
         self.plugins: Tuple[Plugin, ...] = ()
         self.backends: Tuple[Backend, ...] = ()
+        # (plugin name, its procsock_owner_context called on it alone), in load order
+        self.context_hooks: Tuple[Tuple[str, Any], ...] = ()
         self.failures: Tuple[PluginFailure, ...] = ()
         self.disabled: Tuple[str, ...] = ()  # installed plugins left unloaded (their kinds are unknown)
 
@@ -223,6 +225,11 @@ class Registry:
         dropped = {b.plugin_name for b in backends} - {b.plugin_name for b in kept}
         self.plugins = tuple(p for p in plugins if p.name not in dropped)
         self.backends = tuple(kept)
+        named = {name: plugin for plugin, name, _, _ in self._loaded}
+        self.context_hooks = tuple(
+            (p.name, _OnePluginHooks(self.manager, named[p.name]).procsock_owner_context)
+            for p in self.plugins if "procsock_owner_context" in p.implements
+        )
         self.failures = tuple(failures)
 
     def by_name(self) -> Dict[str, Backend]:

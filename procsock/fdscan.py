@@ -41,6 +41,8 @@ class FdScan:
     `unreadable_names` names the first few unreadable pids (comm, untrusted: escape to show).
     `malformed` counts socket fd entries of a captured tree that were skipped: an fd name or
     socket inode that is not a bounded ASCII decimal, a link not ending in "]".
+    `facts` maps each pid holding a socket to the raw (cgroup, cmdline) texts of its PROC/PID
+    files (None where unreadable), read only when the walk was asked for context; else None.
     """
 
     owner_rows: Dict[int, Tuple[tuple, ...]]
@@ -51,6 +53,7 @@ class FdScan:
     hidden: Optional[str] = None
     unreadable_names: Dict[int, str] = attrs.field(factory=dict)
     malformed: int = 0
+    facts: Optional[Dict[int, Tuple[Optional[bytes], Optional[bytes]]]] = None
     owners: Holders = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -98,6 +101,37 @@ def _read_small(proc_root: str, pid: int, name: str, captured: bool) -> Optional
             return f.read(4096)
     except OSError:
         return None
+
+
+FACT_FILES = ("cgroup", "cmdline")  # per-process files an owner's context is read from
+FACT_MAX_BYTES = 65536  # a cgroup file of one line per hierarchy; a longer command line is cut
+
+
+def process_facts(proc_root: str, pid: int, captured: bool = False) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """The raw PROC/PID/cgroup and PROC/PID/cmdline texts (None when unreadable or gone): what an
+    owner's context is made from (procsock_owner_context), read once per process."""
+    found = []
+    for name in FACT_FILES:
+        if captured:
+            try:
+                found.append(read_tree(proc_root, (str(pid), name), True, FACT_MAX_BYTES))
+            except InputError:
+                found.append(None)
+            continue
+        try:
+            with open("%s/%d/%s" % (proc_root, pid, name), "rb", buffering=0) as f:
+                found.append(f.read(FACT_MAX_BYTES))
+        except OSError:
+            found.append(None)
+    return found[0], found[1]
+
+
+def with_facts(scan: "FdScan", proc_root: str, captured: bool = False) -> "FdScan":
+    """`scan` with the facts of every process holding sockets, read now if the walk did not."""
+    if scan.facts is not None:
+        return scan
+    pids = {owner[0] for held in scan.owner_rows.values() for owner in held}
+    return attrs.evolve(scan, facts={pid: process_facts(proc_root, pid, captured) for pid in sorted(pids)})
 
 
 def process_name(proc_root: str, pid: int, captured: bool = False) -> str:
@@ -207,7 +241,7 @@ def _fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[
 
 def scan_fds(
     proc_root: str = "/proc", pids: Optional[Iterable[int]] = None, skip: Tuple[int, ...] = (),
-    captured: bool = False, threads: bool = False,
+    captured: bool = False, threads: bool = False, context: bool = False,
 ) -> FdScan:
     """Walk the fd tables of `pids` (default: every process but those in `skip`) under `proc_root`.
 
@@ -216,6 +250,7 @@ def scan_fds(
     With `threads` (a live /proc), threads' private fd tables are walked too, and a thread id in
     `pids` stands for that thread's table (owned by its process; with the tid if private).
     `captured`: `proc_root` is a captured tree, not the kernel's (see `procsock.inputs`).
+    `context`: read each process's facts (`process_facts`) too, once per process holding sockets.
     """
     targeted = pids is not None
     owners: Dict[int, list] = {}  # lists while walking: one append per holder, tuples at the end
@@ -225,6 +260,7 @@ def scan_fds(
     denied_fds = 0
     scanned = 0
     malformed = 0
+    facts: Optional[dict] = {} if context else None
     for asked in (pids if targeted else _all_pids(proc_root)):
         if asked in skip:
             continue
@@ -264,6 +300,8 @@ def scan_fds(
         namespace = netns_inode(proc_root, pid, captured)
         if namespace is not None:
             netns[pid] = namespace
+        if facts is not None:
+            facts[pid] = process_facts(proc_root, pid, captured)
         for tid, (sockets, _) in tables:
             for fd, target in sockets:
                 if not captured:  # the kernel's own links: the hot path of a live snapshot
@@ -280,7 +318,7 @@ def scan_fds(
                 holders.append((pid, fd, name, uid, tid))
     hidden = None if targeted else hidden_processes(proc_root)
     joined = {inode: tuple(holders) for inode, holders in owners.items()}
-    return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names, malformed)
+    return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names, malformed, facts)
 
 
 def hidden_processes(proc_root: str, mountinfo: str = "/proc/self/mountinfo") -> Optional[str]:
@@ -320,7 +358,7 @@ def _pidfds_work() -> bool:
     return hasattr(os, "P_PIDFD")
 
 
-def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
+def scan_all_in_background(proc_root: str, context: bool = False) -> Callable[[], FdScan]:
     """Start the walk of every process and return a function that waits for its result (or take
     the walk `start_early_walk` began for `proc_root` moments ago).
 
@@ -336,9 +374,11 @@ def scan_all_in_background(proc_root: str) -> Callable[[], FdScan]:
     one), the result does not depend on the child's exit status: only a complete, length-prefixed
     message is used. The child is held by a pidfd taken before it may run, so it is reaped exactly
     (never another child of the caller's, even if its pid was reused) or left to whoever reaped it.
+    With `context` the walk reads each process's facts too (an early walk begun without: they are
+    read after it, see `with_facts`).
     """
     early = _claim_early_walk(proc_root)
-    return early if early is not None else _start_walk(proc_root)[0]
+    return early if early is not None else _start_walk(proc_root, context)[0]
 
 
 EARLY_WALK_MAX_AGE = 2.0  # seconds: an early walk older than this is not used (the tables are read now)
@@ -376,11 +416,11 @@ def _discard_early_walk() -> None:
         found[4]()
 
 
-def _start_walk(proc_root: str) -> Tuple[Callable[[], FdScan], Callable[[], None]]:
+def _start_walk(proc_root: str, context: bool = False) -> Tuple[Callable[[], FdScan], Callable[[], None]]:
     """The walk of every process, in a forked child where that is safe and useful: a function
     waiting for its result, and one stopping it unread (see scan_all_in_background)."""
     if len(os.sched_getaffinity(0)) < 2 or len(os.listdir("/proc/self/task")) > 1 or not _pidfds_work():
-        return lambda: scan_fds(proc_root, threads=True), _nothing
+        return lambda: scan_fds(proc_root, threads=True, context=context), _nothing
     parent = os.getpid()
     reader, writer = os.pipe()
     try:
@@ -394,15 +434,15 @@ def _start_walk(proc_root: str) -> Tuple[Callable[[], FdScan], Callable[[], None
     except OSError:  # out of processes or memory: walk here
         for fd in (reader, writer, hold, release):
             os.close(fd)
-        return lambda: scan_fds(proc_root, threads=True), _nothing
+        return lambda: scan_fds(proc_root, threads=True, context=context), _nothing
     if child == 0:  # the walker: it never returns
         try:
             os.close(reader)
             os.close(release)
             os.read(hold, 1)
-            scan = scan_fds(proc_root, skip=(parent, os.getpid()), threads=True)
+            scan = scan_fds(proc_root, skip=(parent, os.getpid()), threads=True, context=context)
             plain = (scan.owner_rows, scan.processes, scan.unreadable, scan.denied_fds, scan.netns, scan.hidden,
-                     scan.unreadable_names, scan.malformed)
+                     scan.unreadable_names, scan.malformed, scan.facts)
             message = marshal.dumps(plain)
             with os.fdopen(writer, "wb") as out:
                 out.write(_LENGTH.pack(len(message)) + message)
@@ -430,21 +470,23 @@ def _start_walk(proc_root: str) -> Tuple[Callable[[], FdScan], Callable[[], None
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if not complete:
-            return scan_fds(proc_root, threads=True)
-        owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names, malformed = marshal.loads(
+            return scan_fds(proc_root, threads=True, context=context)
+        owners, processes, unreadable, denied_fds, netns, hidden, unreadable_names, malformed, facts = marshal.loads(
             memoryview(data)[_LENGTH.size :]
         )
         try:
-            ours = scan_fds(proc_root, (parent,), threads=True)
+            ours = scan_fds(proc_root, (parent,), threads=True, context=context)
         except ProcsockError:  # this /proc is of another pid namespace, where our pid is not ours
-            ours = FdScan({}, 0, (), 0)
+            ours = FdScan({}, 0, (), 0, facts={} if context else None)
         for inode, held in ours.owner_rows.items():  # the walker's holders are in pid order already
             theirs = owners.get(inode, ())
             cut = next((i for i, owner in enumerate(theirs) if owner[0] > parent), len(theirs))
             owners[inode] = theirs[:cut] + held + theirs[cut:]
         netns.update(ours.netns)
+        if facts is not None and ours.facts is not None:
+            facts.update(ours.facts)
         return FdScan(owners, processes + ours.processes, unreadable, denied_fds + ours.denied_fds, netns, hidden,
-                      unreadable_names, malformed)
+                      unreadable_names, malformed, facts)
 
     def discard() -> None:
         os.close(reader)

@@ -3,14 +3,15 @@
 A backend is one plugin object (usually a module) registered under its entry-point name in the
 `procsock` group. It implements these hooks with `@procsock.hookimpl`. The resolver calls each
 backend's hooks on that backend alone, so a backend never sees another's answers. Hooks are called
-once per kind (family/protocol) and per snapshot, never per socket.
+once per kind (family/protocol) and per snapshot, never per socket. A plugin that is not a
+backend may implement ``procsock_owner_context`` alone (called once per process holding sockets).
 """
 
-from typing import FrozenSet, Mapping, Optional, Sequence
+from typing import FrozenSet, Mapping, Optional, Sequence, Union
 
 import pluggy
 
-from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, SocketRecord, Source
+from procsock.model import BackendInfo, Collected, Netns, Owner, Process, SocketKind, SocketRecord, Source
 
 hookspec = pluggy.HookspecMarker("procsock")
 hookimpl = pluggy.HookimplMarker("procsock")
@@ -130,4 +131,27 @@ def procsock_explain_difference(
     cause that holds for every such socket, never a guess. Must be cheap and must not touch the
     system. An exception, or a value that is not a non-empty str, counts as no reason: the
     difference stays unexplained.
+    """
+
+
+@hookspec
+def procsock_owner_context(process: Process, source: Source) -> Optional[Mapping[str, Union[str, int, None]]]:
+    """Return what this plugin knows of a process holding sockets, as a mapping of field names
+    to values (str, int or None), or None for nothing.
+
+    Called once per process holding sockets and per snapshot, only when context was asked for
+    (``snapshot(context=True)``, ``-C``, a context filter, ``--summary``), on every plugin that
+    implements it, in load order; the built-in ``context`` plugin (cgroup, systemd unit,
+    container, pod, user name, command line) is one of them. `process` is a ``Process``: pid,
+    name, uid and the raw texts of its ``cgroup`` and ``cmdline`` files as the fd walk read them
+    (None when unreadable; a process may have exited since). Keys named like a ``Context`` field
+    (``unit``, ``pod_name``, ...) fill that field when no earlier plugin did (``cgroup_id`` takes
+    an int, the others str); any other key (a CMDB name, a team) goes to ``Context.extra``. Must
+    not be slow: it runs for every process holding sockets.
+
+    An exception, an answer that is not such a mapping, a key that is not a name of at most 64
+    characters ([A-Za-z0-9_.-], starting with a letter) or a value of another type (bool is not
+    an int here; a text longer than 4096 characters) drops that plugin's answer for the process
+    and is reported once per plugin as a note (code ``context-failed``), never raised. Text is
+    shown escaped: it need not be printable.
     """

@@ -334,13 +334,60 @@ _UNIX_NETIDS = {SockType.STREAM: "u_str", SockType.DGRAM: "u_dgr", SockType.SEQP
 
 
 @attrs.frozen
+class Context:
+    """Who a process is beyond its pid: user name, command line, cgroup, and what the cgroup path
+    says (systemd unit and slice, container, Kubernetes pod), from /proc alone; one value per
+    process, shared by its owners. Every field is None when unknown; `extra` holds site plugins'
+    fields (procsock_owner_context). Text is kept as read (surrogateescape): escape to show it.
+    `cgroup` is the v2 path, `cgroup_v1` the name=systemd path of a v1/hybrid host, `cgroup_id`
+    the inode of the v2 directory (what sock_diag reports as the socket's cgroup).
+    """
+
+    user: Optional[str] = None
+    cmdline: Optional[str] = None
+    cgroup: Optional[str] = None
+    cgroup_v1: Optional[str] = None
+    cgroup_id: Optional[int] = None
+    unit: Optional[str] = None
+    slice: Optional[str] = None
+    container_id: Optional[str] = None
+    container_runtime: Optional[str] = None
+    pod_uid: Optional[str] = None
+    pod_qos: Optional[str] = None
+    pod_name: Optional[str] = None
+    pod_namespace: Optional[str] = None
+    extra: Mapping[str, Union[str, int, None]] = attrs.field(factory=lambda: FrozenDict(), converter=lambda v: _frozen(v))
+
+    def as_dict(self) -> dict:
+        return {**attrs.asdict(self, recurse=False), "extra": dict(self.extra)}
+
+
+CONTEXT_FIELDS = tuple(f.name for f in attrs.fields(Context) if f.name != "extra")
+
+
+@attrs.frozen
+class Process:
+    """What a context plugin is told of one process holding sockets: pid, name (comm), real uid,
+    the raw text of PROC/PID/cgroup and PROC/PID/cmdline (None when unreadable) and the source
+    read (live host or captured tree: `source.proc_root`)."""
+
+    pid: int
+    name: str
+    uid: Optional[int]
+    cgroup: Optional[bytes]
+    cmdline: Optional[bytes]
+    source: "Source"
+
+
+@attrs.frozen
 class Owner:
     """One file descriptor that holds a socket: process id, fd number, process name (comm) and uid.
 
     The process name is decoded with surrogateescape, so it round-trips through os.fsencode.
     `tid` is None when the fd is in the process's fd table (the one its threads share); a thread
     that made a table of its own (unshare(CLONE_FILES)) holds fds there, and its owners carry
-    that thread's id as `tid` (pid stays the process's).
+    that thread's id as `tid` (pid stays the process's). `context` is the process's Context
+    when asked for (snapshot(context=True)), else None.
     """
 
     pid: int
@@ -348,6 +395,7 @@ class Owner:
     name: str
     uid: Optional[int]
     tid: Optional[int] = None
+    context: Optional[Context] = None
 
     @property
     def task(self) -> int:
@@ -506,6 +554,46 @@ class Query:
     port: Optional[FrozenSet[int]] = attrs.field(default=None, converter=_one_or_set)
     netns: Optional[FrozenSet[int]] = None
     details: bool = False
+    context: bool = False
+    units: Optional[FrozenSet[str]] = None
+    containers: Optional[FrozenSet[str]] = None
+    pods: Optional[FrozenSet[str]] = None
+    cgroups: Optional[FrozenSet[str]] = None
+    users: Optional[FrozenSet[str]] = None
+
+    @property
+    def filters_context(self) -> bool:
+        """Whether a filter selects sockets by their owners' context (--unit, --container, ...)."""
+        return not (self.units is None and self.containers is None and self.pods is None
+                    and self.cgroups is None and self.users is None)
+
+    @property
+    def wants_context(self) -> bool:
+        """Whether owners' context must be computed: asked for, or a context filter needs it."""
+        return self.context or self.filters_context
+
+    def wants_owners(self, owners: Sequence[tuple]) -> bool:
+        """Whether one of these owner rows (with their context) meets every context filter."""
+        return any(self._owner_matches(owner) for owner in owners)
+
+    def _owner_matches(self, owner: tuple) -> bool:
+        context = owner_context(owner) or Context()
+        if self.units is not None and not (context.unit in self.units or
+                                           (context.unit or "").rsplit(".", 1)[0] in self.units):
+            return False
+        if self.containers is not None and not any(
+                context.container_id is not None and context.container_id.startswith(c) for c in self.containers):
+            return False
+        if self.pods is not None and not {context.pod_uid, context.pod_name,
+                                          "%s/%s" % (context.pod_namespace, context.pod_name)} & self.pods:
+            return False
+        if self.cgroups is not None and not any(
+                path is not None and (path == prefix or path.startswith(prefix.rstrip("/") + "/"))
+                for path in (context.cgroup, context.cgroup_v1) for prefix in self.cgroups):
+            return False
+        if self.users is not None and context.user not in self.users and str(owner[OWNER_UID]) not in self.users:
+            return False
+        return True
 
     def wants_kind(self, kind: SocketKind) -> bool:
         return (
@@ -539,7 +627,7 @@ class Query:
     def selects_all(self) -> bool:
         """True when no filter drops sockets by what they are (only then is "unresolved" meaningful)."""
         narrowed = self.kinds is not None or self.families is not None or self.protocols is not None
-        return not narrowed and not self.filters_records
+        return not narrowed and not self.filters_records and not self.filters_context
 
 
 class NoteCode(str, enum.Enum):
@@ -550,7 +638,8 @@ class NoteCode(str, enum.Enum):
     could not load (``BROKEN_PLUGIN``), processes or fds the walk could not read
     (``UNREADABLE_PROCESSES``, ``HIDDEN_PROCESSES``, ``DENIED_FDS``, ``MALFORMED_FDS``), sockets a
     namespace reported that another one's processes hold (``CLAIMED_ELSEWHERE``) or that several
-    reported (``CONTESTED``), and namespaces asked for that a capture does not show (``NETNS_MISSING``).
+    reported (``CONTESTED``), namespaces asked for that a capture does not show (``NETNS_MISSING``), and a
+    context plugin that failed or answered what it may not (``CONTEXT_FAILED``).
     """
 
     UNREADABLE_TABLE = "unreadable-table"
@@ -564,6 +653,7 @@ class NoteCode(str, enum.Enum):
     CLAIMED_ELSEWHERE = "claimed-elsewhere"
     CONTESTED = "contested"
     NETNS_MISSING = "netns-missing"
+    CONTEXT_FAILED = "context-failed"
 
 
 @attrs.frozen
@@ -698,7 +788,12 @@ _ENDPOINT_CLASSES = {
     Family.PACKET: PacketAddress, Family.NETLINK: NetlinkAddress,
 }
 _ENDPOINT_MAKERS = {family: _maker(cls) for family, cls in _ENDPOINT_CLASSES.items()}
-_make_owner, _make_socket = _maker(Owner), _maker(Socket)
+_make_full_owner, _make_socket = _maker(Owner), _maker(Socket)
+
+
+def _make_owner(row: tuple) -> Owner:
+    """The Owner of an owner row, with or without its context position."""
+    return _make_full_owner(row if len(row) > OWNER_CONTEXT else row + (None,))
 
 
 def compact_endpoint(family: Family, endpoint):
@@ -793,8 +888,14 @@ _COMPACT_SHAPES = {
 }
 
 
-# An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them.
-OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID = range(5)
+# An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them;
+# a sixth position holds the process's Context when it was asked for.
+OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID, OWNER_CONTEXT = range(6)
+
+
+def owner_context(owner: tuple) -> Optional[Context]:
+    """The Context of an owner row; None when not computed."""
+    return owner[OWNER_CONTEXT] if len(owner) > OWNER_CONTEXT else None
 
 
 @attrs.frozen

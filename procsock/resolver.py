@@ -15,6 +15,7 @@ import os
 from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from procsock import log
+from procsock.context import with_context
 from procsock.backends import Backend, Registry
 from procsock.errors import BackendUnavailable, ProcsockError, SocketNotFound
 from procsock.fdscan import FdScan, named_netns, netns_inode, scan_all_in_background, scan_fds, socket_inode
@@ -92,11 +93,11 @@ class Resolver:
         processes hold sockets, reached through one of those processes (live host only)."""
         return plan.namespace_plans(self._own_netns, scan, inodes)
 
-    def _owners(self, pids: Optional[Iterable[int]]) -> FdScan:
+    def _owners(self, pids: Optional[Iterable[int]], context: bool = False) -> FdScan:
         if self.source.proc_root is None:
             return FdScan({}, 0, (), 0)
         kernel = self.source.kernel
-        return scan_fds(self.source.proc_root, pids, captured=not kernel, threads=kernel)
+        return scan_fds(self.source.proc_root, pids, captured=not kernel, threads=kernel, context=context)
 
     def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns,
                  holders) -> Answer:
@@ -117,7 +118,7 @@ class Resolver:
     def snapshot(self, query: Query = Query()) -> Snapshot:
         if query.pid is None:
             return self._snapshot_all(query)
-        scan = self._owners(sorted(query.pid))
+        scan = self._owners(sorted(query.pid), query.wants_context)
         kinds = self.kinds(query)
         if self.source.kernel:  # only the kinds its socket fds are, when every fd says
             kinds = plan.hinted(kinds, {self._kind_held(scan, inode) for inode in scan.owner_rows})
@@ -129,8 +130,8 @@ class Resolver:
         kinds = self.kinds(query)
         live = self.source.kernel and self.source.proc_root is not None
         if not (live and self._own_netns.inode is not None):
-            return self._resolve(query, kinds, self._owners(None), None)
-        walk = scan_all_in_background(self.source.proc_root)
+            return self._resolve(query, kinds, self._owners(None, query.wants_context), None)
+        walk = scan_all_in_background(self.source.proc_root, query.wants_context)
         try:
             early = {kind: self._collect(kind, None, query.details, self._own_netns, {}) for kind in kinds}
         finally:  # even when interrupted: the walker is read to its end and reaped
@@ -175,7 +176,11 @@ class Resolver:
         early: Optional[Dict[SocketKind, Answer]] = None,
     ) -> Snapshot:
         """Collect `kinds` in each namespace the scan shows and join the owners. `early` holds
-        the whole-table answers of our own namespace, already read while the walk ran."""
+        the whole-table answers of our own namespace, already read while the walk ran. When the
+        query wants context, owners carry it and context filters keep the sockets they select."""
+        context_notes: Tuple = ()
+        if query.wants_context:
+            scan, context_notes = with_context(self.registry, self.source, scan)
         plans = self.namespace_plans(scan, inodes)
         answers = [
             early[kind] if early is not None and netns.pid is None
@@ -190,15 +195,18 @@ class Resolver:
         missing = () if query.netns is None or self.source.kernel else query.netns - {
             row[Row.NETNS] for row, _, _ in joined.entries
         }
-        notes = explain.notes(read, joined, self.registry.failures, scan, frozenset(missing))
+        notes = explain.notes(read, joined, self.registry.failures, scan, frozenset(missing)) + context_notes
         unresolved = {}
         if query.selects_all:
             unlisted = [i for i in scan.owner_rows if i not in joined.listed and (inodes is None or i in inodes)]
             unresolved = self._explainer.unresolved(unlisted, scan, read, joined.conflicting)
         names = named_netns() if len(plans) > 1 else {}
         read_here = {netns.inode for netns, _ in plans}
+        kept = joined.entries
+        if query.filters_context:
+            kept = [entry for entry in kept if query.wants_owners(entry[1])]
         return Snapshot(
-            sockets=Sockets(joined.entries), answered_by=read.answered_by, notes=notes, skipped=read.skipped,
+            sockets=Sockets(kept), answered_by=read.answered_by, notes=notes, skipped=read.skipped,
             unreadable_processes=scan.unreadable, unresolved=unresolved,
             netns_names={inode: name for inode, name in names.items() if inode in read_here},
             retries=read.retries,
