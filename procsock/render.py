@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequ
 if TYPE_CHECKING:  # imported by `procsock compare` only
     from procsock.compare import Comparison, Comparisons, FieldDiff
 from procsock.model import (
-    Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord, Sockets,
-    UnixAddress, endpoint_dict, endpoint_text, netid, row_from_record,
+    Context, Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord,
+    Sockets, UnixAddress, endpoint_dict, endpoint_text, netid, owner_context, row_from_record,
 )
 from procsock.text import escape_text
 
 TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
 NETNS_HEADER = "Netns"
+CONTEXT_HEADER = ("User", "Context")  # with -C, before Process
 
 
 Entry = Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]  # a row, its owner rows, its peer's owner rows
@@ -37,7 +38,7 @@ def entries(sockets: Iterable[Socket]) -> Sequence[Entry]:
 
 
 def _owner_row(owner: Owner) -> tuple:
-    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid)
+    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid, owner.context)
 
 
 def owner_to_dict(owner: Owner) -> dict:
@@ -45,9 +46,39 @@ def owner_to_dict(owner: Owner) -> dict:
 
 
 def owner_row_dict(owner: tuple) -> dict:
-    pid, fd, name, uid, tid = owner
+    pid, fd, name, uid, tid = owner[:5]
     return {"pid": pid, "fd": fd, "process": escape_text(name), "process_hex": os.fsencode(name).hex(),
-            "uid": uid, "tid": tid}
+            "uid": uid, "tid": tid, "context": context_dict(owner_context(owner))}
+
+
+def context_dict(context: Optional[Context]) -> Optional[dict]:
+    """An owner's Context as JSON fields, text escaped (None when not computed)."""
+    if context is None:
+        return None
+    shown = {key: escape_text(value) if isinstance(value, str) else value
+             for key, value in context.as_dict().items()}
+    shown["extra"] = {key: escape_text(value) if isinstance(value, str) else value
+                      for key, value in context.extra.items()}
+    return shown
+
+
+def context_label(context: Optional[Context]) -> str:
+    """What holds a process, in a word or two, escaped: its pod (namespace/name, else UID) and
+    container (runtime:first 12 characters of its id), else its systemd unit, else its cgroup
+    path; "-" when none is known."""
+    if context is None:
+        return "-"
+    parts = []
+    if context.pod_uid is not None or context.pod_name is not None:
+        name = context.pod_name and "%s/%s" % (context.pod_namespace or "-", context.pod_name)
+        parts.append("pod:" + (name or context.pod_uid))
+    if context.container_id is not None:
+        parts.append("%s:%s" % (context.container_runtime or "container", context.container_id[:12]))
+    elif context.unit is not None and not parts:
+        parts.append(context.unit)
+    if not parts and (context.cgroup or context.cgroup_v1):
+        parts.append(context.cgroup or context.cgroup_v1)
+    return escape_text(",".join(parts)) if parts else "-"
 
 
 def socket_to_dict(sock: Socket) -> dict:
@@ -179,10 +210,18 @@ class _SocketJson:
                 )
         return "null" if value is None else self.encode(endpoint_dict(family, value))
 
+    def _context(self, context: Optional[Context]) -> str:
+        if context is None:
+            return "null"
+        text = self.texts.get(("context", id(context)))  # one Context per process, held by the rows
+        if text is None:
+            text = self.texts["context", id(context)] = self.encode(context_dict(context))
+        return text
+
     def _owners(self, owners: Sequence[tuple]) -> str:
         shown = []
         for owner in owners:
-            pid, fd, name, uid, tid = owner
+            pid, fd, name, uid, tid = owner[:5]
             process = self.texts.get(("process", name))
             if process is None:
                 process = self.texts["process", name] = '"process": %s, "process_hex": "%s"' % (
@@ -190,8 +229,9 @@ class _SocketJson:
                 )
             if type(pid) is int and type(fd) is int and type(uid) in (int, type(None)) and type(tid) in (
                     int, type(None)):
-                shown.append('{"pid": %d, "fd": %d, %s, "uid": %s, "tid": %s}' % (
-                    pid, fd, process, "null" if uid is None else uid, "null" if tid is None else tid
+                shown.append('{"pid": %d, "fd": %d, %s, "uid": %s, "tid": %s, "context": %s}' % (
+                    pid, fd, process, "null" if uid is None else uid, "null" if tid is None else tid,
+                    self._context(owner[5] if len(owner) > 5 else None),
                 ))
             else:
                 shown.append(self.encode(owner_row_dict(owner)))
@@ -260,7 +300,7 @@ def json_lines(snap: Snapshot) -> Iterator[str]:
 def _owner_text(owner: tuple, names: Dict[str, str]) -> str:
     """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table (an owner row). `names`
     caches each process name escaped."""
-    pid, fd, name, _, tid = owner
+    pid, fd, name, _, tid = owner[:5]
     shown = names.get(name)
     if shown is None:
         shown = names[name] = escape_text(name)
@@ -344,17 +384,22 @@ def table_lines(
     details: bool = False,
     netns: bool = False,
     netns_names: Optional[Dict[int, str]] = None,
+    context: bool = False,
 ) -> Iterator[str]:
     """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded.
 
     With `details`, each socket is followed by an indented line of its details; with `netns`, a
-    first column names each socket's network namespace (its `ip netns` name, else its inode).
+    first column names each socket's network namespace (its `ip netns` name, else its inode);
+    with `context`, User and Context columns (see `context_cells`) come before Process.
     """
     names = netns_names or {}
     found = entries(sockets)
     rows = _cells(found)
     titles = TABLE_HEADER
     right = {2, 3, 6}
+    if context:
+        titles = titles[:-1] + CONTEXT_HEADER + titles[-1:]
+        rows = [row[:-1] + context_cells(entry[1]) + row[-1:] for row, entry in zip(rows, found)]
     if netns:
         titles = (NETNS_HEADER,) + titles
         right = {i + 1 for i in right}
@@ -373,6 +418,20 @@ def table_lines(
         yield (line % row).rstrip()
         if extra and extra[index]:
             yield "\t " + extra[index]
+
+
+def context_cells(owners: Sequence[tuple]) -> Tuple[str, str]:
+    """The User and Context cells of a socket's owner rows: each distinct value once, in order
+    ("-" when unknown or not computed)."""
+    users, labels = [], []
+    for owner in owners:
+        found = owner_context(owner)
+        user = found.user if found is not None and found.user is not None else owner[3]
+        for value, into in ((escape_text(str(user)) if user is not None else "-", users),
+                            (context_label(found), labels)):
+            if value not in into:
+                into.append(value)
+    return ",".join(users) or "-", ",".join(labels) or "-"
 
 
 def notes_lines(snap: Snapshot, unresolved_hint: Optional[str] = None) -> Iterator[str]:

@@ -27,13 +27,17 @@ def run(args: argparse.Namespace, out) -> int:
     if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table
         more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""
         raise ProcsockError("no socket table could be read: %s%s" % (unread[0], more))
-    if args.json or args.jsonl:
+    if args.summary:
+        from procsock.summary import summarize, summary_lines
+
+        out.writelines(line + "\n" for line in summary_lines(summarize(snap)))
+    elif args.json or args.jsonl:
         out.writelines(json_lines(snap) if args.jsonl else json_document(snap))
     else:
         several = bool(args.netns) or len({row[Row.NETNS] for row, _, _ in entries(snap.sockets)}) > 1
         lines = table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
-            netns=several, netns_names=snap.netns_names,
+            netns=several, netns_names=snap.netns_names, context=args.context,
         )
         while True:  # in chunks: the whole text of a large table is never held at once
             chunk = list(itertools.islice(lines, 1024))

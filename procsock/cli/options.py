@@ -90,7 +90,19 @@ SELECTION = Group("selection", "which sockets (default: all)", (
             help="only sockets with this local or remote port; several add up"),
     _option("netns", "--netns", type=int, action="append", metavar="INODE",
             help="only sockets of this network namespace (inode of /proc/PID/ns/net)"),
+    # context filters: a socket is kept when one of its owners' context matches every one given
+    _option("unit", "--unit", action="append", metavar="UNIT",
+            help="only sockets held in this systemd unit (nginx.service, or nginx); several add up"),
+    _option("container", "--container", action="append", metavar="ID",
+            help="only sockets held in this container (id, its first digits, or name)"),
+    _option("pod", "--pod", action="append", metavar="POD", help="only sockets held in this pod (UID)"),
+    _option("cgroup", "--cgroup", action="append", metavar="PREFIX",
+            help="only sockets held by processes in this cgroup or below (path from /)"),
+    _option("user", "--user", action="append", metavar="NAME|UID", help="only sockets held by this user"),
 ))
+CONTEXT_FILTERS = ("unit", "container", "pod", "cgroup", "user")
+# the selection options of a command that reads no owner context (save-diag)
+SELECTION_WITHOUT_CONTEXT = tuple(dict.fromkeys(o.dest for o in SELECTION.options if o.dest not in CONTEXT_FILTERS))
 
 SOURCE = Group("source", "where from", (
     _option("proc_root", "--proc-root", metavar="DIR", help="read a captured /proc tree instead of this host"),
@@ -113,6 +125,11 @@ OUTPUT = Group("output", "output", (
             ("-m", "--memory", "socket memory"),
         )
     ),
+    _option("context", "-C", "--context", action="store_true",
+            help="who holds each socket: user, systemd unit, container, pod (User and Context columns; "
+                 "per owner in JSON)"),
+    _option("summary", "-s", "--summary", exclusive=True, action="store_true",
+            help="counts by kind and state, and per unit, container and pod, listeners on any address first"),
 ))
 
 PLUGINS = Group("plugins", "plugins", (
@@ -181,6 +198,8 @@ def query(args: argparse.Namespace, registry: "Registry", details: bool = False)
         port=args.port,
         netns=args.netns,
         details=details,
+        context=getattr(args, "context", False) or getattr(args, "summary", False),
+        **{name: getattr(args, name, None) for name in CONTEXT_FILTERS},
         registry=registry,
     )
 

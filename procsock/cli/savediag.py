@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 NAME = "save-diag"
 HELP = "save raw sock_diag replies of every kind to FILE (ss -D format; also --save-diag FILE)"
-OPTIONS = {"selection": None, "source": None, "plugins": None}
+OPTIONS = {"selection": options.SELECTION_WITHOUT_CONTEXT, "source": None, "plugins": None}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
