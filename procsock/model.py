@@ -948,6 +948,19 @@ def identity_of_row(row: tuple) -> SocketIdentity:
     return SocketIdentity(row[Row.NETNS], kind.name, inode, cookie, endpoints)
 
 
+def cgroup_moved(row: tuple, owners: Sequence[tuple]) -> Optional[bool]:
+    """Whether the cgroup the kernel says a socket was created in (sock_diag's cgroup id, in its
+    details) is none of its owners' cgroups now: passed over a unix socket or inherited, then held
+    only by a process of another cgroup (or every holder moved). None when either side is unknown
+    (no details, no context, a kind sock_diag gives no cgroup for)."""
+    extended = row[Row.EXTENDED]
+    created = None if extended is None else extended.cgroup_id
+    if not created:
+        return None
+    held = {c.cgroup_id for c in map(owner_context, owners) if c is not None and c.cgroup_id is not None}
+    return None if not held else created not in held
+
+
 def owner_task(owner: tuple) -> int:
     """The id under /proc whose fd table holds the fd of an owner row (Owner.task)."""
     tid = owner[OWNER_TID]

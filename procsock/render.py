@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # imported by `procsock compare` only
     from procsock.compare import Comparison, Comparisons, FieldDiff
 from procsock.model import (
     Context, Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord,
-    Sockets, UnixAddress, endpoint_dict, endpoint_text, netid, owner_context, row_from_record,
+    Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text, netid, owner_context, row_from_record,
 )
 from procsock.text import escape_text
 
@@ -111,6 +111,7 @@ def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None) ->
         "interface": row[Row.INTERFACE],
         "cookie": row[Row.COOKIE],
         "extended": None if extended is None else extended.as_dict(),
+        "cgroup_moved": cgroup_moved(row, owners),
         "backend": row[Row.BACKEND],
         "owners": [owner_dicts.get(o) or owner_dicts.setdefault(o, owner_row_dict(o)) for o in owners],
         "peer_owners": [owner_dicts.get(o) or owner_dicts.setdefault(o, owner_row_dict(o)) for o in peer_owners],
@@ -169,7 +170,7 @@ class _SocketJson:
     _FORMAT = (
         '{"inode": %s, %s, "protocol": %s, "state": %s, "local": %s, "remote": %s, "peer_inode": %s, '
         '"recv_q": %s, "send_q": %s, "uid": %s, "netns": %s, "interface": %s, "cookie": %s, "extended": %s, '
-        '"backend": %s, "owners": [%s], "peer_owners": [%s]}'
+        '"cgroup_moved": %s, "backend": %s, "owners": [%s], "peer_owners": [%s]}'
     )
 
     def __init__(self) -> None:
@@ -265,6 +266,7 @@ class _SocketJson:
             interface if type(interface) is int else other(interface),
             cookie if type(cookie) is int else other(cookie),
             "null" if extended is None else self.encode(extended.as_dict()),
+            "null" if extended is None else self.encode(cgroup_moved(entry[0], owners)),
             backend_text, self._owners(owners) if owners else "", self._owners(peer_owners) if peer_owners else "",
         )
 
@@ -414,6 +416,9 @@ def table_lines(
     widths = [max(map(len, column)) for column in zip(*rows)][:-1]
     line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths)] + ["%s"])
     extra = [None] * header + [row_details_text(entry[0]) for entry in found] if details else []
+    if extra and context:  # the kernel's cgroup of the socket against its holders' (see cgroup_moved)
+        extra = extra[:header] + [text + " cgroup_moved" if cgroup_moved(entry[0], entry[1]) else text
+                                  for text, entry in zip(extra[header:], found)]
     for index, row in enumerate(rows):
         yield (line % row).rstrip()
         if extra and extra[index]:

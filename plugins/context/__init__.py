@@ -39,9 +39,9 @@ def procsock_owner_context(process: Process, source: Source) -> Optional[dict]:
         for fields, parser in ((("unit", "slice"), parse.systemd_unit),
                                (("container_runtime", "container_id"), parse.container),
                                (("pod_uid", "pod_qos"), parse.kubernetes_pod)):
-            if answer.get(fields[1]) is None:
+            if all(answer.get(field) is None for field in fields):  # the v2 path's answer stands
                 values = parser(path)
-                if values[1] is not None:
+                if any(value is not None for value in values):
                     answer.update(zip(fields, values))
     return answer
 
