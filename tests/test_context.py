@@ -4,6 +4,7 @@ the -C table, the context filters, --summary; the procsock_owner_context hook's 
 error handling; and a default snapshot that pays nothing for it."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -204,3 +205,20 @@ def test_hostile_context_text_is_escaped_in_table_and_json():
     text = "".join(procsock.render.json_lines(snap))
     assert "\\\\x1b" in text or "\\\\u202e" in text
     assert "\x1b" not in json.loads(text.splitlines()[0])["owners"][0]["context"]["extra"]["team"]
+
+
+def test_readme_context_examples_are_real_output():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("### Who holds it: services, containers, pods"):]
+    section = section[:section.index("\n### ", 10)]
+    examples = re.findall(r"```text\n\$ procsock (.*?)\n(.*?)```", section, re.S)
+    assert len(examples) >= 5
+    shown = " ".join(command for command, _ in examples)
+    for option in ("-C", "--unit", "--container", "--summary"):
+        assert option in shown.split()
+    for command, output in examples:
+        proc = subprocess.run([sys.executable, "-m", "procsock", *command.split()], capture_output=True, text=True,
+                              timeout=60, cwd=repo)
+        assert proc.returncode == 0 and proc.stdout == output, command
