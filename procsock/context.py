@@ -14,7 +14,8 @@ import attrs
 
 from procsock.backends import Registry
 from procsock.fdscan import FdScan, with_facts
-from procsock.model import CONTEXT_FIELDS, Context, Note, NoteCode, Process, Source
+from procsock.model import CONTEXT_FIELDS, Context, Note, Process, Source
+from procsock.resolve.explain import context_failure
 from procsock.text import escape_text
 
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
@@ -68,11 +69,8 @@ def contexts(registry: Registry, source: Source, scan: FdScan) -> Tuple[Dict[int
                 if target.get(key) is None:
                     target[key] = value
         found[pid] = Context(**fields, extra=extra)
-    notes = tuple(
-        Note(NoteCode.CONTEXT_FAILED, "context plugin %s failed for %d process%s: %s"
-             % (escape_text(name), count, "" if count == 1 else "es", escape_text(reason)[:200]))
-        for name, (count, reason) in failed.items()
-    )
+    notes = tuple(context_failure(escape_text(name), count, escape_text(reason))
+                  for name, (count, reason) in failed.items())
     return found, notes
 
 

@@ -356,7 +356,9 @@ class Context:
     pod_qos: Optional[str] = None
     pod_name: Optional[str] = None
     pod_namespace: Optional[str] = None
-    extra: Mapping[str, Union[str, int, None]] = attrs.field(factory=lambda: FrozenDict(), converter=lambda v: _frozen(v))
+    # read-only (FrozenDict: defined below, hence the lambdas)
+    extra: Mapping[str, Union[str, int, None]] = attrs.field(
+        factory=lambda: FrozenDict(), converter=lambda value: _frozen(value))
 
     def as_dict(self) -> dict:
         return {**attrs.asdict(self, recurse=False), "extra": dict(self.extra)}

@@ -202,8 +202,9 @@ def test_cgroup_moved_flags_a_socket_created_in_another_cgroup(cgroups, holder):
     snap = procsock.snapshot(pid=holder.pid, context=True, details=True, kind="tcp")
     assert {row[1]: procsock.model.cgroup_moved(row, owners) for row, owners, _ in entries(snap.sockets)}[
         made_here] is True
-    doc = json.loads(subprocess.run([sys.executable, "-m", "procsock", "--jsonl", "-C", "-e", "-t", "--pid",
-                                     str(holder.pid)], capture_output=True, text=True, timeout=60).stdout.splitlines()[0])
+    jsonl = subprocess.run([sys.executable, "-m", "procsock", "--jsonl", "-C", "-e", "-t", "--pid", str(holder.pid)],
+                           capture_output=True, text=True, timeout=60).stdout
+    doc = {json.loads(line)["inode"]: json.loads(line) for line in jsonl.splitlines()}[made_here]
     assert doc["cgroup_moved"] is True
     table = subprocess.run([sys.executable, "-m", "procsock", "-C", "-e", "-t", "--pid", str(holder.pid)],
                            capture_output=True, text=True, timeout=60).stdout

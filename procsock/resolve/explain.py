@@ -116,6 +116,12 @@ def notes(read: Reading, joined: Joined, broken: Sequence[PluginFailure], scan: 
     return tuple(said)
 
 
+def context_failure(plugin: str, processes: int, reason: str) -> Note:
+    """The note of a context plugin that failed (or answered what it may not) for some processes."""
+    return Note(NoteCode.CONTEXT_FAILED, "context plugin %s failed for %d process%s: %s" % (
+        plugin, processes, "" if processes == 1 else "es", reason[:200]))
+
+
 def _scan_notes(scan: FdScan) -> List[Note]:
     said = []
     if scan.unreadable:
