@@ -41,6 +41,7 @@ def whole_process_commands(baseline=None):
         "procsock": procsock,
         "procsock --json": procsock + ["--json"],
         "procsock --jsonl": procsock + ["--jsonl"],
+        "procsock -C": procsock + ["-C"],  # owner context: cgroup, unit, container, pod, user
     }
     if baseline:
         commands["baseline procsock"] = [baseline, "-m", "procsock"]
@@ -79,6 +80,7 @@ def library_calls():
     calls = {
         "procsock.snapshot()": procsock.snapshot,
         "procsock.snapshot() + list(.sockets)": lambda: list(procsock.snapshot().sockets),
+        "procsock.snapshot(context=True)": lambda: procsock.snapshot(context=True),
         "procsock.snapshot(backend='netlink')": lambda: procsock.snapshot(backend="netlink"),
         "procsock.snapshot(backend='procnet')": lambda: procsock.snapshot(backend="procnet"),
     }
@@ -330,6 +332,8 @@ def main() -> int:
             ratio(medians, "procsock", tool)
         ratio(medians, "procsock --json", "procsock")
         ratio(medians, "procsock --jsonl", "procsock")
+        ratio(medians, "procsock -C", "procsock")
+        ratio(medians, "procsock.snapshot(context=True)", "procsock.snapshot()")
         ratio(medians, "procsock", "baseline procsock")
         ratio(medians, "procsock --json", "baseline procsock --json")
         ratio(medians, "baseline procsock", "ss -tuaxnp")
