@@ -291,29 +291,34 @@ def describe_fd(
     fd: int,
     *,
     details: bool = False,
+    context: bool = False,
     proc_root: Optional[str] = None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Socket:
-    """What is /proc/PID/fd/FD? Its socket, with the fds of PID that hold it.
+    """What is /proc/PID/fd/FD? Its socket, with the fds of PID that hold it (with `context`,
+    each owner's Context).
 
     Raises NoSuchProcess, AccessDenied, NotASocket or SocketNotFound.
     """
     pid, fd = _number("pid", pid, 1, None, "a process id"), _number("fd", fd, 0, None, "an fd number")
-    return Resolver(registry_or_default(registry), make_source(proc_root), backend).describe_fd(pid, fd, details)
+    return Resolver(registry_or_default(registry), make_source(proc_root), backend).describe_fd(
+        pid, fd, details, bool(context))
 
 
 def describe_inode(
     inode: int,
     *,
     details: bool = False,
+    context: bool = False,
     proc_root: Optional[str] = None,
     diag_file: Optional[str] = None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
 ) -> Socket:
-    """What is socket:[INODE]? Its socket, with every fd on the host that holds it."""
+    """What is socket:[INODE]? Its socket, with every fd on the host that holds it (with
+    `context`, each owner's Context)."""
     inode = _number("inode", inode, 1, None, "a socket inode")
     return Resolver(registry_or_default(registry), make_source(proc_root, diag_file), backend).describe_inode(
-        inode, details
+        inode, details, bool(context)
     )

@@ -140,22 +140,24 @@ class Resolver:
 
     @_without_gc_passes
     @scope()
-    def describe_inode(self, inode: int, details: bool = False) -> Socket:
-        """The socket with that inode, with every fd that holds it (one walk of all fd tables)."""
-        scan = self._owners(None)
-        return self._one(inode, scan, self._kind_held(scan, inode), details)
+    def describe_inode(self, inode: int, details: bool = False, context: bool = False) -> Socket:
+        """The socket with that inode, with every fd that holds it (one walk of all fd tables);
+        with `context`, each owner's Context."""
+        scan = self._owners(None, context)
+        return self._one(inode, scan, self._kind_held(scan, inode), details, context)
 
     @scope()
-    def describe_fd(self, pid: int, fd: int, details: bool = False) -> Socket:
-        """The socket at /proc/pid/fd/fd, with the fds of `pid` that hold it."""
+    def describe_fd(self, pid: int, fd: int, details: bool = False, context: bool = False) -> Socket:
+        """The socket at /proc/pid/fd/fd, with the fds of `pid` that hold it (and their Context)."""
         if self.source.proc_root is None:
             raise ProcsockError("describing an fd needs a /proc tree")
         inode = socket_inode(self.source.proc_root, pid, fd, not self.source.kernel)
         hint = self._kind_hint(pid, fd) if self.source.kernel else None
-        return self._one(inode, self._owners((pid,)), hint, details)
+        return self._one(inode, self._owners((pid,), context), hint, details, context)
 
-    def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind], details: bool) -> Socket:
-        query = Query(details=details)
+    def _one(self, inode: int, scan: FdScan, hint: Optional[SocketKind], details: bool,
+             context: bool = False) -> Socket:
+        query = Query(details=details, context=context)
         kinds = self.kinds(query)
         if hint is not None and hint in kinds:
             kinds = (hint,)

@@ -222,3 +222,13 @@ def test_readme_context_examples_are_real_output():
         proc = subprocess.run([sys.executable, "-m", "procsock", *command.split()], capture_output=True, text=True,
                               timeout=60, cwd=repo)
         assert proc.returncode == 0 and proc.stdout == output, command
+
+
+def test_one_truth_describe_fd_describe_inode_and_snapshots_agree():
+    snap = procsock.snapshot(proc_root=PROC, context=True)
+    (whole,) = [s for s in snap.sockets if s.record.inode == 7151]
+    by_pid = [s for s in procsock.snapshot(proc_root=PROC, pid=101, context=True).sockets if s.record.inode == 7151]
+    assert by_pid == [whole]
+    assert procsock.describe_fd(101, 3, proc_root=PROC, context=True) == whole
+    assert procsock.describe_inode(7151, proc_root=PROC, context=True) == whole
+    assert procsock.describe_fd(101, 3, proc_root=PROC).owners[0].context is None
