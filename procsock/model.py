@@ -545,8 +545,10 @@ def _one_or_set(value) -> Optional[FrozenSet[int]]:
 class Query:
     """Which sockets to list. Each filter is None (no restriction) or a set of accepted values
     (`pid` and `port` also take one number); `details` asks backends for
-    ``SocketRecord.extended`` (tcp_info, memory, ...). Values are not checked here: make_query
-    checks what users give."""
+    ``SocketRecord.extended`` (tcp_info, memory, ...); `context` asks for each owner's Context,
+    and the context filters (`units`, `containers`, `pods`, `cgroups`, `users`) keep a socket one
+    of whose owners matches every one given (they imply context). Values are not checked here:
+    make_query checks what users give."""
 
     kinds: Optional[FrozenSet[str]] = None
     families: Optional[FrozenSet[Family]] = None
