@@ -81,6 +81,9 @@ def with_context(registry: Registry, source: Source, scan: FdScan) -> Tuple[FdSc
         return scan, ()
     scan = with_facts(scan, source.proc_root, not source.kernel)
     found, notes = contexts(registry, source, scan)
-    rows = {inode: tuple([owner + (found.get(owner[0]),) for owner in held])
-            for inode, held in scan.owner_rows.items()}
+    get = found.get
+    rows = {  # one pass over every owner: most sockets have one (no comprehension per socket then)
+        inode: (held[0] + (get(held[0][0]),),) if len(held) == 1 else tuple([o + (get(o[0]),) for o in held])
+        for inode, held in scan.owner_rows.items()
+    }
     return attrs.evolve(scan, owner_rows=rows), notes

@@ -29,17 +29,25 @@ def procsock_owner_context(process: Process, source: Source) -> Optional[dict]:
         answer["cmdline"] = parse.command_line(process.cmdline)
     if process.cgroup is None:
         return answer
-    v2, v1 = parse.cgroup_paths(process.cgroup)
-    answer["cgroup"], answer["cgroup_v1"] = v2, v1
-    if v2 is not None and _live(source):
-        answer["cgroup_id"] = _cgroup_id(v2)
+    answer.update(_cgroup_fields(process.cgroup))
+    if answer["cgroup"] is not None and _live(source):
+        answer["cgroup_id"] = _cgroup_id(answer["cgroup"])
+    return answer
+
+
+@functools.lru_cache(maxsize=1024)
+def _cgroup_fields(cgroup: bytes) -> Dict[str, Optional[str]]:
+    """What a cgroup file's paths say (pure, so remembered: the processes of one service, one
+    container, share one text). The v2 path's answer stands; the v1 name=systemd path fills in."""
+    v2, v1 = parse.cgroup_paths(cgroup)
+    answer = {"cgroup": v2, "cgroup_v1": v1}
     for path in (v2, v1):
         if path is None:
             continue
         for fields, parser in ((("unit", "slice"), parse.systemd_unit),
                                (("container_runtime", "container_id"), parse.container),
                                (("pod_uid", "pod_qos"), parse.kubernetes_pod)):
-            if all(answer.get(field) is None for field in fields):  # the v2 path's answer stands
+            if all(answer.get(field) is None for field in fields):
                 values = parser(path)
                 if any(value is not None for value in values):
                     answer.update(zip(fields, values))
