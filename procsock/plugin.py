@@ -17,10 +17,14 @@ from procsock.model import (
     DETAIL_CLASSES,
     BUILTIN_KINDS,
     INET_KINDS,
+    MPTCP,
+    MPTCP6,
     NETLINK,
     PACKET,
     RAW,
     RAW6,
+    SCTP,
+    SCTP6,
     TCP,
     TCP6,
     UDP,
@@ -50,15 +54,19 @@ from procsock.model import (
 from procsock.scope import scope, shared
 
 if TYPE_CHECKING:  # at run time the detail classes come from __getattr__, on first use
-    from procsock.details import Extended, MemInfo, TcpInfo
+    from procsock.details import Extended, MemInfo, NetlinkInfo, PacketInfo, PacketRing, TcpInfo
 
 __all__ = [
     "BUILTIN_KINDS",
     "INET_KINDS",
+    "MPTCP",
+    "MPTCP6",
     "NETLINK",
     "PACKET",
     "RAW",
     "RAW6",
+    "SCTP",
+    "SCTP6",
     "TCP",
     "TCP6",
     "UDP",
@@ -76,10 +84,13 @@ __all__ = [
     "InputError",
     "MemInfo",
     "NetlinkAddress",
+    "NetlinkInfo",
     "Netns",
     "NotApplicable",
     "Owner",
     "PacketAddress",
+    "PacketInfo",
+    "PacketRing",
     "ParseError",
     "ProcsockError",
     "Row",

@@ -11,7 +11,8 @@ import os
 from typing import FrozenSet, Optional
 
 from procsock.plugin import (
-    INET_KINDS,
+    NETLINK,
+    PACKET,
     TCP,
     UNIX,
     BackendInfo,
@@ -32,7 +33,7 @@ from procsock.plugin import (
 from procsock_plugins.netlink import codec, transport
 
 NAME = transport.NAME
-KINDS = INET_KINDS + (UNIX,)
+KINDS = codec.DIAG_INET_KINDS + (UNIX, PACKET, NETLINK)
 # What no inet_diag dump holds (each checked with a real socket in tests/test_leaves_out.py).
 _TCP_UNLISTED = "TCP sockets in state CLOSE that are unbound, or after a failed connect or both FINs (in no table; " \
     "before Linux 6.5 bound-only ones too)"
@@ -44,6 +45,7 @@ LEAVES_OUT = (
     ("udp6", _UNBOUND_UDP % "UDP"),
     ("udplite", _UNBOUND_UDP % "UDP-Lite"),
     ("udplite6", _UNBOUND_UDP % "UDP-Lite"),
+    ("netlink", "unbound netlink sockets (in no table until bound, connected or used to send)"),
 )
 # Up to this many inodes, unix sockets are looked up one by one instead of dumped.
 EXACT_LOOKUP_LIMIT = 64
@@ -55,7 +57,8 @@ def procsock_backend_info() -> BackendInfo:
         name=NAME,
         priority=100,
         kinds=KINDS,
-        description="NETLINK_SOCK_DIAG (inet_diag, unix_diag), or saved replies",
+        description="NETLINK_SOCK_DIAG (inet_diag incl. MPTCP and SCTP, unix_diag, packet_diag, netlink_diag), "
+                    "or saved replies",
         leaves_out=LEAVES_OUT,
     )
 
@@ -121,6 +124,10 @@ def _asking(source: Source, netns: Netns, ask):
 def _build(kind: SocketKind, details: bool):
     if kind == UNIX:
         return lambda seq: codec.unix_request(seq, details=details)
+    if kind == PACKET:
+        return lambda seq: codec.packet_request(seq, details)
+    if kind == NETLINK:
+        return lambda seq: codec.netlink_request(seq, details)
     return lambda seq: codec.inet_request(kind, seq, details)
 
 

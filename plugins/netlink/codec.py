@@ -1,6 +1,7 @@
 """Pure sock_diag codec: request bytes out, reply bytes in, rows (procsock.plugin.Row) out. No I/O.
 
-Layouts follow /usr/include/linux/{netlink,sock_diag,inet_diag,unix_diag}.h, native endian except
+Layouts follow /usr/include/linux/{netlink,sock_diag,inet_diag,unix_diag,packet_diag,netlink_diag}.h,
+native endian except
 the ports of an inet sockid (big-endian) and addresses (network-order bytes). Truncated messages,
 unknown message types and unknown or short attributes are skipped and counted, never fatal.
 """
@@ -14,8 +15,15 @@ import attrs
 
 from procsock.plugin import (
     INET_KINDS,
+    MPTCP,
+    MPTCP6,
+    NETLINK,
+    PACKET,
+    SCTP,
+    SCTP6,
     UNIX,
     Family,
+    NetlinkAddress,
     SocketKind,
     SocketRecord,
     SockType,
@@ -24,7 +32,7 @@ from procsock.plugin import (
 )
 
 if TYPE_CHECKING:  # the detail classes: imported where details are decoded
-    from procsock.plugin import Extended, MemInfo, TcpInfo
+    from procsock.plugin import Extended, MemInfo, PacketRing, TcpInfo
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -48,6 +56,17 @@ UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
 UNIX_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
 UNIX_SHOW_DETAILS = UNIX_SHOW | UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS | UDIAG_SHOW_MEMINFO
 ALL_STATES = 0xFFFFFFFF
+INET_DIAG_REQ_PROTOCOL = 3  # a request attribute (u32): the protocol, for those above 255 (MPTCP)
+PACKET_DIAG_INFO, PACKET_DIAG_RX_RING, PACKET_DIAG_TX_RING, PACKET_DIAG_FANOUT = 0, 2, 3, 4
+PACKET_DIAG_UID, PACKET_DIAG_MEMINFO, PACKET_DIAG_FILTER = 5, 6, 7
+PACKET_SHOW_INFO, PACKET_SHOW_RING_CFG, PACKET_SHOW_FANOUT, PACKET_SHOW_MEMINFO = 0x1, 0x4, 0x8, 0x10
+PACKET_SHOW_FILTER = 0x20
+PACKET_SHOW_DETAILS = PACKET_SHOW_INFO | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT | PACKET_SHOW_MEMINFO \
+    | PACKET_SHOW_FILTER
+NETLINK_DIAG_MEMINFO, NETLINK_DIAG_GROUPS, NETLINK_DIAG_FLAGS = 0, 1, 4
+NDIAG_SHOW_MEMINFO, NDIAG_SHOW_GROUPS, NDIAG_SHOW_FLAGS = 0x1, 0x2, 0x8
+NDIAG_PROTO_ALL = 255
+NETLINK_CONNECTED = 1
 NO_COOKIE = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -69,6 +88,12 @@ _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 _TWO_U32 = struct.Struct("=II")
 _MEMINFO = struct.Struct("=9I")
+_PACKET_REQ = _NETLINK_REQ = struct.Struct("=BBHIIII")  # family, protocol, pad, ino, show, cookie[2]
+_PACKET_MSG = struct.Struct("=xBHIII")  # type, num (ethertype, host order), ino, cookie[2]: 16 bytes
+_PACKET_INFO = struct.Struct("=IIIIII")  # index, version, reserve, copy_thresh, tstamp, flags
+_PACKET_RING = struct.Struct("=7I")
+_NETLINK_MSG = struct.Struct("=xBBBIIIIII")  # type, protocol, state, portid, dst portid, dst group, ino, cookie[2]
+_U64_WORDS = struct.Struct("=Q")
 
 
 def _tcp_info_layout():
@@ -164,9 +189,13 @@ def _unix_extended(attributes: Dict[int, bytes]) -> "Extended":
     )
 
 # sock_diag protocol numbers and SOCK_* types of the inet kinds.
-INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW}
-_INET_TYPES = {"tcp": SockType.STREAM, "udp": SockType.DGRAM, "udplite": SockType.DGRAM, "raw": SockType.RAW}
-_INET_KIND = {(k.family, INET_PROTOCOLS[k.protocol]): k for k in INET_KINDS}
+INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW, "mptcp": 262, "sctp": 132}
+# SCTP: sctp_diag does not say one-to-one (STREAM) from one-to-many (SEQPACKET); STREAM is shown.
+_INET_TYPES = {"tcp": SockType.STREAM, "udp": SockType.DGRAM, "udplite": SockType.DGRAM, "raw": SockType.RAW,
+               "mptcp": SockType.STREAM, "sctp": SockType.STREAM}
+DIAG_INET_KINDS = INET_KINDS + (MPTCP, MPTCP6, SCTP, SCTP6)
+# INET_DIAG_PROTOCOL is a u8: MPTCP's 262 reads as TCP's 6 there, so MPTCP is never inferred from it.
+_INET_KIND = {(k.family, INET_PROTOCOLS[k.protocol]): k for k in DIAG_INET_KINDS if k.protocol != "mptcp"}
 _STATES = {int(s): s for s in State}
 _SOCK_TYPES = {int(t): t for t in SockType}
 
@@ -177,15 +206,16 @@ def saved_seq(kind: SocketKind) -> int:
     Their messages also carry, in nlmsg_pid (the requester's port id: meaningless in a file), the
     inode of the network namespace the dump was read in (0: unknown). `ss` reads neither field.
     """
-    protocol = INET_PROTOCOLS.get(kind.protocol, 0)
+    protocol = _SAVED_MPTCP if kind.protocol == "mptcp" else INET_PROTOCOLS.get(kind.protocol, 0)
     return SAVED_MARK | (int(kind.family) << 8) | protocol
 
 
 SAVED_MARK = 0x50530000  # "PS": the high half of every sequence number procsock saves
+_SAVED_MPTCP = 0xF6  # MPTCP's protocol (262) does not fit the low byte: 0xF6 (an unassigned IP protocol) names it
 
 
-_KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in INET_KINDS}
-_SAVED_KIND = {**_KIND_BY_SAVED_SEQ, saved_seq(UNIX): UNIX}
+_KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in DIAG_INET_KINDS}
+_SAVED_KIND = {**_KIND_BY_SAVED_SEQ, **{saved_seq(k): k for k in (UNIX, PACKET, NETLINK)}}
 
 
 def _message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
@@ -197,9 +227,25 @@ def inet_request(kind: SocketKind, seq: int, details: bool = False) -> bytes:
     protocol = INET_PROTOCOLS[kind.protocol]
     raw_protocol = IPPROTO_RAW if protocol == IPPROTO_RAW else 0  # raw_diag: 255 dumps all
     payload = _INET_REQ.pack(
-        int(kind.family), protocol, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES,
+        int(kind.family), protocol & 0xFF, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES,
         bytes(4), bytes(16), bytes(16), 0, NO_COOKIE, NO_COOKIE,
     )
+    if protocol > 0xFF:  # the kernel reads the whole number from INET_DIAG_REQ_PROTOCOL (as `ss` sends it)
+        payload += _RTATTR.pack(8, INET_DIAG_REQ_PROTOCOL) + _U32.pack(protocol)
+    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+
+
+def packet_request(seq: int, details: bool = False) -> bytes:
+    """A dump of every packet socket (packet_diag answers dumps only: an exact lookup is EOPNOTSUPP)."""
+    show = PACKET_SHOW_DETAILS if details else PACKET_SHOW_INFO
+    payload = _PACKET_REQ.pack(int(Family.PACKET), 0, 0, 0, show, NO_COOKIE, NO_COOKIE)
+    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+
+
+def netlink_request(seq: int, details: bool = False) -> bytes:
+    """A dump of every netlink socket of every protocol (netlink_diag answers dumps only)."""
+    show = NDIAG_SHOW_GROUPS | (NDIAG_SHOW_MEMINFO | NDIAG_SHOW_FLAGS if details else 0)
+    payload = _NETLINK_REQ.pack(int(Family.NETLINK), NDIAG_PROTO_ALL, 0, 0, show, NO_COOKIE, NO_COOKIE)
     return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
 
 
@@ -260,12 +306,9 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
         data, start
     )
     attributes = _attrs(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
-    if kind is None:
+    if kind is None:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
         protocol = attributes.get(INET_DIAG_PROTOCOL)
-        if protocol:
-            kind = _INET_KIND.get((family, protocol[0]))
-        else:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
-            kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, 6))
+        kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, protocol[0] if protocol else 6))
     if kind is None or kind.family != family:
         skipped.append("%s: inet message of family %d that was not asked for" % (_where(*where), family))
         return None
@@ -306,8 +349,99 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
     )
 
 
-_AF_UNIX = int(Family.UNIX)
-_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE}
+def _ring(data: Optional[bytes]) -> "Optional[PacketRing]":
+    if data is None or len(data) < _PACKET_RING.size:
+        return None
+    from procsock.plugin import PacketRing
+
+    return PacketRing(*_PACKET_RING.unpack_from(data))
+
+
+def _packet_extended(attributes: Dict[int, bytes], info: Optional[tuple]) -> "Extended":
+    """packet_diag's details: TPACKET version and flags, fanout (id | type << 16 | flags << 24, as
+    net/packet/diag.c packs it), rings, the classic BPF filter's length (8 bytes an instruction)."""
+    from procsock.plugin import Extended, PacketInfo
+
+    fanout = _int(attributes.get(PACKET_DIAG_FANOUT), _U32)
+    code = attributes.get(PACKET_DIAG_FILTER)
+    return Extended(
+        meminfo=_meminfo(attributes.get(PACKET_DIAG_MEMINFO)),
+        packet=PacketInfo(
+            version=None if info is None else info[1],
+            flags=None if info is None else info[5],
+            fanout_id=None if fanout is None else fanout & 0xFFFF,
+            fanout_type=None if fanout is None else fanout >> 16 & 0xFF,
+            fanout_flags=None if fanout is None else fanout >> 24,
+            rx_ring=_ring(attributes.get(PACKET_DIAG_RX_RING)),
+            tx_ring=_ring(attributes.get(PACKET_DIAG_TX_RING)),
+            filter_length=len(code) // 8 if code is not None else 0,
+        ),
+    )
+
+
+def _packet_record(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str],
+                   backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
+    """One packet_diag_msg as a row: binding (ifindex, ethertype) as /proc/net/packet gives it,
+    state CLOSE (a packet socket has none), queues None (the kernel says only memory)."""
+    type_, ethertype, inode, cookie0, cookie1 = _PACKET_MSG.unpack_from(data, start)
+    attributes = _attrs(data, start + _PACKET_MSG.size, end, where, skipped)
+    known_type = _SOCK_TYPES.get(type_)
+    info = attributes.get(PACKET_DIAG_INFO)
+    info = _PACKET_INFO.unpack_from(info) if info is not None and len(info) >= _PACKET_INFO.size else None
+    if known_type is None or info is None:
+        skipped.append("%s: packet inode %d of unknown type %d or without its info" % (_where(*where), inode, type_))
+        return None
+    ifindex = info[0]
+    return (
+        PACKET, inode, known_type, ethertype, State.CLOSE, (ifindex, ethertype), None, None, None,
+        _int(attributes.get(PACKET_DIAG_UID), _U32), backend, None, netns, ifindex, cookie0 | cookie1 << 32,
+        _packet_extended(attributes, info) if details else None,
+    )
+
+
+def _groups(data: Optional[bytes]) -> int:
+    """NETLINK_DIAG_GROUPS (an array of unsigned long, bit N-1 for group N) as one bitmap."""
+    if not data:
+        return 0
+    words = len(data) // _U64_WORDS.size
+    return sum(word << (64 * i) for i, (word,) in enumerate(_U64_WORDS.iter_unpack(data[: words * 8])))
+
+
+def _netlink_record(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str],
+                    backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
+    """One netlink_diag_msg as a row: local (protocol, portid, every group joined), remote the
+    destination it is connected to (None when unconnected), state ESTABLISHED when connected."""
+    (type_, protocol, state, portid, dst_portid, dst_group, inode, cookie0,
+     cookie1) = _NETLINK_MSG.unpack_from(data, start)
+    attributes = _attrs(data, start + _NETLINK_MSG.size, end, where, skipped)
+    known_type = _SOCK_TYPES.get(type_)
+    if known_type is None:
+        skipped.append("%s: netlink inode %d of unknown type %d" % (_where(*where), inode, type_))
+        return None
+    groups = _groups(attributes.get(NETLINK_DIAG_GROUPS))
+    remote = None
+    if dst_portid or dst_group:
+        remote = (protocol, dst_portid, 1 << (dst_group - 1) if dst_group else 0)
+    extended = None
+    if details:
+        from procsock.plugin import Extended, NetlinkInfo
+
+        extended = Extended(
+            meminfo=_meminfo(attributes.get(NETLINK_DIAG_MEMINFO)),
+            netlink=NetlinkInfo(groups=NetlinkAddress.group_list(groups),
+                                flags=_int(attributes.get(NETLINK_DIAG_FLAGS), _U32)),
+        )
+    return (
+        NETLINK, inode, known_type, protocol, State.ESTABLISHED if state == NETLINK_CONNECTED else State.CLOSE,
+        (protocol, portid, groups), remote, None, None, None, backend, None, netns, None, cookie0 | cookie1 << 32,
+        extended,
+    )
+
+
+_AF_UNIX, _AF_PACKET, _AF_NETLINK = int(Family.UNIX), int(Family.PACKET), int(Family.NETLINK)
+_FAMILY_RECORD = {_AF_UNIX: _unix_record, _AF_PACKET: _packet_record, _AF_NETLINK: _netlink_record}
+_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE,
+                 Family.PACKET: _PACKET_MSG.size, Family.NETLINK: _NETLINK_MSG.size}
 
 
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
@@ -360,8 +494,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         if need is None or end - start < need:
             skipped.append("%s: diag message of family %d, %d bytes" % (_where(*where), family, end - start))
             continue
-        if family == _AF_UNIX:
-            record = _unix_record(data, start, end, where, skipped, backend, details, netns)
+        family_record = _FAMILY_RECORD.get(family)
+        if family_record is not None:
+            record = family_record(data, start, end, where, skipped, backend, details, netns)
         else:
             record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
         if record is not None:
@@ -400,7 +535,7 @@ def decode_saved(data: bytes, *, source: str, backend: str = "netlink",
             decoded.append((None, Decoded((), (note,), False, 0, False)))
             continue
         decoded.append((kind, decode(
-            data, kind=None if kind == UNIX else kind, source=source, backend=backend,
+            data, kind=kind if kind in DIAG_INET_KINDS else None, source=source, backend=backend,
             details=details, netns=(msg_port or None) if kind is not None else None, start=start, end=end,
         )))
     return tuple(decoded)
