@@ -125,6 +125,24 @@ class PacketInfo:
     tx_ring: Optional[PacketRing] = None
     filter_length: Optional[int] = None
 
+    def text_parts(self) -> Tuple[str, ...]:
+        """`ss -0 -e` style key:value parts for the details line (only what is known)."""
+        parts = []
+        if self.version is not None:
+            parts.append("ver:TPACKET_V%d" % (self.version + 1))
+        if self.flags:
+            parts.append("flags:%s" % _names(self.flags, _PDI_FLAGS))
+        if self.fanout_id is not None:
+            kind = _FANOUT_TYPES.get(self.fanout_type, str(self.fanout_type))
+            parts.append("fanout:(id:%d,type:%s,flags:0x%x)" % (self.fanout_id, kind, self.fanout_flags or 0))
+        for name, ring in (("rx_ring", self.rx_ring), ("tx_ring", self.tx_ring)):
+            if ring is not None:
+                parts.append("%s:(blk_size:%d,blk_nr:%d,frm_size:%d,frm_nr:%d)" % (
+                    name, ring.block_size, ring.block_nr, ring.frame_size, ring.frame_nr))
+        if self.filter_length is not None:
+            parts.append("filter:%s" % ("(%d insns)" % self.filter_length if self.filter_length else "no"))
+        return tuple(parts)
+
     def as_dict(self) -> dict:
         fields = attrs.asdict(self, recurse=False)
         fields.update(rx_ring=self.rx_ring and self.rx_ring.as_dict(), tx_ring=self.tx_ring and self.tx_ring.as_dict())
@@ -140,8 +158,29 @@ class NetlinkInfo:
     groups: Tuple[int, ...] = ()
     flags: Optional[int] = None
 
+    def text_parts(self) -> Tuple[str, ...]:
+        """Details-line parts: `groups:1,5` and the flags by name."""
+        parts = ["groups:%s" % (",".join(map(str, self.groups)) or "-")]
+        if self.flags:
+            parts.append("flags:%s" % _names(self.flags, _NDIAG_FLAGS))
+        return tuple(parts)
+
     def as_dict(self) -> dict:
         return {"groups": list(self.groups), "flags": self.flags}
+
+
+# Flag and type names of linux/packet_diag.h (PDI_*), linux/if_packet.h (PACKET_FANOUT_*) and
+# linux/netlink_diag.h (NDIAG_FLAG_*).
+_PDI_FLAGS = ("running", "auxdata", "origdev", "vnet_hdr", "loss")
+_FANOUT_TYPES = {0: "hash", 1: "lb", 2: "cpu", 3: "rollover", 4: "rnd", 5: "qm", 6: "cbpf", 7: "ebpf"}
+_NDIAG_FLAGS = ("cb_running", "pktinfo", "broadcast_error", "no_enobufs", "listen_all_nsid", "cap_ack")
+
+
+def _names(flags: int, names: Tuple[str, ...]) -> str:
+    """A flag mask as names (bit 0 first); unnamed bits in hex."""
+    known = [name for bit, name in enumerate(names) if flags >> bit & 1]
+    rest = flags & ~((1 << len(names)) - 1)
+    return ",".join(known + (["0x%x" % rest] if rest else []))
 
 
 @attrs.frozen

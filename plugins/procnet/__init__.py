@@ -13,6 +13,7 @@ from procsock.plugin import (
     BackendUnavailable,
     Collected,
     InputError,
+    NETLINK,
     Netns,
     SocketKind,
     SocketRecord,
@@ -38,6 +39,15 @@ LEAVES_OUT = (
     ("udplite6", _UNBOUND_UDP % "UDP-Lite"),
     ("netlink", "unbound netlink sockets (in no table until bound, connected or used to send)"),
 )
+
+
+# What /proc/net/netlink does not print (parse.parse_netlink: type RAW, state CLOSE, no destination).
+_NETLINK_UNSAID = {
+    "type": "/proc/net/netlink does not say a netlink socket's type (procnet reports RAW)",
+    "state": "/proc/net/netlink does not say whether a netlink socket is connected (procnet reports CLOSE)",
+    "remote": "/proc/net/netlink does not say where a netlink socket is connected",
+    "local": "/proc/net/netlink shows only the first 32 multicast groups",
+}
 
 
 @hookimpl
@@ -88,7 +98,13 @@ def procsock_collect(
 def procsock_explain_difference(
     field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]
 ) -> Optional[str]:
-    """What /proc/net/unix's text cannot say exactly: a unix socket's name."""
+    """What the text cannot say exactly: a unix socket's name; a netlink socket's type, connection
+    and groups past the 32nd."""
+    if mine is not None and mine.kind == NETLINK and field in _NETLINK_UNSAID:
+        if field != "local":
+            return _NETLINK_UNSAID[field]
+        low = (mine.local.protocol, mine.local.portid, mine.local.groups & 0xFFFFFFFF)
+        return _NETLINK_UNSAID[field] if low == (other.local.protocol, other.local.portid, other.local.groups & 0xFFFFFFFF) else None
     if field != "local" or not isinstance(mine.local, UnixAddress) or not isinstance(other.local, UnixAddress):
         return None
     names = (mine.local.name, other.local.name)
