@@ -461,6 +461,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     records: List[tuple] = []
     skipped: List[str] = []
     done, error, interrupted = False, 0, False
+    listed = set()  # netlink inodes decoded so far
     offset, total = start, len(data) if end is None else end
     header, header_size = _NLMSGHDR.unpack_from, _NLMSGHDR.size
     while offset + header_size <= total and not (done and seq is not None):
@@ -497,6 +498,12 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         family_record = _FAMILY_RECORD.get(family)
         if family_record is not None:
             record = family_record(data, start, end, where, skipped, backend, details, netns)
+            if family == _AF_NETLINK and record is not None:
+                # netlink_diag lists a bound socket that joined groups twice (hash table, then
+                # multicast list): the same message, kept once
+                if record[1] in listed:
+                    continue
+                listed.add(record[1])
         else:
             record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
         if record is not None:
