@@ -6,11 +6,14 @@ gives its raw replies to `--save-diag`. Requests and decoding are in `codec`, so
 `transport`; this module only wires them to the hooks.
 """
 
+import errno
 import functools
 import os
 from typing import FrozenSet, Optional
 
 from procsock.plugin import (
+    MPTCP,
+    MPTCP6,
     NETLINK,
     PACKET,
     TCP,
@@ -21,11 +24,14 @@ from procsock.plugin import (
     InputError,
     Netns,
     Row,
+    SCTP,
+    SCTP6,
     SocketKind,
     SocketRecord,
     Source,
     State,
     hookimpl,
+    read_file,
     read_named_file,
     shared,
 )
@@ -47,6 +53,9 @@ LEAVES_OUT = (
     ("udplite6", _UNBOUND_UDP % "UDP-Lite"),
     ("netlink", "unbound netlink sockets (in no table until bound, connected or used to send)"),
 )
+# Kinds of a protocol that may not be built into the kernel at all (a module not loaded): without
+# its diag handler and its entry in /proc/net/protocols, there is nothing to read, not a failure.
+MODULE_KINDS = (MPTCP, MPTCP6, SCTP, SCTP6)
 # Up to this many inodes, unix sockets are looked up one by one instead of dumped.
 EXACT_LOOKUP_LIMIT = 64
 
@@ -167,7 +176,22 @@ def procsock_collect(
         return _read_file(kind, source, details, netns)
     if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
         return _asking(source, netns, lambda sock: _lookup_unix(sock, inodes, details, netns.inode))
-    return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))[0]
+    try:
+        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))[0]
+    except transport.Answered as exc:
+        if exc.code == errno.ENOENT and kind in MODULE_KINDS and not _kernel_knows(source, kind):
+            return Collected(())  # no diag handler, and no such protocol in this kernel: none can exist
+        raise
+
+
+def _kernel_knows(source: Source, kind: SocketKind) -> bool:
+    """Whether this kernel has `kind`'s protocol (its name in /proc/net/protocols); True when unsure."""
+    try:
+        protocols = read_file(source, "net", "protocols")
+    except InputError:
+        return True
+    names = {line.split(None, 1)[0] for line in protocols.split(b"\n")[1:] if line.strip()}
+    return bool(names & {name.encode() for name in kind.kernel_names})
 
 
 @hookimpl

@@ -9,7 +9,7 @@ unknown message types and unknown or short attributes are skipped and counted, n
 import errno as errnos
 import os
 import struct
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import attrs
 
@@ -150,7 +150,7 @@ def _int(data: Optional[bytes], unpacker: struct.Struct) -> Optional[int]:
     return unpacker.unpack_from(data)[0] if data is not None and len(data) >= unpacker.size else None
 
 
-def _meminfo(data: Optional[bytes]) -> Optional["MemInfo"]:
+def meminfo_of(data: Optional[bytes]) -> Optional["MemInfo"]:
     if data is None or len(data) < _MEMINFO.size:
         return None
     from procsock.plugin import MemInfo
@@ -165,7 +165,7 @@ def _inet_extended(attributes: Dict[int, bytes]) -> "Extended":
     cong = attributes.get(INET_DIAG_CONG)
     return Extended(
         tcp_info=None if info is None else tcp_info(info),
-        meminfo=_meminfo(attributes.get(INET_DIAG_SKMEMINFO)),
+        meminfo=meminfo_of(attributes.get(INET_DIAG_SKMEMINFO)),
         congestion=None if cong is None else cong.split(b"\0", 1)[0].decode("ascii", "replace"),
         shutdown=_int(attributes.get(INET_DIAG_SHUTDOWN), _U8),
         mark=_int(attributes.get(INET_DIAG_MARK), _U32),
@@ -181,7 +181,7 @@ def _unix_extended(attributes: Dict[int, bytes]) -> "Extended":
         vfs_dev = os.makedev(vfs_dev >> 20, vfs_dev & 0xFFFFF)
     icons = attributes.get(UNIX_DIAG_ICONS)
     return Extended(
-        meminfo=_meminfo(attributes.get(UNIX_DIAG_MEMINFO)),
+        meminfo=meminfo_of(attributes.get(UNIX_DIAG_MEMINFO)),
         shutdown=_int(attributes.get(UNIX_DIAG_SHUTDOWN), _U8),
         vfs_inode=vfs_inode,
         vfs_dev=vfs_dev,
@@ -235,18 +235,22 @@ def inet_request(kind: SocketKind, seq: int, details: bool = False) -> bytes:
     return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
 
 
+def dump_request(seq: int, payload: bytes) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY dump request carrying a family's own request struct."""
+    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+
+
 def packet_request(seq: int, details: bool = False) -> bytes:
     """A dump of every packet socket (packet_diag answers dumps only: an exact lookup is EOPNOTSUPP)."""
     show = PACKET_SHOW_DETAILS if details else PACKET_SHOW_INFO
-    payload = _PACKET_REQ.pack(int(Family.PACKET), 0, 0, 0, show, NO_COOKIE, NO_COOKIE)
-    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+    return dump_request(seq, _PACKET_REQ.pack(int(Family.PACKET), 0, 0, 0, show, NO_COOKIE, NO_COOKIE))
 
 
 def netlink_request(seq: int, details: bool = False) -> bytes:
     """A dump of every netlink socket of every protocol (netlink_diag answers dumps only)."""
     show = NDIAG_SHOW_GROUPS | (NDIAG_SHOW_MEMINFO | NDIAG_SHOW_FLAGS if details else 0)
-    payload = _NETLINK_REQ.pack(int(Family.NETLINK), NDIAG_PROTO_ALL, 0, 0, show, NO_COOKIE, NO_COOKIE)
-    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+    return dump_request(seq, _NETLINK_REQ.pack(int(Family.NETLINK), NDIAG_PROTO_ALL, 0, 0, show, NO_COOKIE,
+                                               NO_COOKIE))
 
 
 def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
@@ -283,8 +287,9 @@ def _where(source: str, offset: int) -> str:
     return "%s@%d" % (source, offset)
 
 
-def _attrs(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str]) -> Dict[int, bytes]:
-    """The rtattrs between start and end, by type (4-byte aligned walk)."""
+def attributes_of(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str]) -> Dict[int, bytes]:
+    """The rtattrs between start and end, by type (4-byte aligned walk); a malformed one ends
+    the walk and is noted in `skipped` (`where` is (source, offset) of the message)."""
     found = {}
     unpack = _RTATTR.unpack_from
     while start + 4 <= end:
@@ -305,7 +310,7 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     (state, src, dst, interface, cookie0, cookie1, rqueue, wqueue, uid, inode) = _INET_MSG[family].unpack_from(
         data, start
     )
-    attributes = _attrs(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
+    attributes = attributes_of(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
     if kind is None:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
         protocol = attributes.get(INET_DIAG_PROTOCOL)
         kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, protocol[0] if protocol else 6))
@@ -333,7 +338,7 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
                  backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
     """One unix_diag_msg as a row (procsock.plugin.Row)."""
     type_, state, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
-    attributes = _attrs(data, start + _UNIX_MSG.size, end, where, skipped)
+    attributes = attributes_of(data, start + _UNIX_MSG.size, end, where, skipped)
     known_type, known_state = _SOCK_TYPES.get(type_), _STATES.get(state)
     if known_type is None or known_state is None:
         skipped.append("%s: unix inode %d of unknown type %d or state %d" % (_where(*where), inode, type_, state))
@@ -365,7 +370,7 @@ def _packet_extended(attributes: Dict[int, bytes], info: Optional[tuple]) -> "Ex
     fanout = _int(attributes.get(PACKET_DIAG_FANOUT), _U32)
     code = attributes.get(PACKET_DIAG_FILTER)
     return Extended(
-        meminfo=_meminfo(attributes.get(PACKET_DIAG_MEMINFO)),
+        meminfo=meminfo_of(attributes.get(PACKET_DIAG_MEMINFO)),
         packet=PacketInfo(
             version=None if info is None else info[1],
             flags=None if info is None else info[5],
@@ -384,7 +389,7 @@ def _packet_record(data: bytes, start: int, end: int, where: Tuple[str, int], sk
     """One packet_diag_msg as a row: binding (ifindex, ethertype) as /proc/net/packet gives it,
     state CLOSE (a packet socket has none), queues None (the kernel says only memory)."""
     type_, ethertype, inode, cookie0, cookie1 = _PACKET_MSG.unpack_from(data, start)
-    attributes = _attrs(data, start + _PACKET_MSG.size, end, where, skipped)
+    attributes = attributes_of(data, start + _PACKET_MSG.size, end, where, skipped)
     known_type = _SOCK_TYPES.get(type_)
     info = attributes.get(PACKET_DIAG_INFO)
     info = _PACKET_INFO.unpack_from(info) if info is not None and len(info) >= _PACKET_INFO.size else None
@@ -413,7 +418,7 @@ def _netlink_record(data: bytes, start: int, end: int, where: Tuple[str, int], s
     destination it is connected to (None when unconnected), state ESTABLISHED when connected."""
     (type_, protocol, state, portid, dst_portid, dst_group, inode, cookie0,
      cookie1) = _NETLINK_MSG.unpack_from(data, start)
-    attributes = _attrs(data, start + _NETLINK_MSG.size, end, where, skipped)
+    attributes = attributes_of(data, start + _NETLINK_MSG.size, end, where, skipped)
     known_type = _SOCK_TYPES.get(type_)
     if known_type is None:
         skipped.append("%s: netlink inode %d of unknown type %d" % (_where(*where), inode, type_))
@@ -427,7 +432,7 @@ def _netlink_record(data: bytes, start: int, end: int, where: Tuple[str, int], s
         from procsock.plugin import Extended, NetlinkInfo
 
         extended = Extended(
-            meminfo=_meminfo(attributes.get(NETLINK_DIAG_MEMINFO)),
+            meminfo=meminfo_of(attributes.get(NETLINK_DIAG_MEMINFO)),
             netlink=NetlinkInfo(groups=NetlinkAddress.group_list(groups),
                                 flags=_int(attributes.get(NETLINK_DIAG_FLAGS), _U32)),
         )
@@ -446,7 +451,8 @@ _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Famil
 
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
            source: str = "netlink", backend: str = "netlink", details: bool = False,
-           netns: Optional[int] = None, start: int = 0, end: Optional[int] = None) -> Decoded:
+           netns: Optional[int] = None, start: int = 0, end: Optional[int] = None,
+           message: Optional[Callable[..., Optional[tuple]]] = None) -> Decoded:
     """Decode back-to-back netlink messages into rows.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
@@ -454,7 +460,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     namespace inode stamped on every record. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
     With `port` (our port id, live), messages the kernel did not address to it are skipped too.
-    `start` and `end` bound the bytes read (offsets in notes stay those of `data`).
+    `start` and `end` bound the bytes read (offsets in notes stay those of `data`). `message`
+    decodes every sock_diag message instead (a family this codec does not know: procsock_plugins.more),
+    called as message(data, start, end, where, skipped, backend, details, netns) -> row or None.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -489,6 +497,11 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
             continue
         if msg_type != SOCK_DIAG_BY_FAMILY or end == start:
             skipped.append("%s: message of unknown type %d" % (_where(*where), msg_type))
+            continue
+        if message is not None:
+            row = message(data, start, end, where, skipped, backend, details, netns)
+            if row is not None:
+                records.append(row)
             continue
         family = data[start]
         need = _PAYLOAD_SIZE.get(family)
