@@ -274,3 +274,66 @@ def test_sctp_sockets_live():
         sock.listen()
         record = procsock.describe_fd(os.getpid(), sock.fileno()).record
         assert (record.kind, record.state) == (SCTP, State.LISTEN)
+
+
+def _listable(family, sock_type, protocol):
+    """socket(family, sock_type, protocol), put where the kernel lists it (bound, listening), or None."""
+    try:
+        sock = socket.socket(family, sock_type, protocol)
+    except OSError:
+        return None
+    try:
+        if family == socket.AF_UNIX:
+            sock.bind(b"\0procsock-families-%d-%d" % (os.getpid(), sock_type))
+        elif family in (socket.AF_INET, socket.AF_INET6) and sock_type != socket.SOCK_RAW:
+            sock.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        elif family == socket.AF_NETLINK:
+            sock.bind((0, 0))
+        if sock_type in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET) and family in (
+                socket.AF_UNIX, socket.AF_INET, socket.AF_INET6):
+            sock.listen()
+    except OSError:
+        pass  # held as it is: the snapshot must still resolve it or say why
+    return sock
+
+
+def _readme_kinds_without_backend():
+    """Kind names whose row in README's kind table says where none answers (not "never")."""
+    with open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    table = text.split("| kind | backends | where none answers |\n", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[1:]]
+    return {name.split()[0] for cells in rows if not cells[2].strip().startswith("never")
+            for name in cells[0].split(",") if name.strip()}
+
+
+@needs_root
+def test_every_family_socket_accepts_is_resolved_or_named():
+    """One socket of every (family, type) socket() accepts here (plus MPTCP, SCTP, ping, raw ICMP):
+    each is resolved, or its kind is in README's kind table with why none answers."""
+    from procsock.api import default_registry
+    from procsock.fdscan import protocol_name
+
+    shapes = [(f, t, 0) for f in range(1, 46) for t in (1, 2, 3, 5)]
+    shapes += [(socket.AF_INET, 1, 262), (socket.AF_INET6, 1, 262), (socket.AF_INET, 1, 132),
+               (socket.AF_INET, 2, socket.IPPROTO_ICMP), (socket.AF_INET, 3, socket.IPPROTO_ICMP),
+               (socket.AF_INET6, 3, socket.IPPROTO_ICMPV6)]
+    opened = [s for s in (_listable(*shape) for shape in shapes) if s is not None]
+    try:
+        families = {s.family for s in opened}
+        assert {socket.AF_UNIX, socket.AF_INET, socket.AF_NETLINK, socket.AF_PACKET} <= families
+        snap = procsock.snapshot(pid=os.getpid())
+        resolved = {s.record.inode for s in snap.sockets}
+        kinds = {name: kind.name for b in default_registry().backends for kind in b.info.kinds
+                 for name in kind.kernel_names}
+        named = _readme_kinds_without_backend()
+        for sock in opened:
+            inode = inode_of(sock)
+            if inode in resolved:
+                continue
+            protocol = protocol_name("/proc", os.getpid(), sock.fileno())
+            reason = snap.unresolved[inode].reason
+            assert kinds.get(protocol) in named and "no backend serves %s" % protocol in reason, (protocol, reason)
+    finally:
+        for sock in opened:
+            sock.close()
