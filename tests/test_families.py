@@ -337,3 +337,28 @@ def test_every_family_socket_accepts_is_resolved_or_named():
     finally:
         for sock in opened:
             sock.close()
+
+
+def test_saved_replies_read_back_packet_netlink_and_mptcp(tmp_path, mptcp_pair):
+    """--save-diag writes packet_diag, netlink_diag and MPTCP replies; --diag-file reads each back."""
+    held = list(mptcp_pair)
+    held.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9))
+    held[-1].bind((0, 1))
+    if os.geteuid() == 0:
+        held.append(socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)))
+    try:
+        saved_file = tmp_path / "replies"
+        run = subprocess.run([sys.executable, "-m", "procsock", "save-diag", str(saved_file)], capture_output=True,
+                             text=True)
+        assert run.returncode == 0, run.stderr
+        read = subprocess.run([sys.executable, "-m", "procsock", "--diag-file", str(saved_file), "--proc-root",
+                               "/proc", "--json"], capture_output=True, text=True)
+        found = {s["inode"]: s for s in json.loads(read.stdout)["sockets"]}
+        for sock in held:
+            entry = found[inode_of(sock)]
+            assert entry["backend"] == "netlink" and [o["pid"] for o in entry["owners"]] == [os.getpid()]
+            assert entry["kind"] == {socket.AF_INET: "mptcp", socket.AF_NETLINK: "netlink",
+                                     socket.AF_PACKET: "packet"}[sock.family]
+    finally:
+        for sock in held[3:]:
+            sock.close()

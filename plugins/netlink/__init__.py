@@ -176,11 +176,17 @@ def procsock_collect(
         return _read_file(kind, source, details, netns)
     if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
         return _asking(source, netns, lambda sock: _lookup_unix(sock, inodes, details, netns.inode))
+    return _dumped(kind, source, details, netns)[0]
+
+
+def _dumped(kind: SocketKind, source: Source, details: bool, netns: Netns):
+    """(Collected, raw replies) of a dump of `kind` in `netns`; nothing, not a failure, for a
+    protocol this kernel has neither a diag handler nor an entry in /proc/net/protocols for."""
     try:
-        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))[0]
+        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))
     except transport.Answered as exc:
         if exc.code == errno.ENOENT and kind in MODULE_KINDS and not _kernel_knows(source, kind):
-            return Collected(())  # no diag handler, and no such protocol in this kernel: none can exist
+            return Collected(()), b""  # none can exist
         raise
 
 
@@ -200,7 +206,7 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    raw = _asking(source, netns, lambda sock: _dump(sock, kind, True, netns.inode))[1]
+    raw = _dumped(kind, source, True, netns)[1]
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
     return codec.renumber(raw, codec.saved_seq(kind), inode)
 
