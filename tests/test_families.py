@@ -6,7 +6,7 @@ captured from this kernel (in a fresh network namespace: a raw packet socket on 
 group 7 (lb) and a 3-instruction filter, an ARP dgram socket, an LLDP socket with an rx ring; an
 audit socket in group 1, a DGRAM rtnl socket in groups 1 and 33 with NETLINK_PKTINFO, a usersock
 socket connected to port id 28552; an MPTCP listener on 127.0.0.1:4100); the others are written
-from the kernel's structs by tests/fixtures/diag/make_family_fixtures.py (which cites them).
+from the kernel's structs by tests/fixtures/make_family_fixtures.py (which cites them).
 """
 
 import ctypes

@@ -131,13 +131,7 @@ def _asking(source: Source, netns: Netns, ask):
 
 
 def _build(kind: SocketKind, details: bool):
-    if kind == UNIX:
-        return lambda seq: codec.unix_request(seq, details=details)
-    if kind == PACKET:
-        return lambda seq: codec.packet_request(seq, details)
-    if kind == NETLINK:
-        return lambda seq: codec.netlink_request(seq, details)
-    return lambda seq: codec.inet_request(kind, seq, details)
+    return lambda seq: codec.request_for(kind, seq, details)
 
 
 def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None):

@@ -262,6 +262,17 @@ def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
     return _message(SOCK_DIAG_BY_FAMILY, flags, seq, payload)
 
 
+def request_for(kind: SocketKind, seq: int, details: bool = False) -> bytes:
+    """The dump request of any kind this codec reads."""
+    if kind == UNIX:
+        return unix_request(seq, details=details)
+    if kind == PACKET:
+        return packet_request(seq, details)
+    if kind == NETLINK:
+        return netlink_request(seq, details)
+    return inet_request(kind, seq, details)
+
+
 @attrs.frozen
 class Decoded:
     """What a run of netlink messages said: `records` are rows (procsock.plugin.Row).
