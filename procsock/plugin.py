@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from procsock.errors import BackendUnavailable, InputError, NotApplicable, ParseError, ProcsockError
 from procsock.hookspecs import hookimpl
-from procsock.inputs import decimal, hexadecimal, read_file, read_named_file
+from procsock.inputs import decimal, hexadecimal, protocol_names, read_file, read_named_file
 from procsock import model
 from procsock.model import (
     DETAIL_CLASSES,
@@ -104,6 +104,7 @@ __all__ = [
     "decimal",
     "hexadecimal",
     "hookimpl",
+    "protocol_names",
     "read_file",
     "read_named_file",
     "record_from_row",

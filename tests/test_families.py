@@ -362,3 +362,37 @@ def test_saved_replies_read_back_packet_netlink_and_mptcp(tmp_path, mptcp_pair):
     finally:
         for sock in held[3:]:
             sock.close()
+
+
+def test_proc_net_sctp_tables_parse_one_row_per_socket():
+    """tests/fixtures/sctp/net/sctp/{eps,assocs}: rows laid out with net/sctp/proc.c's format strings
+    (cited in procsock_plugins.procnet.parse): a one-to-one listener (4242) on two addresses, a
+    one-to-many IPv6 listener (4250) with an association, an association (4243) and a bad line."""
+    from procsock.model import SCTP6, Netns
+    from procsock_plugins import procnet
+
+    source = Source.capture(os.path.join(os.path.dirname(__file__), "fixtures", "sctp"))
+    four = procnet.procsock_collect(SCTP, source, None, Netns())
+    six = procnet.procsock_collect(SCTP6, source, None, Netns())
+    assert {r.inode: (r.type, r.state, str(r.local), str(r.remote), r.rx_queue, r.tx_queue, r.uid)
+            for r in four.socket_records()} == {
+        4242: (SockType.STREAM, State.LISTEN, "127.0.0.1:5000", "0.0.0.0:*", None, None, 0),
+        4243: (SockType.STREAM, State.ESTABLISHED, "127.0.0.1:5000", "127.0.0.2:5001", 2, 7, 0),
+    }
+    assert {r.inode: (r.type, r.state, str(r.local), r.uid) for r in six.socket_records()} == {
+        4250: (SockType.SEQPACKET, State.LISTEN, "[::1]:5100", 1000)}
+    assert len(four.skipped) == 1 and "assocs:4: 2 fields" in four.skipped[0]
+    assert {r.inode for r in procnet.procsock_collect(SCTP, source, frozenset({4243}), Netns()).socket_records()} \
+        == {4243}
+
+
+def test_no_sctp_in_a_kernel_without_it_is_empty(tmp_path):
+    from procsock.model import Netns
+    from procsock_plugins import procnet
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "protocols").write_bytes(b"protocol  size sockets\nTCP 1 2\n")
+    assert procnet.procsock_collect(SCTP, Source.capture(str(tmp_path)), None, Netns()).records == ()
+    (tmp_path / "net" / "protocols").write_bytes(b"protocol  size sockets\nSCTP 1 2\n")
+    with pytest.raises(procsock.BackendUnavailable, match="no net/sctp"):
+        procnet.procsock_collect(SCTP, Source.capture(str(tmp_path)), None, Netns())

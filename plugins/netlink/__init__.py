@@ -31,7 +31,7 @@ from procsock.plugin import (
     Source,
     State,
     hookimpl,
-    read_file,
+    protocol_names,
     read_named_file,
     shared,
 )
@@ -185,13 +185,9 @@ def _dumped(kind: SocketKind, source: Source, details: bool, netns: Netns):
 
 
 def _kernel_knows(source: Source, kind: SocketKind) -> bool:
-    """Whether this kernel has `kind`'s protocol (its name in /proc/net/protocols); True when unsure."""
-    try:
-        protocols = read_file(source, "net", "protocols")
-    except InputError:
-        return True
-    names = {line.split(None, 1)[0] for line in protocols.split(b"\n")[1:] if line.strip()}
-    return bool(names & {name.encode() for name in kind.kernel_names})
+    """Whether this kernel has `kind`'s protocol (in /proc/net/protocols); True when unsure."""
+    names = protocol_names(source)
+    return names is None or not names.isdisjoint(kind.kernel_names)
 
 
 @hookimpl

@@ -14,18 +14,22 @@ from procsock.plugin import (
     Collected,
     InputError,
     NETLINK,
+    SCTP,
+    SCTP6,
     Netns,
     SocketKind,
     SocketRecord,
     Source,
     UnixAddress,
     hookimpl,
+    protocol_names,
     read_file,
 )
 
 from procsock_plugins.procnet import parse
 
 NAME = "procnet"
+SCTP_KINDS = (SCTP, SCTP6)
 # What the kernel puts in no /proc/net table (each checked with a real socket in tests/test_leaves_out.py).
 _CLOSED_TCP = "TCP sockets in state CLOSE: bound-only, unbound, or after a failed connect or both FINs (in no " \
     "/proc/net table)"
@@ -52,11 +56,12 @@ _NETLINK_UNSAID = {
 
 @hookimpl
 def procsock_backend_info() -> BackendInfo:
-    """procnet serves every built-in kind, each from the /proc/net file named after it."""
+    """procnet serves every built-in kind, each from the /proc/net file named after it, and SCTP
+    from net/sctp/ (when the module is loaded)."""
     return BackendInfo(
         name=NAME,
         priority=50,
-        kinds=BUILTIN_KINDS,
+        kinds=BUILTIN_KINDS + SCTP_KINDS,
         description="/proc/net text tables (live host or captured /proc tree)",
         leaves_out=LEAVES_OUT,
     )
@@ -85,6 +90,8 @@ def procsock_collect(
     reason = procsock_unavailable(source)
     if reason is not None:
         raise BackendUnavailable(NAME, reason)
+    if kind in SCTP_KINDS:
+        return _collect_sctp(kind, source, inodes, netns)
     parts = ("net", kind.name) if netns.pid is None else (str(netns.pid), "net", kind.name)
     try:
         data = read_file(source, *parts)
@@ -92,6 +99,20 @@ def procsock_collect(
         raise BackendUnavailable(NAME, "no net/%s under %s (%s)" % (kind.name, source.proc_root, exc.reason)) from exc
     path = "/".join((source.proc_root,) + parts)
     return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes, netns=netns.inode)
+
+
+def _collect_sctp(kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], netns: Netns) -> Collected:
+    """SCTP from net/sctp/{eps,assocs}; nothing when the kernel has no SCTP (module not loaded)."""
+    parts = ("net", "sctp") if netns.pid is None else (str(netns.pid), "net", "sctp")
+    try:
+        eps, assocs = (read_file(source, *parts, name) for name in ("eps", "assocs"))
+    except InputError as exc:
+        names = protocol_names(source)
+        if names is not None and names.isdisjoint(kind.kernel_names):
+            return Collected(())  # no SCTP in this kernel: none can exist
+        raise BackendUnavailable(NAME, "no net/sctp under %s (%s)" % (source.proc_root, exc.reason)) from exc
+    path = "/".join((source.proc_root,) + parts)
+    return parse.parse_sctp(kind, eps, assocs, source=path, backend=NAME, inodes=inodes, netns=netns.inode)
 
 
 @hookimpl
