@@ -455,6 +455,7 @@ def _netlink_record(data: bytes, start: int, end: int, where: Tuple[str, int], s
 
 
 _AF_UNIX, _AF_PACKET, _AF_NETLINK = int(Family.UNIX), int(Family.PACKET), int(Family.NETLINK)
+_ONCE_PER_INODE = frozenset((NETLINK, SCTP, SCTP6))
 _FAMILY_RECORD = {_AF_UNIX: _unix_record, _AF_PACKET: _packet_record, _AF_NETLINK: _netlink_record}
 _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE,
                  Family.PACKET: _PACKET_MSG.size, Family.NETLINK: _NETLINK_MSG.size}
@@ -480,7 +481,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     records: List[tuple] = []
     skipped: List[str] = []
     done, error, interrupted = False, 0, False
-    listed = set()  # netlink inodes decoded so far
+    listed = set()  # inodes decoded so far, of the kinds listed once per inode
     offset, total = start, len(data) if end is None else end
     header, header_size = _NLMSGHDR.unpack_from, _NLMSGHDR.size
     while offset + header_size <= total and not (done and seq is not None):
@@ -522,14 +523,15 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         family_record = _FAMILY_RECORD.get(family)
         if family_record is not None:
             record = family_record(data, start, end, where, skipped, backend, details, netns)
-            if family == _AF_NETLINK and record is not None:
-                # netlink_diag lists a bound socket that joined groups twice (hash table, then
-                # multicast list): the same message, kept once
-                if record[1] in listed:
-                    continue
-                listed.add(record[1])
         else:
             record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
+        if record is not None and record[0] in _ONCE_PER_INODE:
+            # netlink_diag lists a bound socket that joined groups twice (hash table, then multicast
+            # list); sctp_diag lists a socket's endpoint, then each association under its inode:
+            # one row per socket, the first
+            if record[1] in listed:
+                continue
+            listed.add(record[1])
         if record is not None:
             records.append(record)
     if 0 < total - offset < header_size:
