@@ -294,7 +294,8 @@ NETLINK_PROTOCOL_NAMES = {
     15: "uevent", 16: "genl", 18: "scsi-trans", 19: "ecryptfs", 20: "rdma", 21: "crypto", 22: "smc",
 }
 
-DETAIL_CLASSES = ("Extended", "MemInfo", "NetlinkInfo", "PacketInfo", "PacketRing", "TcpInfo")  # procsock.details: created on first use
+# procsock.details: created on first use
+DETAIL_CLASSES = ("Extended", "MemInfo", "NetlinkInfo", "PacketInfo", "PacketRing", "TcpInfo")
 
 
 def __getattr__(name: str):

@@ -24,7 +24,7 @@ from procsock.plugin import (
     shared,
 )
 
-from procsock_plugins.netlink import codec, transport
+from procsock_plugins.netlink import transport
 
 Message = Callable[..., Optional[tuple]]  # codec.decode's `message`: one reply message -> row or None
 

@@ -124,8 +124,8 @@ def procsock_explain_difference(
     if mine is not None and mine.kind == NETLINK and field in _NETLINK_UNSAID:
         if field != "local":
             return _NETLINK_UNSAID[field]
-        low = (mine.local.protocol, mine.local.portid, mine.local.groups & 0xFFFFFFFF)
-        return _NETLINK_UNSAID[field] if low == (other.local.protocol, other.local.portid, other.local.groups & 0xFFFFFFFF) else None
+        first_32 = [(a.protocol, a.portid, a.groups & 0xFFFFFFFF) for a in (mine.local, other.local)]
+        return _NETLINK_UNSAID[field] if first_32[0] == first_32[1] else None
     if field != "local" or not isinstance(mine.local, UnixAddress) or not isinstance(other.local, UnixAddress):
         return None
     names = (mine.local.name, other.local.name)

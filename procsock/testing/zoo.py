@@ -135,7 +135,8 @@ class SocketZoo:
             return
         self.add(kind + " listen", listener, kind, State.LISTEN).bind((host, 0))
         listener.listen()
-        client = self.add(kind + " client", socket.socket(family, socket.SOCK_STREAM, protocol), kind, State.ESTABLISHED)
+        client = socket.socket(family, socket.SOCK_STREAM, protocol)
+        self.add(kind + " client", client, kind, State.ESTABLISHED)
         client.connect(listener.getsockname()[:2])
         self.add(kind + " accepted", listener.accept()[0], kind, State.ESTABLISHED)
 
