@@ -342,8 +342,8 @@ def test_every_family_socket_accepts_is_resolved_or_named():
 def test_saved_replies_read_back_packet_netlink_and_mptcp(tmp_path, mptcp_pair):
     """--save-diag writes packet_diag, netlink_diag and MPTCP replies; --diag-file reads each back."""
     held = list(mptcp_pair)
-    held.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9))
-    held[-1].bind((0, 1))
+    held.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE))
+    held[-1].bind((0, 1))  # RTMGRP_LINK: open to every user
     if os.geteuid() == 0:
         held.append(socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)))
     try:
