@@ -50,11 +50,10 @@ def netlink_kinds(state):
 
 
 def receive(state, kind):
-    from procsock.model import UNIX
     from procsock_plugins.netlink import codec, transport
 
     seq = len(state) + 1  # any number: this socket carries only this pass's requests
-    request = codec.unix_request(seq) if kind == UNIX else codec.inet_request(kind, seq)
+    request = codec.request_for(kind, seq)
     chunks, _ = transport.exchange(state["sock"], request, seq)
     state["wire", kind] = seq, b"".join(chunks)
     return "%d bytes" % len(state["wire", kind][1])

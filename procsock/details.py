@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import attrs
 
-__all__ = ["Extended", "MemInfo", "TcpInfo"]
+__all__ = ["Extended", "MemInfo", "NetlinkInfo", "PacketInfo", "PacketRing", "TcpInfo"]
 
 
 @attrs.frozen
@@ -94,6 +94,96 @@ class MemInfo:
 
 
 @attrs.frozen
+class PacketRing:
+    """An AF_PACKET mmap ring (struct packet_diag_ring): what `ss -0 -e` shows as ring."""
+
+    block_size: int
+    block_nr: int
+    frame_size: int
+    frame_nr: int
+    retire_tmo: int
+    sizeof_priv: int
+    features: int
+
+    def as_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class PacketInfo:
+    """What packet_diag says of a packet socket beyond its binding: TPACKET `version`, `flags`
+    (PDI_*: running, auxdata, origdev, vnet_hdr, loss), the fanout group (`fanout_id`,
+    `fanout_type` PACKET_FANOUT_*, `fanout_flags`; None when in none), the mmap rings, and the
+    classic BPF filter attached (`filter_length` instructions; 0: none). Who sniffs what."""
+
+    version: Optional[int] = None
+    flags: Optional[int] = None
+    fanout_id: Optional[int] = None
+    fanout_type: Optional[int] = None
+    fanout_flags: Optional[int] = None
+    rx_ring: Optional[PacketRing] = None
+    tx_ring: Optional[PacketRing] = None
+    filter_length: Optional[int] = None
+
+    def text_parts(self) -> Tuple[str, ...]:
+        """`ss -0 -e` style key:value parts for the details line (only what is known)."""
+        parts = []
+        if self.version is not None:
+            parts.append("ver:TPACKET_V%d" % (self.version + 1))
+        if self.flags:
+            parts.append("flags:%s" % _names(self.flags, _PDI_FLAGS))
+        if self.fanout_id is not None:
+            kind = _FANOUT_TYPES.get(self.fanout_type, str(self.fanout_type))
+            parts.append("fanout:(id:%d,type:%s,flags:0x%x)" % (self.fanout_id, kind, self.fanout_flags or 0))
+        for name, ring in (("rx_ring", self.rx_ring), ("tx_ring", self.tx_ring)):
+            if ring is not None:
+                parts.append("%s:(blk_size:%d,blk_nr:%d,frm_size:%d,frm_nr:%d)" % (
+                    name, ring.block_size, ring.block_nr, ring.frame_size, ring.frame_nr))
+        if self.filter_length is not None:
+            parts.append("filter:%s" % ("(%d insns)" % self.filter_length if self.filter_length else "no"))
+        return tuple(parts)
+
+    def as_dict(self) -> dict:
+        fields = attrs.asdict(self, recurse=False)
+        fields.update(rx_ring=self.rx_ring and self.rx_ring.as_dict(), tx_ring=self.tx_ring and self.tx_ring.as_dict())
+        return fields
+
+
+@attrs.frozen
+class NetlinkInfo:
+    """What netlink_diag says of a netlink socket beyond its address: every multicast group it
+    joined (`groups`, numbers; /proc/net/netlink shows only the first 32) and its NDIAG_FLAG_*
+    `flags` (cb running, pktinfo, broadcast error, no ENOBUFS, listen all nsid, cap ack)."""
+
+    groups: Tuple[int, ...] = ()
+    flags: Optional[int] = None
+
+    def text_parts(self) -> Tuple[str, ...]:
+        """Details-line parts: `groups:1,5` and the flags by name."""
+        parts = ["groups:%s" % (",".join(map(str, self.groups)) or "-")]
+        if self.flags:
+            parts.append("flags:%s" % _names(self.flags, _NDIAG_FLAGS))
+        return tuple(parts)
+
+    def as_dict(self) -> dict:
+        return {"groups": list(self.groups), "flags": self.flags}
+
+
+# Flag and type names of linux/packet_diag.h (PDI_*), linux/if_packet.h (PACKET_FANOUT_*) and
+# linux/netlink_diag.h (NDIAG_FLAG_*).
+_PDI_FLAGS = ("running", "auxdata", "origdev", "vnet_hdr", "loss")
+_FANOUT_TYPES = {0: "hash", 1: "lb", 2: "cpu", 3: "rollover", 4: "rnd", 5: "qm", 6: "cbpf", 7: "ebpf"}
+_NDIAG_FLAGS = ("cb_running", "pktinfo", "broadcast_error", "no_enobufs", "listen_all_nsid", "cap_ack")
+
+
+def _names(flags: int, names: Tuple[str, ...]) -> str:
+    """A flag mask as names (bit 0 first); unnamed bits in hex."""
+    known = [name for bit, name in enumerate(names) if flags >> bit & 1]
+    rest = flags & ~((1 << len(names)) - 1)
+    return ",".join(known + (["0x%x" % rest] if rest else []))
+
+
+@attrs.frozen
 class Extended:
     """Details a backend gives only when asked (`procsock -i/-e/-m`, `snapshot(details=True)`).
 
@@ -112,8 +202,15 @@ class Extended:
     vfs_inode: Optional[int] = None
     vfs_dev: Optional[int] = None
     pending: Optional[Tuple[int, ...]] = None
+    packet: Optional[PacketInfo] = None
+    netlink: Optional[NetlinkInfo] = None
 
     def as_dict(self) -> dict:
+        family = {}  # a family's own details, only where given (the other kinds' JSON is unchanged)
+        if self.packet is not None:
+            family["packet"] = self.packet.as_dict()
+        if self.netlink is not None:
+            family["netlink"] = self.netlink.as_dict()
         return {
             "vfs_inode": self.vfs_inode,
             "vfs_dev": self.vfs_dev,
@@ -124,9 +221,10 @@ class Extended:
             "shutdown": self.shutdown,
             "mark": self.mark,
             "cgroup_id": self.cgroup_id,
+            **family,
         }
 
 
-for _cls in (TcpInfo, MemInfo, Extended):
+for _cls in (TcpInfo, MemInfo, PacketRing, PacketInfo, NetlinkInfo, Extended):
     _cls.__module__ = "procsock.model"  # where they were defined and are still imported from
 del _cls

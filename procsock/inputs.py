@@ -17,7 +17,7 @@ file may be hostile, so it is read defensively:
 import errno
 import os
 import stat
-from typing import List, Sequence, Union
+from typing import FrozenSet, List, Optional, Sequence, Union
 
 from procsock.errors import InputError
 from procsock.model import DEFAULT_MAX_INPUT_BYTES, Source
@@ -166,6 +166,17 @@ def read_file(source: Source, *parts: str) -> bytes:
     if source.proc_root is None:
         raise InputError(os.path.join(*parts), "no /proc tree to read")
     return read_tree(source.proc_root, parts, not source.kernel, source.max_input_bytes)
+
+
+def protocol_names(source: Source) -> Optional[FrozenSet[str]]:
+    """The protocols `source`'s kernel has (the first column of PROC/net/protocols: TCP, SCTP,
+    MPTCPv6...), or None when the file cannot be read. A protocol not listed has no sockets."""
+    try:
+        data = read_file(source, "net", "protocols")
+    except InputError:
+        return None
+    return frozenset(line.split(None, 1)[0].decode("ascii", "replace") for line in data.split(b"\n")[1:]
+                     if line.strip())
 
 
 def read_named_file(path: str, limit: int = DEFAULT_MAX_INPUT_BYTES) -> bytes:

@@ -123,6 +123,12 @@ RAW6 = SocketKind("raw6", Family.INET6, "raw", ("RAWv6",))
 UNIX = SocketKind("unix", Family.UNIX, "unix", ("UNIX", "UNIX-STREAM"))
 PACKET = SocketKind("packet", Family.PACKET, "packet", ("PACKET",))
 NETLINK = SocketKind("netlink", Family.NETLINK, "netlink", ("NETLINK",))
+# Kinds only sock_diag lists (no /proc/net table of that name): served by the netlink backend (and SCTP's
+# /proc/net/sctp tables by procnet). The kernel lists an MPTCP listener's TCP subflow under the MPTCP inode.
+MPTCP = SocketKind("mptcp", Family.INET, "mptcp", ("MPTCP",), supersedes=("tcp",))
+MPTCP6 = SocketKind("mptcp6", Family.INET6, "mptcp", ("MPTCPv6",), supersedes=("tcp6",))
+SCTP = SocketKind("sctp", Family.INET, "sctp", ("SCTP",))
+SCTP6 = SocketKind("sctp6", Family.INET6, "sctp", ("SCTPv6",))
 
 INET_KINDS = (TCP, TCP6, UDP, UDP6, UDPLITE, UDPLITE6, RAW, RAW6)
 BUILTIN_KINDS = INET_KINDS + (UNIX, PACKET, NETLINK)
@@ -227,7 +233,9 @@ class PacketAddress:
 
     @staticmethod
     def text(ifindex: int, ethertype: int) -> str:
-        return "%s:0x%04x" % ("*" if ifindex == 0 else str(ifindex), ethertype)
+        """`ETH_P_ALL@2`, `ETH_P_IP@*` (any interface), `0x88b5@2` (an ethertype without a name)."""
+        name = ETHERTYPE_NAMES.get(ethertype) or "0x%04x" % ethertype
+        return "%s@%s" % (name, "*" if ifindex == 0 else ifindex)
 
     @staticmethod
     def fields_dict(ifindex: int, ethertype: int) -> dict:
@@ -242,7 +250,8 @@ class PacketAddress:
 
 @attrs.frozen
 class NetlinkAddress:
-    """An AF_NETLINK endpoint: netlink protocol, port id and multicast groups bitmap."""
+    """An AF_NETLINK endpoint: netlink protocol, port id and multicast groups bitmap (group N is
+    bit N-1; a remote endpoint's bitmap holds its one destination group)."""
 
     protocol: int
     portid: int
@@ -250,7 +259,14 @@ class NetlinkAddress:
 
     @staticmethod
     def text(protocol: int, portid: int, groups: int) -> str:
-        return "%d:%d" % (protocol, portid)
+        """Like `ss --netlink`: the protocol's name and the port id, `rtnl:1234`; port id 0 is the kernel."""
+        name = NETLINK_PROTOCOL_NAMES.get(protocol) or str(protocol)
+        return "%s:%s" % (name, portid or "kernel")
+
+    @staticmethod
+    def group_list(groups: int) -> Tuple[int, ...]:
+        """The multicast group numbers of a bitmap (group N is bit N-1)."""
+        return tuple(bit + 1 for bit in range(groups.bit_length()) if groups >> bit & 1)
 
     @staticmethod
     def fields_dict(protocol: int, portid: int, groups: int) -> dict:
@@ -265,7 +281,21 @@ class NetlinkAddress:
 
 Endpoint = Union[InetAddress, UnixAddress, PacketAddress, NetlinkAddress]
 
-DETAIL_CLASSES = ("Extended", "MemInfo", "TcpInfo")  # procsock.details: created on first use
+# Names as `ss` prints them: ethertypes (linux/if_ether.h, host order) and netlink protocols (linux/netlink.h).
+ETHERTYPE_NAMES = {
+    0x0001: "ETH_P_802_3", 0x0003: "ETH_P_ALL", 0x0004: "ETH_P_802_2", 0x0800: "ETH_P_IP", 0x0806: "ETH_P_ARP",
+    0x8035: "ETH_P_RARP", 0x8100: "ETH_P_8021Q", 0x86DD: "ETH_P_IPV6", 0x8847: "ETH_P_MPLS_UC",
+    0x8863: "ETH_P_PPP_DISC", 0x8864: "ETH_P_PPP_SES", 0x888E: "ETH_P_PAE", 0x88A8: "ETH_P_8021AD",
+    0x88CC: "ETH_P_LLDP", 0x88F7: "ETH_P_1588",
+}
+NETLINK_PROTOCOL_NAMES = {
+    0: "rtnl", 1: "unused", 2: "usersock", 3: "fw", 4: "tcpdiag", 5: "nflog", 6: "xfrm", 7: "selinux",
+    8: "iscsi", 9: "audit", 10: "fiblookup", 11: "connector", 12: "nft", 13: "ip6fw", 14: "dec-rt",
+    15: "uevent", 16: "genl", 18: "scsi-trans", 19: "ecryptfs", 20: "rdma", 21: "crypto", 22: "smc",
+}
+
+# procsock.details: created on first use
+DETAIL_CLASSES = ("Extended", "MemInfo", "NetlinkInfo", "PacketInfo", "PacketRing", "TcpInfo")
 
 
 def __getattr__(name: str):

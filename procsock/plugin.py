@@ -11,16 +11,20 @@ from typing import TYPE_CHECKING
 
 from procsock.errors import BackendUnavailable, InputError, NotApplicable, ParseError, ProcsockError
 from procsock.hookspecs import hookimpl
-from procsock.inputs import decimal, hexadecimal, read_file, read_named_file
+from procsock.inputs import decimal, hexadecimal, protocol_names, read_file, read_named_file
 from procsock import model
 from procsock.model import (
     DETAIL_CLASSES,
     BUILTIN_KINDS,
     INET_KINDS,
+    MPTCP,
+    MPTCP6,
     NETLINK,
     PACKET,
     RAW,
     RAW6,
+    SCTP,
+    SCTP6,
     TCP,
     TCP6,
     UDP,
@@ -52,15 +56,19 @@ from procsock.model import (
 from procsock.scope import scope, shared
 
 if TYPE_CHECKING:  # at run time the detail classes come from __getattr__, on first use
-    from procsock.details import Extended, MemInfo, TcpInfo
+    from procsock.details import Extended, MemInfo, NetlinkInfo, PacketInfo, PacketRing, TcpInfo
 
 __all__ = [
     "BUILTIN_KINDS",
     "INET_KINDS",
+    "MPTCP",
+    "MPTCP6",
     "NETLINK",
     "PACKET",
     "RAW",
     "RAW6",
+    "SCTP",
+    "SCTP6",
     "TCP",
     "TCP6",
     "UDP",
@@ -79,10 +87,13 @@ __all__ = [
     "InputError",
     "MemInfo",
     "NetlinkAddress",
+    "NetlinkInfo",
     "Netns",
     "NotApplicable",
     "Owner",
     "PacketAddress",
+    "PacketInfo",
+    "PacketRing",
     "ParseError",
     "Process",
     "ProcsockError",
@@ -97,6 +108,7 @@ __all__ = [
     "decimal",
     "hexadecimal",
     "hookimpl",
+    "protocol_names",
     "read_file",
     "read_named_file",
     "record_from_row",

@@ -377,6 +377,9 @@ def row_details_text(row: tuple) -> str:
             parts.append("skmem:(%s)" % ",".join("%s%d" % (k, v) for k, v in ext.meminfo.as_dict().items()))
         if ext.tcp_info is not None:
             parts.extend("%s:%d" % kv for kv in ext.tcp_info.as_dict().items())
+        for family_info in (ext.packet, ext.netlink):
+            if family_info is not None:
+                parts.extend(family_info.text_parts())
     return " ".join(parts)
 
 

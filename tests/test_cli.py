@@ -87,7 +87,7 @@ def test_list_backends_shows_builtin_backends():
     out = run("--list-backends").stdout
     assert any(line.startswith("procnet ") and "ready" in line for line in out.splitlines())
     (netlink,) = [line for line in out.splitlines() if line.startswith("netlink ")]
-    assert "(inet,inet6,unix) plugin netlink from procsock " in netlink
+    assert "(inet,inet6,unix,packet,netlink) plugin netlink from procsock " in netlink
 
 
 CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")

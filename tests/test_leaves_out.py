@@ -35,6 +35,7 @@ WITNESSES = {
     ("netlink", "tcp"): _unbound(socket.AF_INET, socket.SOCK_STREAM),
     ("netlink", "tcp6"): _unbound(socket.AF_INET6, socket.SOCK_STREAM),
     ("procnet", "netlink"): _unbound(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE),
+    ("netlink", "netlink"): _unbound(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE),
 }
 for _backend in BUILTINS:
     for _kind, _family in (("udp", socket.AF_INET), ("udp6", socket.AF_INET6)):

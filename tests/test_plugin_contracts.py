@@ -40,18 +40,18 @@ def test_the_same_kind_served_by_several_backends_is_fine():
 def test_an_unknown_kind_names_the_disabled_plugins_that_may_serve_it():
     registry = Registry.from_entry_points(disabled=["pidfd"])
     assert registry.disabled == ("pidfd",) and "pidfd" not in registry.by_name()
-    with pytest.raises(BadArgument, match=r"bad kind 'vsock' \(accepted: .*\); maybe served by a disabled plugin: "
-                                          r"pidfd$"):
-        make_query(kind="vsock", registry=registry)
+    with pytest.raises(BadArgument, match=r"bad kind 'bluetooth' \(accepted: .*\); maybe served by a disabled "
+                                          r"plugin: pidfd$"):
+        make_query(kind="bluetooth", registry=registry)
     with pytest.raises(BadArgument, match=r"\(accepted: [^;]*\)$"):  # nothing disabled: no maybe
-        make_query(kind="vsock", registry=Registry.from_entry_points())
+        make_query(kind="bluetooth", registry=Registry.from_entry_points())
 
 
 @pytest.mark.parametrize("how", ["option", "variable"])
 def test_the_cli_names_the_disabled_plugin_and_does_not_import_it(how):
     option = ["--disable-plugin", "broken"] if how == "option" else []
     variable = {"PROCSOCK_DISABLE_PLUGINS": "broken,absent-here"} if how == "variable" else {}
-    proc = run("--kind", "vsock", *option, PYTHONPATH=BROKEN, **variable)
+    proc = run("--kind", "bluetooth", *option, PYTHONPATH=BROKEN, **variable)
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.endswith("; maybe served by a disabled plugin: broken\n") and "import failed" not in proc.stderr
 

@@ -28,6 +28,8 @@ from procsock.model import (
     PACKET,
     RAW,
     RAW6,
+    SCTP,
+    SCTP6,
     TCP,
     UDP,
     UDPLITE,
@@ -316,7 +318,7 @@ def test_inodes_filter_returns_only_the_asked_sockets(zoo):
 
 def test_backend_info():
     info = backend.procsock_backend_info()
-    assert (info.name, info.priority, info.kinds) == ("procnet", 50, BUILTIN_KINDS)
+    assert (info.name, info.priority, info.kinds) == ("procnet", 50, BUILTIN_KINDS + (SCTP, SCTP6))
     assert info.description
 
 

@@ -167,10 +167,10 @@ def test_basic_unix_names_and_types_as_text():
 def test_packet_and_netlink_text():
     raw, dgram = parsed("basic", "packet").socket_records()
     assert (str(raw.local), raw.netid, str(dgram.local), dgram.netid) == (
-        "1:0x0003", "p_raw", "*:0x0800", "p_dgr",
+        "ETH_P_ALL@1", "p_raw", "ETH_P_IP@*", "p_dgr",
     )
     route = parsed("basic", "netlink").socket_records()[0]
-    assert (str(route.local), route.netid) == ("0:4838", "nl")
+    assert (str(route.local), route.netid) == ("rtnl:4838", "nl")
 
 
 # --- hand-made edge cases -------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_a_socket_no_backend_serves_is_unresolved_with_the_reason():
     with vsock:
         snap = procsock.snapshot()
         unresolved = snap.unresolved[inode_of(vsock)]
-        assert unresolved.reason == "no backend serves AF_VSOCK sockets"
+        assert unresolved.reason.startswith("no backend serves AF_VSOCK sockets")  # + " here (vsock: why)"
         assert [(o.pid, o.fd) for o in unresolved.owners] == [(os.getpid(), vsock.fileno())]
         filtered = procsock.snapshot(protocol="tcp")
         assert filtered.unresolved == {}  # a filter on kinds says nothing about other kinds

@@ -6,12 +6,16 @@ gives its raw replies to `--save-diag`. Requests and decoding are in `codec`, so
 `transport`; this module only wires them to the hooks.
 """
 
+import errno
 import functools
 import os
 from typing import FrozenSet, Optional
 
 from procsock.plugin import (
-    INET_KINDS,
+    MPTCP,
+    MPTCP6,
+    NETLINK,
+    PACKET,
     TCP,
     UNIX,
     BackendInfo,
@@ -20,11 +24,14 @@ from procsock.plugin import (
     InputError,
     Netns,
     Row,
+    SCTP,
+    SCTP6,
     SocketKind,
     SocketRecord,
     Source,
     State,
     hookimpl,
+    protocol_names,
     read_named_file,
     shared,
 )
@@ -32,7 +39,7 @@ from procsock.plugin import (
 from procsock_plugins.netlink import codec, transport
 
 NAME = transport.NAME
-KINDS = INET_KINDS + (UNIX,)
+KINDS = codec.DIAG_INET_KINDS + (UNIX, PACKET, NETLINK)
 # What no inet_diag dump holds (each checked with a real socket in tests/test_leaves_out.py).
 _TCP_UNLISTED = "TCP sockets in state CLOSE that are unbound, or after a failed connect or both FINs (in no table; " \
     "before Linux 6.5 bound-only ones too)"
@@ -44,7 +51,11 @@ LEAVES_OUT = (
     ("udp6", _UNBOUND_UDP % "UDP"),
     ("udplite", _UNBOUND_UDP % "UDP-Lite"),
     ("udplite6", _UNBOUND_UDP % "UDP-Lite"),
+    ("netlink", "unbound netlink sockets (in no table until bound, connected or used to send)"),
 )
+# Kinds of a protocol that may not be built into the kernel at all (a module not loaded): without
+# its diag handler and its entry in /proc/net/protocols, there is nothing to read, not a failure.
+MODULE_KINDS = (MPTCP, MPTCP6, SCTP, SCTP6)
 # Up to this many inodes, unix sockets are looked up one by one instead of dumped.
 EXACT_LOOKUP_LIMIT = 64
 
@@ -55,7 +66,8 @@ def procsock_backend_info() -> BackendInfo:
         name=NAME,
         priority=100,
         kinds=KINDS,
-        description="NETLINK_SOCK_DIAG (inet_diag, unix_diag), or saved replies",
+        description="NETLINK_SOCK_DIAG (inet_diag incl. MPTCP and SCTP, unix_diag, packet_diag, netlink_diag), "
+                    "or saved replies",
         leaves_out=LEAVES_OUT,
     )
 
@@ -119,9 +131,7 @@ def _asking(source: Source, netns: Netns, ask):
 
 
 def _build(kind: SocketKind, details: bool):
-    if kind == UNIX:
-        return lambda seq: codec.unix_request(seq, details=details)
-    return lambda seq: codec.inet_request(kind, seq, details)
+    return lambda seq: codec.request_for(kind, seq, details)
 
 
 def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None):
@@ -160,7 +170,24 @@ def procsock_collect(
         return _read_file(kind, source, details, netns)
     if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
         return _asking(source, netns, lambda sock: _lookup_unix(sock, inodes, details, netns.inode))
-    return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))[0]
+    return _dumped(kind, source, details, netns)[0]
+
+
+def _dumped(kind: SocketKind, source: Source, details: bool, netns: Netns):
+    """(Collected, raw replies) of a dump of `kind` in `netns`; nothing, not a failure, for a
+    protocol this kernel has neither a diag handler nor an entry in /proc/net/protocols for."""
+    try:
+        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))
+    except transport.Answered as exc:
+        if exc.code == errno.ENOENT and kind in MODULE_KINDS and not _kernel_knows(source, kind):
+            return Collected(()), b""  # none can exist
+        raise
+
+
+def _kernel_knows(source: Source, kind: SocketKind) -> bool:
+    """Whether this kernel has `kind`'s protocol (in /proc/net/protocols); True when unsure."""
+    names = protocol_names(source)
+    return names is None or not names.isdisjoint(kind.kernel_names)
 
 
 @hookimpl
@@ -169,7 +196,7 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    raw = _asking(source, netns, lambda sock: _dump(sock, kind, True, netns.inode))[1]
+    raw = _dumped(kind, source, True, netns)[1]
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
     return codec.renumber(raw, codec.saved_seq(kind), inode)
 

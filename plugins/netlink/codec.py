@@ -1,6 +1,7 @@
 """Pure sock_diag codec: request bytes out, reply bytes in, rows (procsock.plugin.Row) out. No I/O.
 
-Layouts follow /usr/include/linux/{netlink,sock_diag,inet_diag,unix_diag}.h, native endian except
+Layouts follow /usr/include/linux/{netlink,sock_diag,inet_diag,unix_diag,packet_diag,netlink_diag}.h,
+native endian except
 the ports of an inet sockid (big-endian) and addresses (network-order bytes). Truncated messages,
 unknown message types and unknown or short attributes are skipped and counted, never fatal.
 """
@@ -8,14 +9,21 @@ unknown message types and unknown or short attributes are skipped and counted, n
 import errno as errnos
 import os
 import struct
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import attrs
 
 from procsock.plugin import (
     INET_KINDS,
+    MPTCP,
+    MPTCP6,
+    NETLINK,
+    PACKET,
+    SCTP,
+    SCTP6,
     UNIX,
     Family,
+    NetlinkAddress,
     SocketKind,
     SocketRecord,
     SockType,
@@ -24,7 +32,7 @@ from procsock.plugin import (
 )
 
 if TYPE_CHECKING:  # the detail classes: imported where details are decoded
-    from procsock.plugin import Extended, MemInfo, TcpInfo
+    from procsock.plugin import Extended, MemInfo, PacketRing, TcpInfo
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -48,6 +56,17 @@ UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
 UNIX_SHOW = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
 UNIX_SHOW_DETAILS = UNIX_SHOW | UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS | UDIAG_SHOW_MEMINFO
 ALL_STATES = 0xFFFFFFFF
+INET_DIAG_REQ_PROTOCOL = 3  # a request attribute (u32): the protocol, for those above 255 (MPTCP)
+PACKET_DIAG_INFO, PACKET_DIAG_RX_RING, PACKET_DIAG_TX_RING, PACKET_DIAG_FANOUT = 0, 2, 3, 4
+PACKET_DIAG_UID, PACKET_DIAG_MEMINFO, PACKET_DIAG_FILTER = 5, 6, 7
+PACKET_SHOW_INFO, PACKET_SHOW_RING_CFG, PACKET_SHOW_FANOUT, PACKET_SHOW_MEMINFO = 0x1, 0x4, 0x8, 0x10
+PACKET_SHOW_FILTER = 0x20
+PACKET_SHOW_DETAILS = PACKET_SHOW_INFO | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT | PACKET_SHOW_MEMINFO \
+    | PACKET_SHOW_FILTER
+NETLINK_DIAG_MEMINFO, NETLINK_DIAG_GROUPS, NETLINK_DIAG_FLAGS = 0, 1, 4
+NDIAG_SHOW_MEMINFO, NDIAG_SHOW_GROUPS, NDIAG_SHOW_FLAGS = 0x1, 0x2, 0x8
+NDIAG_PROTO_ALL = 255
+NETLINK_CONNECTED = 1
 NO_COOKIE = 0xFFFFFFFF
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -69,6 +88,12 @@ _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 _TWO_U32 = struct.Struct("=II")
 _MEMINFO = struct.Struct("=9I")
+_PACKET_REQ = _NETLINK_REQ = struct.Struct("=BBHIIII")  # family, protocol, pad, ino, show, cookie[2]
+_PACKET_MSG = struct.Struct("=xBHIII")  # type, num (ethertype, host order), ino, cookie[2]: 16 bytes
+_PACKET_INFO = struct.Struct("=IIIIII")  # index, version, reserve, copy_thresh, tstamp, flags
+_PACKET_RING = struct.Struct("=7I")
+_NETLINK_MSG = struct.Struct("=xBBBIIIIII")  # type, protocol, state, portid, dst portid, dst group, ino, cookie[2]
+_U64_WORDS = struct.Struct("=Q")
 
 
 def _tcp_info_layout():
@@ -125,7 +150,7 @@ def _int(data: Optional[bytes], unpacker: struct.Struct) -> Optional[int]:
     return unpacker.unpack_from(data)[0] if data is not None and len(data) >= unpacker.size else None
 
 
-def _meminfo(data: Optional[bytes]) -> Optional["MemInfo"]:
+def meminfo_of(data: Optional[bytes]) -> Optional["MemInfo"]:
     if data is None or len(data) < _MEMINFO.size:
         return None
     from procsock.plugin import MemInfo
@@ -140,7 +165,7 @@ def _inet_extended(attributes: Dict[int, bytes]) -> "Extended":
     cong = attributes.get(INET_DIAG_CONG)
     return Extended(
         tcp_info=None if info is None else tcp_info(info),
-        meminfo=_meminfo(attributes.get(INET_DIAG_SKMEMINFO)),
+        meminfo=meminfo_of(attributes.get(INET_DIAG_SKMEMINFO)),
         congestion=None if cong is None else cong.split(b"\0", 1)[0].decode("ascii", "replace"),
         shutdown=_int(attributes.get(INET_DIAG_SHUTDOWN), _U8),
         mark=_int(attributes.get(INET_DIAG_MARK), _U32),
@@ -156,7 +181,7 @@ def _unix_extended(attributes: Dict[int, bytes]) -> "Extended":
         vfs_dev = os.makedev(vfs_dev >> 20, vfs_dev & 0xFFFFF)
     icons = attributes.get(UNIX_DIAG_ICONS)
     return Extended(
-        meminfo=_meminfo(attributes.get(UNIX_DIAG_MEMINFO)),
+        meminfo=meminfo_of(attributes.get(UNIX_DIAG_MEMINFO)),
         shutdown=_int(attributes.get(UNIX_DIAG_SHUTDOWN), _U8),
         vfs_inode=vfs_inode,
         vfs_dev=vfs_dev,
@@ -164,9 +189,13 @@ def _unix_extended(attributes: Dict[int, bytes]) -> "Extended":
     )
 
 # sock_diag protocol numbers and SOCK_* types of the inet kinds.
-INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW}
-_INET_TYPES = {"tcp": SockType.STREAM, "udp": SockType.DGRAM, "udplite": SockType.DGRAM, "raw": SockType.RAW}
-_INET_KIND = {(k.family, INET_PROTOCOLS[k.protocol]): k for k in INET_KINDS}
+INET_PROTOCOLS = {"tcp": 6, "udp": 17, "udplite": 136, "raw": IPPROTO_RAW, "mptcp": 262, "sctp": 132}
+# SCTP: sctp_diag does not say one-to-one (STREAM) from one-to-many (SEQPACKET); STREAM is shown.
+_INET_TYPES = {"tcp": SockType.STREAM, "udp": SockType.DGRAM, "udplite": SockType.DGRAM, "raw": SockType.RAW,
+               "mptcp": SockType.STREAM, "sctp": SockType.STREAM}
+DIAG_INET_KINDS = INET_KINDS + (MPTCP, MPTCP6, SCTP, SCTP6)
+# INET_DIAG_PROTOCOL is a u8: MPTCP's 262 reads as TCP's 6 there, so MPTCP is never inferred from it.
+_INET_KIND = {(k.family, INET_PROTOCOLS[k.protocol]): k for k in DIAG_INET_KINDS if k.protocol != "mptcp"}
 _STATES = {int(s): s for s in State}
 _SOCK_TYPES = {int(t): t for t in SockType}
 
@@ -177,15 +206,16 @@ def saved_seq(kind: SocketKind) -> int:
     Their messages also carry, in nlmsg_pid (the requester's port id: meaningless in a file), the
     inode of the network namespace the dump was read in (0: unknown). `ss` reads neither field.
     """
-    protocol = INET_PROTOCOLS.get(kind.protocol, 0)
+    protocol = _SAVED_MPTCP if kind.protocol == "mptcp" else INET_PROTOCOLS.get(kind.protocol, 0)
     return SAVED_MARK | (int(kind.family) << 8) | protocol
 
 
 SAVED_MARK = 0x50530000  # "PS": the high half of every sequence number procsock saves
+_SAVED_MPTCP = 0xF6  # MPTCP's protocol (262) does not fit the low byte: 0xF6 (an unassigned IP protocol) names it
 
 
-_KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in INET_KINDS}
-_SAVED_KIND = {**_KIND_BY_SAVED_SEQ, saved_seq(UNIX): UNIX}
+_KIND_BY_SAVED_SEQ = {saved_seq(k): k for k in DIAG_INET_KINDS}
+_SAVED_KIND = {**_KIND_BY_SAVED_SEQ, **{saved_seq(k): k for k in (UNIX, PACKET, NETLINK)}}
 
 
 def _message(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
@@ -197,10 +227,30 @@ def inet_request(kind: SocketKind, seq: int, details: bool = False) -> bytes:
     protocol = INET_PROTOCOLS[kind.protocol]
     raw_protocol = IPPROTO_RAW if protocol == IPPROTO_RAW else 0  # raw_diag: 255 dumps all
     payload = _INET_REQ.pack(
-        int(kind.family), protocol, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES,
+        int(kind.family), protocol & 0xFF, INET_DETAILS_EXT if details else 0, raw_protocol, ALL_STATES,
         bytes(4), bytes(16), bytes(16), 0, NO_COOKIE, NO_COOKIE,
     )
+    if protocol > 0xFF:  # the kernel reads the whole number from INET_DIAG_REQ_PROTOCOL (as `ss` sends it)
+        payload += _RTATTR.pack(8, INET_DIAG_REQ_PROTOCOL) + _U32.pack(protocol)
     return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+
+
+def dump_request(seq: int, payload: bytes) -> bytes:
+    """A SOCK_DIAG_BY_FAMILY dump request carrying a family's own request struct."""
+    return _message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, payload)
+
+
+def packet_request(seq: int, details: bool = False) -> bytes:
+    """A dump of every packet socket (packet_diag answers dumps only: an exact lookup is EOPNOTSUPP)."""
+    show = PACKET_SHOW_DETAILS if details else PACKET_SHOW_INFO
+    return dump_request(seq, _PACKET_REQ.pack(int(Family.PACKET), 0, 0, 0, show, NO_COOKIE, NO_COOKIE))
+
+
+def netlink_request(seq: int, details: bool = False) -> bytes:
+    """A dump of every netlink socket of every protocol (netlink_diag answers dumps only)."""
+    show = NDIAG_SHOW_GROUPS | (NDIAG_SHOW_MEMINFO | NDIAG_SHOW_FLAGS if details else 0)
+    return dump_request(seq, _NETLINK_REQ.pack(int(Family.NETLINK), NDIAG_PROTO_ALL, 0, 0, show, NO_COOKIE,
+                                               NO_COOKIE))
 
 
 def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
@@ -210,6 +260,17 @@ def unix_request(seq: int, inode: int = 0, details: bool = False) -> bytes:
     payload = _UNIX_REQ.pack(int(Family.UNIX), 0, 0, ALL_STATES, inode, show, cookie, cookie)
     flags = NLM_F_REQUEST if inode else NLM_F_REQUEST | NLM_F_DUMP
     return _message(SOCK_DIAG_BY_FAMILY, flags, seq, payload)
+
+
+def request_for(kind: SocketKind, seq: int, details: bool = False) -> bytes:
+    """The dump request of any kind this codec reads."""
+    if kind == UNIX:
+        return unix_request(seq, details=details)
+    if kind == PACKET:
+        return packet_request(seq, details)
+    if kind == NETLINK:
+        return netlink_request(seq, details)
+    return inet_request(kind, seq, details)
 
 
 @attrs.frozen
@@ -237,8 +298,9 @@ def _where(source: str, offset: int) -> str:
     return "%s@%d" % (source, offset)
 
 
-def _attrs(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str]) -> Dict[int, bytes]:
-    """The rtattrs between start and end, by type (4-byte aligned walk)."""
+def attributes_of(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str]) -> Dict[int, bytes]:
+    """The rtattrs between start and end, by type (4-byte aligned walk); a malformed one ends
+    the walk and is noted in `skipped` (`where` is (source, offset) of the message)."""
     found = {}
     unpack = _RTATTR.unpack_from
     while start + 4 <= end:
@@ -259,13 +321,10 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     (state, src, dst, interface, cookie0, cookie1, rqueue, wqueue, uid, inode) = _INET_MSG[family].unpack_from(
         data, start
     )
-    attributes = _attrs(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
-    if kind is None:
+    attributes = attributes_of(data, start + _INET_MSG_SIZE, end, where, skipped) if details or kind is None else None
+    if kind is None:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
         protocol = attributes.get(INET_DIAG_PROTOCOL)
-        if protocol:
-            kind = _INET_KIND.get((family, protocol[0]))
-        else:  # procsock's saved dumps name their kind in seq; `ss -D` saves TCP dumps only
-            kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, 6))
+        kind = _KIND_BY_SAVED_SEQ.get(seq) or _INET_KIND.get((family, protocol[0] if protocol else 6))
     if kind is None or kind.family != family:
         skipped.append("%s: inet message of family %d that was not asked for" % (_where(*where), family))
         return None
@@ -290,7 +349,7 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
                  backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
     """One unix_diag_msg as a row (procsock.plugin.Row)."""
     type_, state, inode, cookie0, cookie1 = _UNIX_MSG.unpack_from(data, start)
-    attributes = _attrs(data, start + _UNIX_MSG.size, end, where, skipped)
+    attributes = attributes_of(data, start + _UNIX_MSG.size, end, where, skipped)
     known_type, known_state = _SOCK_TYPES.get(type_), _STATES.get(state)
     if known_type is None or known_state is None:
         skipped.append("%s: unix inode %d of unknown type %d or state %d" % (_where(*where), inode, type_, state))
@@ -306,13 +365,106 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
     )
 
 
-_AF_UNIX = int(Family.UNIX)
-_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE}
+def _ring(data: Optional[bytes]) -> "Optional[PacketRing]":
+    if data is None or len(data) < _PACKET_RING.size:
+        return None
+    from procsock.plugin import PacketRing
+
+    return PacketRing(*_PACKET_RING.unpack_from(data))
+
+
+def _packet_extended(attributes: Dict[int, bytes], info: Optional[tuple]) -> "Extended":
+    """packet_diag's details: TPACKET version and flags, fanout (id | type << 16 | flags << 24, as
+    net/packet/diag.c packs it), rings, the classic BPF filter's length (8 bytes an instruction)."""
+    from procsock.plugin import Extended, PacketInfo
+
+    fanout = _int(attributes.get(PACKET_DIAG_FANOUT), _U32)
+    code = attributes.get(PACKET_DIAG_FILTER)
+    return Extended(
+        meminfo=meminfo_of(attributes.get(PACKET_DIAG_MEMINFO)),
+        packet=PacketInfo(
+            version=None if info is None else info[1],
+            flags=None if info is None else info[5],
+            fanout_id=None if fanout is None else fanout & 0xFFFF,
+            fanout_type=None if fanout is None else fanout >> 16 & 0xFF,
+            fanout_flags=None if fanout is None else fanout >> 24,
+            rx_ring=_ring(attributes.get(PACKET_DIAG_RX_RING)),
+            tx_ring=_ring(attributes.get(PACKET_DIAG_TX_RING)),
+            filter_length=len(code) // 8 if code is not None else 0,
+        ),
+    )
+
+
+def _packet_record(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str],
+                   backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
+    """One packet_diag_msg as a row: binding (ifindex, ethertype) as /proc/net/packet gives it,
+    state CLOSE (a packet socket has none), queues None (the kernel says only memory)."""
+    type_, ethertype, inode, cookie0, cookie1 = _PACKET_MSG.unpack_from(data, start)
+    attributes = attributes_of(data, start + _PACKET_MSG.size, end, where, skipped)
+    known_type = _SOCK_TYPES.get(type_)
+    info = attributes.get(PACKET_DIAG_INFO)
+    info = _PACKET_INFO.unpack_from(info) if info is not None and len(info) >= _PACKET_INFO.size else None
+    if known_type is None or info is None:
+        skipped.append("%s: packet inode %d of unknown type %d or without its info" % (_where(*where), inode, type_))
+        return None
+    ifindex = info[0]
+    return (
+        PACKET, inode, known_type, ethertype, State.CLOSE, (ifindex, ethertype), None, None, None,
+        _int(attributes.get(PACKET_DIAG_UID), _U32), backend, None, netns, ifindex, cookie0 | cookie1 << 32,
+        _packet_extended(attributes, info) if details else None,
+    )
+
+
+def _groups(data: Optional[bytes]) -> int:
+    """NETLINK_DIAG_GROUPS (an array of unsigned long, bit N-1 for group N) as one bitmap."""
+    if not data:
+        return 0
+    words = len(data) // _U64_WORDS.size
+    return sum(word << (64 * i) for i, (word,) in enumerate(_U64_WORDS.iter_unpack(data[: words * 8])))
+
+
+def _netlink_record(data: bytes, start: int, end: int, where: Tuple[str, int], skipped: List[str],
+                    backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
+    """One netlink_diag_msg as a row: local (protocol, portid, every group joined), remote the
+    destination it is connected to (None when unconnected), state ESTABLISHED when connected."""
+    (type_, protocol, state, portid, dst_portid, dst_group, inode, cookie0,
+     cookie1) = _NETLINK_MSG.unpack_from(data, start)
+    attributes = attributes_of(data, start + _NETLINK_MSG.size, end, where, skipped)
+    known_type = _SOCK_TYPES.get(type_)
+    if known_type is None:
+        skipped.append("%s: netlink inode %d of unknown type %d" % (_where(*where), inode, type_))
+        return None
+    groups = _groups(attributes.get(NETLINK_DIAG_GROUPS))
+    remote = None
+    if dst_portid or dst_group:
+        remote = (protocol, dst_portid, 1 << (dst_group - 1) if dst_group else 0)
+    extended = None
+    if details:
+        from procsock.plugin import Extended, NetlinkInfo
+
+        extended = Extended(
+            meminfo=meminfo_of(attributes.get(NETLINK_DIAG_MEMINFO)),
+            netlink=NetlinkInfo(groups=NetlinkAddress.group_list(groups),
+                                flags=_int(attributes.get(NETLINK_DIAG_FLAGS), _U32)),
+        )
+    return (
+        NETLINK, inode, known_type, protocol, State.ESTABLISHED if state == NETLINK_CONNECTED else State.CLOSE,
+        (protocol, portid, groups), remote, None, None, None, backend, None, netns, None, cookie0 | cookie1 << 32,
+        extended,
+    )
+
+
+_AF_UNIX, _AF_PACKET, _AF_NETLINK = int(Family.UNIX), int(Family.PACKET), int(Family.NETLINK)
+_ONCE_PER_INODE = frozenset((NETLINK, SCTP, SCTP6))
+_FAMILY_RECORD = {_AF_UNIX: _unix_record, _AF_PACKET: _packet_record, _AF_NETLINK: _netlink_record}
+_PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE,
+                 Family.PACKET: _PACKET_MSG.size, Family.NETLINK: _NETLINK_MSG.size}
 
 
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
            source: str = "netlink", backend: str = "netlink", details: bool = False,
-           netns: Optional[int] = None, start: int = 0, end: Optional[int] = None) -> Decoded:
+           netns: Optional[int] = None, start: int = 0, end: Optional[int] = None,
+           message: Optional[Callable[..., Optional[tuple]]] = None) -> Decoded:
     """Decode back-to-back netlink messages into rows.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
@@ -320,13 +472,16 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     namespace inode stamped on every record. With `seq` (a live answer), messages of other requests are skipped and
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
     With `port` (our port id, live), messages the kernel did not address to it are skipped too.
-    `start` and `end` bound the bytes read (offsets in notes stay those of `data`).
+    `start` and `end` bound the bytes read (offsets in notes stay those of `data`). `message`
+    decodes every sock_diag message instead (a family this codec does not know: procsock_plugins.more),
+    called as message(data, start, end, where, skipped, backend, details, netns) -> row or None.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
     records: List[tuple] = []
     skipped: List[str] = []
     done, error, interrupted = False, 0, False
+    listed = set()  # inodes decoded so far, of the kinds listed once per inode
     offset, total = start, len(data) if end is None else end
     header, header_size = _NLMSGHDR.unpack_from, _NLMSGHDR.size
     while offset + header_size <= total and not (done and seq is not None):
@@ -355,15 +510,28 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
         if msg_type != SOCK_DIAG_BY_FAMILY or end == start:
             skipped.append("%s: message of unknown type %d" % (_where(*where), msg_type))
             continue
+        if message is not None:
+            row = message(data, start, end, where, skipped, backend, details, netns)
+            if row is not None:
+                records.append(row)
+            continue
         family = data[start]
         need = _PAYLOAD_SIZE.get(family)
         if need is None or end - start < need:
             skipped.append("%s: diag message of family %d, %d bytes" % (_where(*where), family, end - start))
             continue
-        if family == _AF_UNIX:
-            record = _unix_record(data, start, end, where, skipped, backend, details, netns)
+        family_record = _FAMILY_RECORD.get(family)
+        if family_record is not None:
+            record = family_record(data, start, end, where, skipped, backend, details, netns)
         else:
             record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
+        if record is not None and record[0] in _ONCE_PER_INODE:
+            # netlink_diag lists a bound socket that joined groups twice (hash table, then multicast
+            # list); sctp_diag lists a socket's endpoint, then each association under its inode:
+            # one row per socket, the first
+            if record[1] in listed:
+                continue
+            listed.add(record[1])
         if record is not None:
             records.append(record)
     if 0 < total - offset < header_size:
@@ -400,7 +568,7 @@ def decode_saved(data: bytes, *, source: str, backend: str = "netlink",
             decoded.append((None, Decoded((), (note,), False, 0, False)))
             continue
         decoded.append((kind, decode(
-            data, kind=None if kind == UNIX else kind, source=source, backend=backend,
+            data, kind=kind if kind in DIAG_INET_KINDS else None, source=source, backend=backend,
             details=details, netns=(msg_port or None) if kind is not None else None, start=start, end=end,
         )))
     return tuple(decoded)

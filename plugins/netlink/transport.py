@@ -28,8 +28,12 @@ _SHOWN_SENDERS = 8  # port ids a note names at most
 
 
 class Answered(BackendUnavailable):
-    """The kernel answered a request in full, with an errno: the socket is left with nothing unread
-    and may serve the next request."""
+    """The kernel answered a request in full, with an errno (`code`): the socket is left with
+    nothing unread and may serve the next request."""
+
+    def __init__(self, backend: str, reason: str, code: int = 0) -> None:
+        super().__init__(backend, reason)
+        self.code = code
 
 
 def _refused(what: str, exc: OSError) -> BackendUnavailable:
@@ -178,8 +182,8 @@ def query(sock: socket.socket, build, lookup: bool = False, **decode_args) -> Tu
         decoded = codec.decode(raw, seq=seq, port=sock.getsockname()[0], **decode_args)
         if decoded.errno and not (lookup and decoded.errno == errno.ENOENT):
             if decoded.errno == errno.ENOENT:
-                raise Answered(NAME, "no sock_diag handler for it in this kernel (ENOENT)")
-            raise Answered(NAME, "sock_diag answered " + codec.errno_text(decoded.errno))
+                raise Answered(NAME, "no sock_diag handler for it in this kernel (ENOENT)", errno.ENOENT)
+            raise Answered(NAME, "sock_diag answered " + codec.errno_text(decoded.errno), decoded.errno)
         if not decoded.interrupted:
             break
     if dropped:

@@ -13,18 +13,23 @@ from procsock.plugin import (
     BackendUnavailable,
     Collected,
     InputError,
+    NETLINK,
+    SCTP,
+    SCTP6,
     Netns,
     SocketKind,
     SocketRecord,
     Source,
     UnixAddress,
     hookimpl,
+    protocol_names,
     read_file,
 )
 
 from procsock_plugins.procnet import parse
 
 NAME = "procnet"
+SCTP_KINDS = (SCTP, SCTP6)
 # What the kernel puts in no /proc/net table (each checked with a real socket in tests/test_leaves_out.py).
 _CLOSED_TCP = "TCP sockets in state CLOSE: bound-only, unbound, or after a failed connect or both FINs (in no " \
     "/proc/net table)"
@@ -40,13 +45,23 @@ LEAVES_OUT = (
 )
 
 
+# What /proc/net/netlink does not print (parse.parse_netlink: type RAW, state CLOSE, no destination).
+_NETLINK_UNSAID = {
+    "type": "/proc/net/netlink does not say a netlink socket's type (procnet reports RAW)",
+    "state": "/proc/net/netlink does not say whether a netlink socket is connected (procnet reports CLOSE)",
+    "remote": "/proc/net/netlink does not say where a netlink socket is connected",
+    "local": "/proc/net/netlink shows only the first 32 multicast groups",
+}
+
+
 @hookimpl
 def procsock_backend_info() -> BackendInfo:
-    """procnet serves every built-in kind, each from the /proc/net file named after it."""
+    """procnet serves every built-in kind, each from the /proc/net file named after it, and SCTP
+    from net/sctp/ (when the module is loaded)."""
     return BackendInfo(
         name=NAME,
         priority=50,
-        kinds=BUILTIN_KINDS,
+        kinds=BUILTIN_KINDS + SCTP_KINDS,
         description="/proc/net text tables (live host or captured /proc tree)",
         leaves_out=LEAVES_OUT,
     )
@@ -75,6 +90,8 @@ def procsock_collect(
     reason = procsock_unavailable(source)
     if reason is not None:
         raise BackendUnavailable(NAME, reason)
+    if kind in SCTP_KINDS:
+        return _collect_sctp(kind, source, inodes, netns)
     parts = ("net", kind.name) if netns.pid is None else (str(netns.pid), "net", kind.name)
     try:
         data = read_file(source, *parts)
@@ -84,11 +101,31 @@ def procsock_collect(
     return parse.parse(kind, data, source=path, backend=NAME, inodes=inodes, netns=netns.inode)
 
 
+def _collect_sctp(kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], netns: Netns) -> Collected:
+    """SCTP from net/sctp/{eps,assocs}; nothing when the kernel has no SCTP (module not loaded)."""
+    parts = ("net", "sctp") if netns.pid is None else (str(netns.pid), "net", "sctp")
+    try:
+        eps, assocs = (read_file(source, *parts, name) for name in ("eps", "assocs"))
+    except InputError as exc:
+        names = protocol_names(source)
+        if names is not None and names.isdisjoint(kind.kernel_names):
+            return Collected(())  # no SCTP in this kernel: none can exist
+        raise BackendUnavailable(NAME, "no net/sctp under %s (%s)" % (source.proc_root, exc.reason)) from exc
+    path = "/".join((source.proc_root,) + parts)
+    return parse.parse_sctp(kind, eps, assocs, source=path, backend=NAME, inodes=inodes, netns=netns.inode)
+
+
 @hookimpl
 def procsock_explain_difference(
     field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]
 ) -> Optional[str]:
-    """What /proc/net/unix's text cannot say exactly: a unix socket's name."""
+    """What the text cannot say exactly: a unix socket's name; a netlink socket's type, connection
+    and groups past the 32nd."""
+    if mine is not None and mine.kind == NETLINK and field in _NETLINK_UNSAID:
+        if field != "local":
+            return _NETLINK_UNSAID[field]
+        first_32 = [(a.protocol, a.portid, a.groups & 0xFFFFFFFF) for a in (mine.local, other.local)]
+        return _NETLINK_UNSAID[field] if first_32[0] == first_32[1] else None
     if field != "local" or not isinstance(mine.local, UnixAddress) or not isinstance(other.local, UnixAddress):
         return None
     names = (mine.local.name, other.local.name)

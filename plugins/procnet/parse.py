@@ -25,6 +25,7 @@ What the text tables cannot say, and what is reported instead:
 
 import binascii
 import re
+import socket
 import struct
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -364,6 +365,71 @@ def _parse_rows(
         except ValueError as exc:
             skipped.append("%s:%d: %s" % (source, number, exc))
     return Collected(tuple(records), tuple(skipped))
+
+
+# net/sctp/proc.c: eps rows "%8pK %8pK %-3d %-3d %-4d %-5d %5u %5lu " (ENDPT SOCK STY SST HBKT LPORT UID
+# INODE) then the bound addresses ("%pISc ", the primary one after "*"); assocs rows "%8pK %8pK %-3d %-3d
+# %-2d %-4d %4d %8d %8d %7u %5lu %-5d %5d " (ASSOC SOCK STY SST ST HBKT ASSOC-ID TX_QUEUE RX_QUEUE UID INODE
+# LPORT RPORT), the local addresses, "<-> ", the peer's, a tab and counters.
+_SCTP_EPS_HEADER = (b"ENDPT", b"SOCK", b"STY", b"SST", b"HBKT", b"LPORT", b"UID", b"INODE", b"LADDRS")
+_SCTP_ASSOCS_HEADER = (b"ASSOC", b"SOCK", b"STY", b"SST", b"ST", b"HBKT", b"ASSOC-ID", b"TX_QUEUE", b"RX_QUEUE")
+_SCTP_EPS_FIELDS, _SCTP_ASSOCS_FIELDS = 9, 16
+
+
+def _sctp_address(addresses: List[bytes]) -> bytes:
+    """The packed primary address of a list printed by %pISc (marked "*"; else the first)."""
+    primary = next((a for a in addresses if a[:1] == b"*"), addresses[0] if addresses else b"")
+    text = primary.lstrip(b"*").decode("ascii")
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+def parse_sctp(
+    kind: SocketKind, eps: bytes, assocs: bytes, *, source: str, backend: str = "procnet", inodes: Inodes = None,
+    netns: Optional[int] = None,
+) -> Collected:
+    """Parse net/sctp/eps and net/sctp/assocs (`source` names the directory) into rows of `kind`.
+
+    One row per socket: a listening endpoint's (its first bound address), else its first
+    association's (primary local and peer addresses, queues). A socket's family is not printed:
+    one whose address is IPv6 is sctp6 and IPv4 is sctp (an IPv6 socket bound to IPv4 addresses
+    reads as sctp: sock_diag is exact, this text is not).
+    """
+    records: Dict[int, tuple] = {}
+    skipped: List[str] = []
+    size = 16 if kind.family is Family.INET6 else 4
+    tables = ((eps, "eps", _SCTP_EPS_HEADER, _SCTP_EPS_FIELDS), (assocs, "assocs", _SCTP_ASSOCS_HEADER,
+                                                                  _SCTP_ASSOCS_FIELDS))
+    for data, name, header, minimum in tables:
+        lines = _lines(data, "%s/%s" % (source, name), header, "sctp/" + name)
+        for number, line in enumerate(lines[1:], 2):
+            fields = line.split(b"\t", 1)[0].split()
+            try:
+                if len(fields) < minimum:
+                    raise ValueError("%d fields, expected at least %d" % (len(fields), minimum))
+                if name == "eps":
+                    inode, local, remote = _dec(fields[7]), fields[8:], None
+                    port, peer_port, queues, uid = _dec(fields[5]), 0, (None, None), _dec(fields[6])
+                else:
+                    inode, split = _dec(fields[10]), fields.index(b"<->")
+                    local, remote = fields[13:split], fields[split + 1:]
+                    port, peer_port, uid = _dec(fields[11]), _dec(fields[12]), _dec(fields[9])
+                    queues = (_dec(fields[8]), _dec(fields[7]))
+                if inode in records or (inodes is not None and inode not in inodes):
+                    continue
+                packed = _sctp_address(local)
+                if len(packed) != size:
+                    continue  # the other family's kind
+                peer = bytes(size) if remote is None else _sctp_address(remote)
+                state = _STATES.get(_dec(fields[3]))
+                if state is None:
+                    raise ValueError("unknown socket state %s" % fields[3].decode("ascii", "replace"))
+                records[inode] = (
+                    kind, inode, _sock_type(fields[2], 10), 132, state, (packed, port), (peer, peer_port),
+                    queues[0], queues[1], uid, backend, None, netns, None, None, None,
+                )
+            except (ValueError, OSError, UnicodeDecodeError) as exc:
+                skipped.append("%s/%s:%d: %s" % (source, name, number, exc))
+    return Collected(tuple(records.values()), tuple(skipped))
 
 
 _SINGLE_KIND_PARSERS = {UNIX: parse_unix, PACKET: parse_packet, NETLINK: parse_netlink}

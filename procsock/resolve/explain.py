@@ -243,7 +243,7 @@ class Explainer:
         if failed:  # its own kind's table, or (kind unknown) any, could not be read there
             return "its network namespace %s could not be fully read (%s)" % (read_as, failed[0])
         if protocol is not None and protocol not in self.kinds_by_name:
-            return "no backend serves %s sockets" % protocol
+            return "no backend serves %s sockets%s" % (protocol, self._unavailable_for(protocol))
         if deferred is not None:  # read from its fd: what it is, whichever backend answered the table
             return deferred
         if namespace is not None:  # (else which namespace's answer left it out is unknown)
@@ -257,6 +257,16 @@ class Explainer:
             "no backend reported it (%s): closed during the snapshot, or created in a namespace "
             "no process of ours is in" % (protocol or "protocol unknown")
         )
+
+    def _unavailable_for(self, protocol: str) -> str:
+        """" here (NAME: REASON)" when a backend serving the kernel's `protocol` cannot run here
+        (no diag handler in this kernel, a captured tree), else ""."""
+        for backend in self.registry.backends:
+            if any(protocol in kind.kernel_names for kind in backend.info.kinds):
+                reason = backend.unavailable(self.source)
+                if reason is not None:
+                    return " here (%s: %s)" % (backend.name, reason)
+        return ""
 
     def _left_out(self, kind: Optional[SocketKind], netns: Netns, read: Reading) -> Optional[str]:
         """"<backend> does not list <what>" when the backend that answered `kind` there declares

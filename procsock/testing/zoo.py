@@ -13,6 +13,7 @@ import attrs
 
 from procsock.model import Endpoint, InetAddress, NetlinkAddress, PacketAddress, State, UnixAddress
 
+IPPROTO_SCTP, IPPROTO_MPTCP = 132, 262
 UNAVAILABLE = (errno.EPERM, errno.EACCES, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT, errno.ESOCKTNOSUPPORT)
 
 
@@ -125,6 +126,20 @@ class SocketZoo:
         v4_client.connect(("127.0.0.1", dual.getsockname()[1]))
         self.add("tcp6 mapped accepted", dual.accept()[0], "tcp6", State.ESTABLISHED)
 
+    def stream(self, kind: str, protocol: int) -> None:
+        """A listener, a client and the accepted end of a stream protocol other than TCP (MPTCP,
+        SCTP one-to-one), when this kernel has it."""
+        family, host = (socket.AF_INET6, "::1") if kind.endswith("6") else (socket.AF_INET, "127.0.0.1")
+        listener = self.open(kind, family, socket.SOCK_STREAM, protocol)
+        if listener is None:
+            return
+        self.add(kind + " listen", listener, kind, State.LISTEN).bind((host, 0))
+        listener.listen()
+        client = socket.socket(family, socket.SOCK_STREAM, protocol)
+        self.add(kind + " client", client, kind, State.ESTABLISHED)
+        client.connect(listener.getsockname()[:2])
+        self.add(kind + " accepted", listener.accept()[0], kind, State.ESTABLISHED)
+
     def datagram(self, kind: str, protocol: int = 0) -> None:
         family, host = (socket.AF_INET6, "::1") if kind.endswith("6") else (socket.AF_INET, "127.0.0.1")
         bound = self.open(kind, family, socket.SOCK_DGRAM, protocol)
@@ -199,5 +214,9 @@ _OPENERS: Dict[str, Callable[[SocketZoo], None]] = {
     "unix": SocketZoo.unix,
     "packet": SocketZoo.packet,
     "netlink": SocketZoo.netlink,
+    "mptcp": lambda zoo: zoo.stream("mptcp", IPPROTO_MPTCP),
+    "mptcp6": lambda zoo: zoo.stream("mptcp6", IPPROTO_MPTCP),
+    "sctp": lambda zoo: zoo.stream("sctp", IPPROTO_SCTP),
+    "sctp6": lambda zoo: zoo.stream("sctp6", IPPROTO_SCTP),
 }
 KNOWN_KINDS: Tuple[str, ...] = tuple(_OPENERS)
