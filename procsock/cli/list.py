@@ -15,7 +15,10 @@ OPTIONS = {"selection": None, "source": None, "output": None, "plugins": None}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    """None of its own: the options say it all."""
+    """The words after the options: ss's filter (procsock.filter)."""
+    parser.add_argument("filter", nargs="*", metavar="FILTER",
+                        help="ss's filter: [state STATE | exclude STATE]... [EXPRESSION], e.g. "
+                        "state established '( dport = :443 or sport = :443 )'")
 
 
 def run(args: argparse.Namespace, out) -> int:
