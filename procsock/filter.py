@@ -296,7 +296,7 @@ MAX_DEPTH = 100
 
 def _words(text: str) -> List[Tuple[str, int]]:
     """The words of `text` and their 1-based positions: split at blanks (a backslash escapes the
-    next character, as in ss), with a leading `(` and a trailing `)` words of their own."""
+    next character, as in ss), with leading `(`, `!(` and trailing `)` words of their own."""
     words, at, n = [], 0, len(text)
     while at < n:
         if text[at] in " \t\n":
@@ -309,8 +309,8 @@ def _words(text: str) -> List[Tuple[str, int]]:
             chars.append(text[at])
             at += 1
         word, where = "".join(chars), start
-        while len(word) > 1 and word[0] == "(" and text[where] == "(":
-            words.append(("(", where + 1))
+        while len(word) > 1 and text[where] == word[0] and (word[0] == "(" or word[:2] in ("!(", "!!")):
+            words.append((word[0], where + 1))
             word, where = word[1:], where + 1
         closing = 0
         while len(word) > 1 and word[-1] == ")" and text[at - 1 - closing] == ")":
