@@ -192,7 +192,7 @@ def _filter(value: Union[str, Filter, None]) -> Optional[Filter]:
     try:
         return parse_filter(value)
     except FilterError as exc:
-        raise BadArgument("filter", "bad filter: %s" % exc) from None
+        raise BadArgument("filter", "bad filter %s" % exc) from None
 
 
 def check_backend(registry: Registry, backend: Optional[str], query: Query) -> None:

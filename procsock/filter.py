@@ -35,7 +35,7 @@ class FilterError(ValueError):
     """A filter that does not parse: what is wrong and where (`position`, 1-based, in `text`)."""
 
     def __init__(self, text: str, position: int, problem: str) -> None:
-        super().__init__("%s at %d in %r" % (problem, position, text))
+        super().__init__("at %d in %r: %s" % (position, text, problem))
         self.text, self.position, self.problem = text, position, problem
 
 

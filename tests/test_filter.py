@@ -172,7 +172,7 @@ def test_a_bad_filter_says_what_and_where(text, position, problem):
     with pytest.raises(FilterError) as caught:
         p(text)
     assert caught.value.position == position and problem in caught.value.problem
-    assert "\n" not in str(caught.value) and str(caught.value).endswith("at %d in %r" % (position, text))
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("at %d in %r: " % (position, text))
 
 
 def test_a_huge_filter_is_refused_before_it_is_read():
