@@ -77,10 +77,14 @@ def _user(name: str) -> Optional[int]:
 
 
 def _cgroup(path: str) -> Optional[int]:
-    """A cgroup v2 id is the inode of its directory in the unified hierarchy."""
+    """A cgroup v2 id: the inode of its directory under the first cgroup2 mount (as ss finds it)."""
     try:
-        return os.stat(os.path.join("/sys/fs/cgroup", path.lstrip("/"))).st_ino
-    except OSError:
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[2:3] == ["cgroup2"]]
+        if not mounts or ".." in path.split("/"):
+            return None
+        return os.stat(os.path.join(mounts[0].replace("\\040", " "), path.lstrip("/"))).st_ino
+    except (OSError, IndexError):
         return None
 
 
