@@ -16,6 +16,7 @@ from procsock.model import (
     Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord, Sockets,
     UnixAddress, endpoint_dict, endpoint_text, netid, row_from_record,
 )
+from procsock.ssdetails import details_text
 from procsock.text import escape_text
 
 TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
@@ -317,25 +318,8 @@ def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
 
 
 def row_details_text(row: tuple) -> str:
-    """The `ss -iem` style line of a row's details: key:value pairs, only those known."""
-    parts = []
-    if row[Row.UID] is not None:
-        parts.append("uid:%d" % row[Row.UID])
-    if row[Row.COOKIE] is not None:
-        parts.append("cookie:0x%x" % row[Row.COOKIE])
-    ext = row[Row.EXTENDED]
-    if ext is not None:
-        for key in ("mark", "cgroup_id", "shutdown", "congestion", "vfs_inode", "vfs_dev"):
-            value = getattr(ext, key)
-            if value:
-                parts.append("%s:%s" % (key, escape_text(str(value))))
-        if ext.pending:
-            parts.append("pending:%s" % ",".join(map(str, ext.pending)))
-        if ext.meminfo is not None:
-            parts.append("skmem:(%s)" % ",".join("%s%d" % (k, v) for k, v in ext.meminfo.as_dict().items()))
-        if ext.tcp_info is not None:
-            parts.extend("%s:%d" % kv for kv in ext.tcp_info.as_dict().items())
-    return " ".join(parts)
+    """The `ss -eomi` style line of a row's details (procsock.ssdetails): only what is known."""
+    return details_text(row)
 
 
 def table_lines(

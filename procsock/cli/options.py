@@ -134,6 +134,7 @@ OUTPUT = Group("output", "output", (
             ("-i", "--info", "TCP internals (tcp_info)"),
             ("-e", "--extended", "socket cookie, uid, mark, cgroup, shutdown"),
             ("-m", "--memory", "socket memory"),
+            ("-o", "--options", "timers, as ss -o shows them"),
         )
     ),
 ))
