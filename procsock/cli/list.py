@@ -6,7 +6,7 @@ import sys
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
-from procsock.model import Row
+from procsock.model import Family, Row
 from procsock.render import entries, json_document, json_lines, notes_lines, table_lines
 
 NAME = "list"
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, out) -> int:
         several = bool(args.netns) or len({row[Row.NETNS] for row, _, _ in entries(snap.sockets)}) > 1
         lines = table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
-            netns=several, netns_names=snap.netns_names,
+            netns=several, netns_names=snap.netns_names, resolved=_names(snap) if args.resolve else None,
         )
         while True:  # in chunks: the whole text of a large table is never held at once
             chunk = list(itertools.islice(lines, 1024))
@@ -46,3 +46,15 @@ def run(args: argparse.Namespace, out) -> int:
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0
+
+
+def _names(snap):
+    """-r: the host names of the snapshot's inet addresses (a bounded wait: procsock.names)."""
+    from procsock.names import Names, host_names
+
+    inet = (Family.INET, Family.INET6)
+    addresses = [
+        endpoint[0] for row, _, _ in entries(snap.sockets) if row[Row.KIND].family in inet
+        for endpoint in (row[Row.LOCAL], row[Row.REMOTE]) if type(endpoint) is tuple and type(endpoint[0]) is bytes
+    ]
+    return Names(host_names(addresses))
