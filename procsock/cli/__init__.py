@@ -96,7 +96,10 @@ def parse(argv: List[str]) -> Tuple[str, argparse.Namespace]:
     for where, alias in aliased.items():
         if where != at or len(aliased) > 1:
             raise UsageError("%s is the %s command: give no other command" % (alias, ALIASES[alias]))
-    return name, command_parser(name).parse_intermixed_args(words)
+    parser = command_parser(name)
+    # options may follow the default command's filter words (as ss's do); argparse's intermixed
+    # parsing mishandles `--`, which only commands taking a file need
+    return name, parser.parse_args(words) if "--" in words else parser.parse_intermixed_args(words)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
