@@ -35,7 +35,8 @@ class FilterError(ValueError):
     """A filter that does not parse: what is wrong and where (`position`, 1-based, in `text`)."""
 
     def __init__(self, text: str, position: int, problem: str) -> None:
-        super().__init__("at %d in %r: %s" % (position, text, problem))
+        shown = text if len(text) <= 120 else text[:60] + " ... " + text[-50:]  # the message stays a line
+        super().__init__("at %d in %r: %s" % (position, shown, problem))
         self.text, self.position, self.problem = text, position, problem
 
 
