@@ -87,12 +87,13 @@ def test_the_same_words_as_ss_for_the_same_socket():
     server, _ = listener.accept()
     port = client.getsockname()[1]
     try:
-        ss = subprocess.run(["ss", "-Htnoiem", "sport", "=", str(port)], capture_output=True, text=True,
-                            check=True, timeout=60).stdout
-        proc = subprocess.run([sys.executable, "-m", "procsock", "-Htoiem", "--pid", str(os.getpid()), "sport", "=",
-                               str(port)], capture_output=True, text=True, timeout=60)
+        chosen = ["sport", "=", str(port), "dport", "=", str(listener.getsockname()[1])]  # one 4-tuple: one socket
+        ss = subprocess.run(["ss", "-Htnoiem", *chosen], capture_output=True, text=True, check=True, timeout=60).stdout
+        proc = subprocess.run([sys.executable, "-m", "procsock", "-Htoiem", "--pid", str(os.getpid()), *chosen],
+                              capture_output=True, text=True, timeout=60)
         ours = proc.stdout.splitlines()
         assert proc.returncode == 0 and len(ours) == 2 and ours[1].startswith("\t "), proc.stderr
+        assert len(ss.strip().splitlines()) == 2, ss
         theirs, mine = words(" ".join(ss.split("\n"))), words(ours[1])
         stable = ("timer", "wscale", "mss", "pmtu", "rcvmss", "advmss", "cwnd", "sk", "rto")
         assert {k: mine.get(k) for k in stable} == {k: theirs.get(k) for k in stable}
