@@ -1,11 +1,14 @@
 """A matrix of ss filters run through the real `ss` and through procsock on the same real sockets:
 the same sockets selected (compared by inode, among the sockets this test holds)."""
 
+import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -125,15 +128,48 @@ def test_device_and_mark_filters_select_what_ss_selects(held):
         assert check(["-ua"], ["udp"], text, values, ours), text
 
 
-def test_cgroup_filter_selects_what_ss_selects(held):
-    ours, values = held
-    with open("/proc/self/cgroup") as f:
-        unified = [line.split(":", 2)[2].strip() for line in f if line.startswith("0::")]
-    with open("/proc/self/mounts") as f:
-        mounted = any(line.split()[2] == "cgroup2" for line in f)
-    if not mounted or not unified or unified[0] == "/":  # ss takes "/" for a file's handle, not a cgroup
-        pytest.skip("no cgroup v2 hierarchy mounted here, or this process is in its root")
-    assert check(["-tua"], ["tcp", "udp"], "cgroup %s" % unified[0], values, ours)
+CGROUP_HOLDER = textwrap.dedent(
+    """
+    import json, os, re, socket, subprocess, sys, tempfile
+    mnt = tempfile.mkdtemp()
+    subprocess.run(["mount", "-t", "cgroup2", "none", mnt], check=True)
+    name = "procsock-test-%d" % os.getpid()
+    os.mkdir(os.path.join(mnt, name))
+    try:
+        before = socket.socket(); before.bind(("127.0.0.1", 0)); before.listen()
+        with open(os.path.join(mnt, name, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        inside = socket.socket(); inside.bind(("127.0.0.1", 0)); inside.listen()
+        ours = {os.fstat(s.fileno()).st_ino for s in (before, inside)}
+        out = subprocess.run(["ss", "-Htlne", "cgroup", "/" + name], capture_output=True, text=True,
+                             check=True).stdout
+        proc = subprocess.run([sys.executable, "-m", "procsock", "-tl", "--pid", str(os.getpid()), "--json",
+                               "cgroup", "/" + name], capture_output=True, text=True, check=True)
+        print(json.dumps({
+            "ss": sorted({int(n) for n in re.findall(r"\\bino:(\\d+)", out)} & ours),
+            "procsock": sorted({s["inode"] for s in json.loads(proc.stdout)["sockets"]} & ours),
+            "inside": os.fstat(inside.fileno()).st_ino,
+        }))
+    finally:
+        with open(os.path.join(mnt, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        os.rmdir(os.path.join(mnt, name))
+        subprocess.run(["umount", mnt], check=True)
+        os.rmdir(mnt)
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare (a cgroup2 mount and a cgroup of its own)")
+def test_cgroup_filter_selects_what_ss_selects():
+    """A process moves itself into a new cgroup (a cgroup2 mount of its own mount namespace) between
+    two sockets: `cgroup PATH` selects the second, in ss and in procsock."""
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", CGROUP_HOLDER],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert found["ss"] == found["procsock"] == [found["inside"]]
 
 
 def test_unix_filters_select_what_ss_selects(held):
