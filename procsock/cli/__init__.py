@@ -47,11 +47,12 @@ def _main_parser() -> argparse.ArgumentParser:
     listed = "\n".join("  %-10s %s" % (name, module.HELP) for name, module in COMMANDS.items())
     parser = Parser(
         prog="procsock",
-        usage="procsock [COMMAND] [OPTIONS]",
+        usage="procsock [COMMAND] [OPTIONS] [FILTER]",
         description="List every socket with the processes and fds that hold it.\n\ncommands:\n%s\n\n"
         "The command is the first word that is not an option or an option's value (default: %s);\n"
         "options may come before or after it. `procsock COMMAND --help` shows a command's options;\n"
-        "those below are the default command's." % (listed, DEFAULT),
+        "those below are the default command's. FILTER is ss's filter, after the options:\n"
+        "procsock -tn state established '( dport = :443 or sport = :443 )'" % (listed, DEFAULT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     options.add_options(parser, COMMANDS[DEFAULT].OPTIONS)
