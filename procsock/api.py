@@ -11,6 +11,8 @@ import attrs
 from procsock.backends import Registry
 from procsock.errors import BadArgument
 from procsock.fdscan import known_netns, netns_inode
+from procsock.filter import Filter, FilterError
+from procsock.filter import parse as parse_filter
 from procsock.model import Family, Query, Snapshot, Socket, Source, State
 from procsock.resolver import Resolver
 from procsock.text import escape_text
@@ -174,12 +176,15 @@ def make_query(
     cgroup: Union[str, Iterable[str], None] = None,
     user: Union[str, int, Iterable, None] = None,
     registry: Optional[Registry] = None,
+    filter: Union[str, Filter, None] = None,
 ) -> Query:
     """A Query from user-friendly values: each filter takes one value or several.
 
     kind: a kind name of `registry`'s backends ("tcp6", "unix"); family: Family, its number or
     name ("inet6"); protocol: "tcp", "udp", "udplite", "raw", "unix", ...; state: State, or its
-    name or ss label ("LISTEN", "estab", "time-wait", "bound-inactive"); pid, port, netns: numbers. A value procsock
+    name or ss label ("LISTEN", "estab", "time-wait", "bound-inactive"); pid, port, netns: numbers;
+    filter: ss's filter language ("state established dport = :443", see procsock.filter; its
+    states narrow `state`, fwmark and cgroup ask for details). A value procsock
     does not know raises BadArgument, one of the wrong type TypeError, naming the argument and
     what it accepts: the door is where a typo is caught, not an empty answer later.
     `context` asks for each owner's Context; unit, container (id, or its first digits, or name),
@@ -195,22 +200,39 @@ def make_query(
         kinds = _named("kind", kind, [k.name for k in known], "a kind name", hint=hint)
         protocol_names = list(dict.fromkeys(k.protocol for k in known))
         protocols = _named("protocol", protocol, protocol_names, "a protocol name", str.lower, hint)  # "TCP" too
+    chosen = _filter(filter)
+    states = _states(state)
+    if chosen is not None and chosen.states is not None:
+        states = chosen.states if states is None else states & chosen.states
     return Query(
         kinds=kinds,
         families=_families(family),
         protocols=protocols,
-        states=_states(state),
+        states=states,
         pid=_numbers("pid", pid, 1, None, "a process id"),
         port=_numbers("port", port, 0, 0xFFFF, "a port number"),
         netns=_numbers("netns", netns, 1, None, "a network namespace inode"),
-        details=details,
+        details=details or (chosen is not None and chosen.needs_details),
         context=bool(context),
         units=_context_values("unit", unit),
         containers=_context_values("container", container),
         pods=_context_values("pod", pod),
         cgroups=_context_values("cgroup", cgroup),
         users=_context_values("user", user),
+        filter=chosen,
     )
+
+
+def _filter(value: Union[str, Filter, None]) -> Optional[Filter]:
+    """The Filter of ss filter text (or words), or the Filter given; a bad one raises BadArgument."""
+    if value is None or isinstance(value, Filter):
+        return value
+    if not isinstance(value, (str, list, tuple)) or not all(isinstance(word, str) for word in value):
+        raise TypeError("filter takes ss filter text or a procsock.filter.Filter, not %s" % type(value).__name__)
+    try:
+        return parse_filter(value)
+    except FilterError as exc:
+        raise BadArgument("filter", "bad filter %s" % exc) from None
 
 
 def check_backend(registry: Registry, backend: Optional[str], query: Query) -> None:
@@ -263,6 +285,7 @@ def snapshot(
     diag_file: Optional[str] = None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
+    filter=None,
 ) -> Snapshot:
     """Every socket matching the filters, joined with the fds that hold it.
 
@@ -272,13 +295,14 @@ def snapshot(
     `details`, records carry ``extended`` (tcp_info, memory, ...) where the backend can give it.
     With `context` (or any of the context filters unit, container, pod, cgroup, user) each owner
     carries its process's Context (``Owner.context``: user, cgroup, unit, container, pod).
+    `filter` is ss's filter language: snapshot(filter="state established dport = :443").
     A filter value procsock does not know raises BadArgument (or TypeError): see make_query.
     """
     registry = registry_or_default(registry)
     query = make_query(
         kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, netns=netns,
         details=details, context=context, unit=unit, container=container, pod=pod, cgroup=cgroup, user=user,
-        registry=registry,
+        registry=registry, filter=filter,
     )
     source = make_source(proc_root, diag_file)
     check_backend(registry, backend, query)

@@ -190,7 +190,10 @@ class Extended:
     `shutdown` is the SHUT_* mask (1 read side, 2 write side); `congestion` the TCP congestion
     control algorithm. For unix sockets: `vfs_inode`/`vfs_dev` identify the file a socket is bound
     to (as stat() of the path would), `pending` the inodes of the clients whose connections wait in
-    a listener's accept queue (like `ss -x` shows for ICONS). None where the backend or kernel does not say.
+    a listener's accept queue (like `ss -x` shows for ICONS). `timer` is an inet socket's pending
+    timer as inet_diag gives it (1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 zero window probe; 0 none),
+    when it expires (ms from now) and the retransmits so far, as `ss -o` shows it.
+    None where the backend or kernel does not say.
     """
 
     tcp_info: Optional[TcpInfo] = None
@@ -204,6 +207,7 @@ class Extended:
     pending: Optional[Tuple[int, ...]] = None
     packet: Optional[PacketInfo] = None
     netlink: Optional[NetlinkInfo] = None
+    timer: Optional[Tuple[int, int, int]] = None  # inet: (idiag_timer, expires in ms, retransmits)
 
     def as_dict(self) -> dict:
         family = {}  # a family's own details, only where given (the other kinds' JSON is unchanged)
@@ -222,6 +226,7 @@ class Extended:
             "mark": self.mark,
             "cgroup_id": self.cgroup_id,
             **family,
+            **({} if self.timer is None else {"timer": dict(zip(("timer", "expires_ms", "retrans"), self.timer))}),
         }
 
 

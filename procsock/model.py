@@ -9,7 +9,7 @@ import collections.abc
 import enum
 import operator
 import socket
-from typing import TYPE_CHECKING, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -594,6 +594,7 @@ class Query:
     pods: Optional[FrozenSet[str]] = None
     cgroups: Optional[FrozenSet[str]] = None
     users: Optional[FrozenSet[str]] = None
+    filter: Optional[Any] = None  # a procsock.filter.Filter: ss's filter expression, on rows and owners
 
     @property
     def filters_context(self) -> bool:
@@ -638,13 +639,15 @@ class Query:
 
     @property
     def filters_records(self) -> bool:
-        return self.states is not None or self.port is not None or self.netns is not None
+        return self.states is not None or self.port is not None or self.netns is not None or self.filter is not None
 
-    def wants(self, record: SocketRecord) -> bool:
-        return self.wants_row(row_from_record(record))
+    def wants(self, record: SocketRecord, owners: Sequence[tuple] = ()) -> bool:
+        return self.wants_row(row_from_record(record), owners)
 
-    def wants_row(self, row: tuple) -> bool:
-        """Whether the query keeps the socket of this row (see `Row`)."""
+    def wants_row(self, row: tuple, owners: Sequence[tuple] = ()) -> bool:
+        """Whether the query keeps the socket of this row (see `Row`), held by `owners` (owner rows)."""
+        if self.filter is not None and not self.filter.wants(row, owners):
+            return False
         if self.netns is not None and row[Row.NETNS] not in self.netns:
             return False
         if self.states is not None and row[Row.STATE] not in self.states:

@@ -10,12 +10,14 @@ import enum
 import os
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-if TYPE_CHECKING:  # imported by `procsock compare` only
+if TYPE_CHECKING:  # imported by `procsock compare` only; -r's names
     from procsock.compare import Comparison, Comparisons, FieldDiff
+    from procsock.names import Names
 from procsock.model import (
     Context, Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord,
     Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text, netid, owner_context, row_from_record,
 )
+from procsock.ssdetails import details_text
 from procsock.text import escape_text
 
 TABLE_HEADER = ("Netid", "State", "Recv-Q", "Send-Q", "Local", "Peer", "Inode", "Process")
@@ -321,20 +323,23 @@ def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
     return _cells(entries(sockets))
 
 
-def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
+def _cells(found: Sequence[Entry], resolved: Optional["Names"] = None) -> List[Tuple[str, ...]]:
     """The cells of each entry: the hot loop of the table (one tuple unpacking a row; what repeats,
-    a kind's netid and state label, an inet address, a process's name, is made once)."""
+    a kind's netid and state label, an inet address, a process's name, is made once). With
+    `resolved` names (-r), inet endpoints show host and service names where known."""
     rows = []
     names: Dict[str, str] = {}  # process name → escaped
     hosts: Dict[bytes, str] = {}  # packed inet address → its text
     labels: Dict[tuple, Tuple[str, str]] = {}  # (kind's id, type, state) → (netid, state label)
 
-    def endpoint(family: Family, value) -> str:
+    def endpoint(family: Family, value, protocol: str = "") -> str:
         if type(value) is tuple and (family is Family.INET or family is Family.INET6) and type(value[0]) is bytes:
             packed, port = value
             host = hosts.get(packed)
             if host is None:
                 host = hosts[packed] = InetAddress.host_of(packed)
+            if resolved is not None:
+                return resolved.endpoint_text(packed, port, protocol, host)
             return InetAddress.text(packed, port, host)
         return endpoint_text(family, value)
 
@@ -346,41 +351,21 @@ def _cells(found: Sequence[Entry]) -> List[Tuple[str, ...]]:
             label = labels[id(kind), sock_type, state] = (escape_text(netid(kind, sock_type)), state.label)
         family = kind.family
         if remote is not None:
-            peer_text = endpoint(family, remote)
+            peer_text = endpoint(family, remote, kind.protocol)
         elif peer and family is unix:
             peer_text = "* %d %s" % (peer, _owners_text(peer_owners, names)) if peer_owners else "* %d" % peer
         else:
             peer_text = "*"
         rows.append((
             label[0], label[1], "-" if rx_queue is None else str(rx_queue), "-" if tx_queue is None else str(tx_queue),
-            endpoint(family, local), peer_text, str(inode), _owners_text(owners, names) if owners else "",
+            endpoint(family, local, kind.protocol), peer_text, str(inode), _owners_text(owners, names) if owners else "",
         ))
     return rows
 
 
 def row_details_text(row: tuple) -> str:
-    """The `ss -iem` style line of a row's details: key:value pairs, only those known."""
-    parts = []
-    if row[Row.UID] is not None:
-        parts.append("uid:%d" % row[Row.UID])
-    if row[Row.COOKIE] is not None:
-        parts.append("cookie:0x%x" % row[Row.COOKIE])
-    ext = row[Row.EXTENDED]
-    if ext is not None:
-        for key in ("mark", "cgroup_id", "shutdown", "congestion", "vfs_inode", "vfs_dev"):
-            value = getattr(ext, key)
-            if value:
-                parts.append("%s:%s" % (key, escape_text(str(value))))
-        if ext.pending:
-            parts.append("pending:%s" % ",".join(map(str, ext.pending)))
-        if ext.meminfo is not None:
-            parts.append("skmem:(%s)" % ",".join("%s%d" % (k, v) for k, v in ext.meminfo.as_dict().items()))
-        if ext.tcp_info is not None:
-            parts.extend("%s:%d" % kv for kv in ext.tcp_info.as_dict().items())
-        for family_info in (ext.packet, ext.netlink):
-            if family_info is not None:
-                parts.extend(family_info.text_parts())
-    return " ".join(parts)
+    """The `ss -eomi` style line of a row's details (procsock.ssdetails): only what is known."""
+    return details_text(row)
 
 
 def table_lines(
@@ -390,16 +375,18 @@ def table_lines(
     netns: bool = False,
     netns_names: Optional[Dict[int, str]] = None,
     context: bool = False,
+    resolved: Optional["Names"] = None,
 ) -> Iterator[str]:
     """Aligned columns like `ss`: queues right-aligned, text left-aligned, last column unpadded.
 
     With `details`, each socket is followed by an indented line of its details; with `netns`, a
     first column names each socket's network namespace (its `ip netns` name, else its inode);
-    with `context`, User and Context columns (see `context_cells`) come before Process.
+    with `context`, User and Context columns (see `context_cells`) come before Process; with
+    `resolved` names (procsock.names, -r), host and service names stand for numbers where known.
     """
     names = netns_names or {}
     found = entries(sockets)
-    rows = _cells(found)
+    rows = _cells(found, resolved)
     titles = TABLE_HEADER
     right = {2, 3, 6}
     if context:

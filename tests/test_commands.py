@@ -69,7 +69,7 @@ def test_the_default_command_is_list_wherever_its_word_is_and_without_it(zoo, ar
     (["--pid", "compare"], 2, "argument --pid: invalid int value: 'compare'"),
     (["--kind", "backends"], 2, "bad kind 'backends'"),
     (["--proc-root", "compare"], 1, "proc root compare is not a directory"),
-    (["nosuch"], 2, "argument COMMAND: invalid choice: 'nosuch' (choose from 'list', 'backends', 'compare', "),
+    (["nosuch"], 2, "'nosuch' is neither a command (list, backends, compare, "),
 ])
 def test_a_command_name_as_an_options_value_is_that_value(argv, code, says):
     proc = run(*argv)

@@ -4,6 +4,8 @@ import os
 import re
 import types
 
+import pytest
+
 import procsock
 from procsock.backends import Registry
 from procsock.model import TCP
@@ -67,3 +69,65 @@ def test_readme_lists_each_pytest_option_as_help_says():
     assert len(recorder.helps) == 8
     for name, help in recorder.helps:
         assert "- `%s`: %s\n" % (name, help) in README, name
+
+
+SS_SECTION = re.search(r"### Coming from ss/netstat\n(.*?)\n#", README, re.S).group(1)
+SS_ROWS = re.findall(r"^\| `((?:ss|netstat) [^`]*)`(?:, `[^`]*`)* \| `(procsock [^`]*)`", SS_SECTION, re.M)
+
+
+def test_the_ss_table_has_its_rows():
+    assert len(SS_ROWS) == SS_SECTION.count("\n| `") == 16
+
+
+def _inodes(argv, tool):
+    """The socket inodes a command selects: procsock's through --json, ss's through -e's ino: (inet) or
+    the column after the name (unix: NAME INODE PEER PEER_INODE; -p's column dropped)."""
+    import json
+    import subprocess
+    import sys
+
+    if tool == "procsock":
+        out = subprocess.run([sys.executable, "-m", "procsock", *argv, "--json"], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+        return {s["inode"] for s in json.loads(out)["sockets"]}
+    flags = argv[0].replace("p", "")
+    out = subprocess.run(["ss", "-H", flags, *argv[1:], *([] if "x" in flags else ["-e"])], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    if "x" in flags:
+        return {int(line.split()[-3]) for line in out.splitlines()}
+    return {int(n) for n in re.findall(r"\bino:(\d+)", out)}
+
+
+@pytest.mark.parametrize("ss, ours", SS_ROWS, ids=[row[0] for row in SS_ROWS])
+def test_each_ss_row_runs_and_selects_what_ss_selects(zoo, ss, ours, tmp_path):
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    argv = shlex.split(ours)[1:]
+    if "NSNAME" in argv:
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            pytest.skip("needs root and ip (iproute2) for a named namespace")
+        name = "procsock-readme-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        try:
+            argv = [name if word == "NSNAME" else word for word in argv]
+            proc = subprocess.run([sys.executable, "-m", "procsock", *argv], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0 and "Netid" in proc.stdout.splitlines()[0], proc.stderr
+        finally:
+            subprocess.run(["ip", "netns", "del", name], check=True)
+        return
+    proc = subprocess.run([sys.executable, "-m", "procsock", *argv], capture_output=True, text=True, timeout=120)
+    if argv == ["-E"]:
+        assert proc.returncode == 2 and "use `procsock watch`" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    if argv == ["-V"]:
+        assert proc.stdout == "procsock %s\n" % procsock.__version__
+        return
+    assert "Netid" in proc.stdout.splitlines()[0]
+    ss_argv = shlex.split(ss)[1:]
+    if ss.startswith("ss ") and shutil.which("ss") and ss_argv[0] not in ("-tr", "-tiem", "-to"):
+        ours_held = {item.inode for item in zoo.expected}
+        assert _inodes(argv, "procsock") & ours_held == _inodes(ss_argv, "ss") & ours_held

@@ -80,6 +80,7 @@ _INET_MSG = {
 }
 _INET_MSG_SIZE = _INET_MSG[Family.INET].size
 _PORTS = struct.Struct(">4xHH")  # sport, dport of the sockid: big-endian
+_TIMER = struct.Struct("=2xBB48xI")  # idiag_timer, idiag_retrans, idiag_expires (read for details only)
 _UNIX_REQ = struct.Struct("=BBHIIIII")
 _UNIX_MSG = struct.Struct("=xBBxIII")  # type, state, inode, cookie[2]: 16 bytes
 _ERRNO = struct.Struct("=i")
@@ -158,7 +159,7 @@ def meminfo_of(data: Optional[bytes]) -> Optional["MemInfo"]:
     return MemInfo(*_MEMINFO.unpack_from(data))
 
 
-def _inet_extended(attributes: Dict[int, bytes]) -> "Extended":
+def _inet_extended(attributes: Dict[int, bytes], timer: Tuple[int, int, int]) -> "Extended":
     from procsock.plugin import Extended
 
     info = attributes.get(INET_DIAG_INFO)
@@ -170,7 +171,14 @@ def _inet_extended(attributes: Dict[int, bytes]) -> "Extended":
         shutdown=_int(attributes.get(INET_DIAG_SHUTDOWN), _U8),
         mark=_int(attributes.get(INET_DIAG_MARK), _U32),
         cgroup_id=_int(attributes.get(INET_DIAG_CGROUP_ID), _U64),
+        timer=timer,
     )
+
+
+def _timer(data: bytes, start: int) -> Tuple[int, int, int]:
+    """(idiag_timer, idiag_expires, idiag_retrans) of the inet_diag_msg at `start`."""
+    timer, retrans, expires = _TIMER.unpack_from(data, start)
+    return timer, expires, retrans
 
 
 def _unix_extended(attributes: Dict[int, bytes]) -> "Extended":
@@ -341,7 +349,7 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     return (
         kind, inode, _INET_TYPES[kind.protocol], protocol, known, (src, local_port), (dst, remote_port),
         rqueue, wqueue, uid, backend, None, netns, interface, cookie0 | cookie1 << 32,
-        _inet_extended(attributes) if details else None,
+        _inet_extended(attributes, _timer(data, start)) if details else None,
     )
 
 

@@ -22,6 +22,7 @@ from procsock import log
 from procsock.cli import backends, compare, list as list_, options, savediag
 from procsock.cli.options import Parser, UsageError
 from procsock.errors import BadArgument, ProcsockError
+from procsock.filter import starts_filter
 from procsock.text import escape_text
 
 __all__ = ["COMMANDS", "DEFAULT", "UsageError", "command", "main"]
@@ -46,15 +47,16 @@ def _main_parser() -> argparse.ArgumentParser:
     listed = "\n".join("  %-10s %s" % (name, module.HELP) for name, module in COMMANDS.items())
     parser = Parser(
         prog="procsock",
-        usage="procsock [COMMAND] [OPTIONS]",
+        usage="procsock [COMMAND] [OPTIONS] [FILTER]",
         description="List every socket with the processes and fds that hold it.\n\ncommands:\n%s\n\n"
         "The command is the first word that is not an option or an option's value (default: %s);\n"
         "options may come before or after it. `procsock COMMAND --help` shows a command's options;\n"
-        "those below are the default command's." % (listed, DEFAULT),
+        "those below are the default command's. FILTER is ss's filter, after the options:\n"
+        "procsock -tn state established '( dport = :443 or sport = :443 )'" % (listed, DEFAULT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     options.add_options(parser, COMMANDS[DEFAULT].OPTIONS)
-    parser.add_argument("command", nargs="?", choices=COMMANDS, metavar="COMMAND", help=argparse.SUPPRESS)
+    parser.add_argument("command", nargs="?", metavar="COMMAND", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -81,6 +83,11 @@ def parse(argv: List[str]) -> Tuple[str, argparse.Namespace]:
     """The command `argv` names and its arguments; bad usage exits 2 with one line."""
     words, aliased = _unalias(argv)
     scanned = _main_parser().parse_args(words)
+    if scanned.command is not None and scanned.command not in COMMANDS:  # the default command's filter
+        if not starts_filter(scanned.command):
+            raise UsageError("%r is neither a command (%s) nor the start of a filter (state, src, dport, ...)"
+                             % (scanned.command, ", ".join(COMMANDS)))
+        scanned.command = None
     name = scanned.command or DEFAULT
     at = None
     if scanned.command is not None:
@@ -90,7 +97,10 @@ def parse(argv: List[str]) -> Tuple[str, argparse.Namespace]:
     for where, alias in aliased.items():
         if where != at or len(aliased) > 1:
             raise UsageError("%s is the %s command: give no other command" % (alias, ALIASES[alias]))
-    return name, command_parser(name).parse_args(words)
+    parser = command_parser(name)
+    # options may follow the default command's filter words (as ss's do); argparse's intermixed
+    # parsing mishandles `--`, which only commands taking a file need
+    return name, parser.parse_args(words) if "--" in words else parser.parse_intermixed_args(words)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -6,7 +6,7 @@ import sys
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
-from procsock.model import Row
+from procsock.model import Family, Row
 from procsock.render import entries, json_document, json_lines, notes_lines, table_lines
 
 NAME = "list"
@@ -15,7 +15,10 @@ OPTIONS = {"selection": None, "source": None, "output": None, "plugins": None}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    """None of its own: the options say it all."""
+    """The words after the options: ss's filter (procsock.filter)."""
+    parser.add_argument("filter", nargs="*", metavar="FILTER",
+                        help="ss's filter: [state STATE | exclude STATE]... [EXPRESSION], e.g. "
+                        "state established '( dport = :443 or sport = :443 )'")
 
 
 def run(args: argparse.Namespace, out) -> int:
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace, out) -> int:
         lines = table_lines(
             snap.sockets, header=not args.no_header, details=args.details,
             netns=several, netns_names=snap.netns_names, context=args.context,
+            resolved=_names(snap) if args.resolve else None,
         )
         while True:  # in chunks: the whole text of a large table is never held at once
             chunk = list(itertools.islice(lines, 1024))
@@ -47,3 +51,15 @@ def run(args: argparse.Namespace, out) -> int:
     for line in notes_lines(snap, " (see --json)"):
         print(line, file=sys.stderr)
     return 0
+
+
+def _names(snap):
+    """-r: the host names of the snapshot's inet addresses (a bounded wait: procsock.names)."""
+    from procsock.names import Names, host_names
+
+    inet = (Family.INET, Family.INET6)
+    addresses = [
+        endpoint[0] for row, _, _ in entries(snap.sockets) if row[Row.KIND].family in inet
+        for endpoint in (row[Row.LOCAL], row[Row.REMOTE]) if type(endpoint) is tuple and type(endpoint[0]) is bytes
+    ]
+    return Names(host_names(addresses))

@@ -53,6 +53,19 @@ class Group:
     options: Tuple[Option, ...]
 
 
+class _UseWatch(argparse.Action):
+    """`-E` (ss's event stream) is `procsock watch`: a usage error that says so."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("%s: to follow sockets as they come and go, use `procsock watch`" % option_string)
+
+
+def _version() -> str:
+    from procsock import __version__
+
+    return "procsock %s" % __version__
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -90,6 +103,8 @@ SELECTION = Group("selection", "which sockets (default: all)", (
             help="only sockets with this local or remote port; several add up"),
     _option("netns", "--netns", type=int, action="append", metavar="INODE",
             help="only sockets of this network namespace (inode of /proc/PID/ns/net)"),
+    _option("netns_name", "-N", "--net", action="append", metavar="NSNAME",
+            help="only sockets of this named network namespace (ip netns; as ss -N)"),
     # context filters: a socket is kept when one of its owners' context matches every one given
     _option("unit", "--unit", action="append", metavar="UNIT",
             help="only sockets held in this systemd unit (nginx.service, or nginx); several add up"),
@@ -117,12 +132,21 @@ OUTPUT = Group("output", "output", (
     _option("json", "--json", exclusive=True, action="store_true", help="one JSON document"),
     _option("jsonl", "--jsonl", exclusive=True, action="store_true", help="one JSON object per socket per line"),
     _option("no_header", "-H", "--no-header", action="store_true", help="no table header"),
+    _option("numeric", "-n", "--numeric", action="store_true",
+            help="accepted for ss habits: procsock is always numeric (names only with -r)"),
+    _option("processes", "-p", "--processes", action="store_true",
+            help="accepted for ss habits: procsock always shows processes"),
+    _option("resolve", "-r", "--resolve", action="store_true",
+            help="host and service names instead of numbers (bounded lookups; numeric where none answers)"),
+    _option("events", "-E", "--events", action=_UseWatch, nargs=0, help="use `procsock watch`"),
+    _option("version", "-V", "--version", action="version", version=_version(), help="the version, and exit"),
     *(
         _option("details", flag, long, action="store_true", help="details: " + what)
         for flag, long, what in (
             ("-i", "--info", "TCP internals (tcp_info)"),
             ("-e", "--extended", "socket cookie, uid, mark, cgroup, shutdown"),
             ("-m", "--memory", "socket memory"),
+            ("-o", "--options", "timers, as ss -o shows them"),
         )
     ),
     _option("context", "-C", "--context", action="store_true",
@@ -196,12 +220,27 @@ def query(args: argparse.Namespace, registry: "Registry", details: bool = False)
         state=states or None,
         pid=args.pid,
         port=args.port,
-        netns=args.netns,
+        netns=[*(args.netns or ()), *map(_named_netns, args.netns_name or ())] or None,
         details=details,
         context=getattr(args, "context", False) or getattr(args, "summary", False),
         **{name: getattr(args, name, None) for name in CONTEXT_FILTERS},
         registry=registry,
+        filter=getattr(args, "filter", None) or None,
     )
+
+
+def _named_netns(name: str) -> int:
+    """The inode of the network namespace `ip netns` named `name` (/run/netns/NAME)."""
+    import os
+
+    from procsock.errors import BadArgument
+
+    try:
+        if "/" in name or name in ("", ".", ".."):
+            raise FileNotFoundError
+        return os.stat(os.path.join("/run/netns", name)).st_ino
+    except OSError:
+        raise BadArgument("netns", "no network namespace named %r in /run/netns (see ip netns)" % name) from None
 
 
 def resolving(args: argparse.Namespace, details: bool = False) -> Tuple["Registry", Source, "Query"]:

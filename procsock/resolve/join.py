@@ -90,17 +90,17 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
                 seen[inode] = record
             elif wanted is not None:
                 continue
-            if filtering and not query.wants_row(record):
+            held = owners.get(inode, nobody) if inode else nobody
+            if filtering and not query.wants_row(record, held):
                 continue
             peer = record[PEER_INODE]
             at[inode] = len(entries)
-            entries.append((record, owners.get(inode, nobody) if inode else nobody,
-                            owners.get(peer, nobody) if peer else nobody))
+            entries.append((record, held, owners.get(peer, nobody) if peer else nobody))
     for inode, rows in twice.items():  # rare: MPTCP and its TCP subflow, a plugin's kind over a built-in
         chosen = one_of(rows, kind_of(inode))
         if chosen is rows[0]:
             continue
-        keep = not filtering or query.wants_row(chosen)
+        keep = not filtering or query.wants_row(chosen, owners.get(inode, nobody))
         peer = chosen[PEER_INODE]
         entry = (chosen, owners.get(inode, nobody), owners.get(peer, nobody) if peer else nobody)
         if inode in at:
