@@ -217,6 +217,7 @@ def snapshot(
     diag_file: Optional[str] = None,
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
+    bundle: Optional[str] = None,
 ) -> Snapshot:
     """Every socket matching the filters, joined with the fds that hold it.
 
@@ -225,12 +226,21 @@ def snapshot(
     those processes' fds are walked and only their sockets resolved. With
     `details`, records carry ``extended`` (tcp_info, memory, ...) where the backend can give it.
     A filter value procsock does not know raises BadArgument (or TypeError): see make_query.
+    `bundle` reads a capture bundle (procsock.capture) or a saved --json/--jsonl file instead of
+    this host: the sockets it holds that the filters keep.
     """
     registry = registry_or_default(registry)
     query = make_query(
         kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, netns=netns,
         details=details, registry=registry,
     )
+    if bundle is not None:
+        if proc_root is not None or diag_file is not None or backend is not None:
+            raise BadArgument("bundle", "bundle replaces the host: give no proc_root, diag_file or backend with it")
+        from procsock.capture import read_input  # the saved-input readers: only when asked for
+        from procsock.saved import selected
+
+        return selected(read_input(bundle, kinds=registry.kinds()), query)
     source = make_source(proc_root, diag_file)
     check_backend(registry, backend, query)
     check_netns(source, query)

@@ -3,7 +3,7 @@
 import argparse
 
 NAME = "schema"
-HELP = "print the JSON Schema of --json output (with --jsonl: of one --jsonl line)"
+HELP = "print the JSON Schema of procsock's JSON document (with --jsonl: of one line)"
 OPTIONS = {"output": ("jsonl",)}
 
 

@@ -1,4 +1,5 @@
-"""`procsock.load(path)`: a saved `--json` document or `--jsonl` file back into a Snapshot.
+"""Saved output as input: `procsock.load(path)` turns a saved `--json` document or `--jsonl`
+file back into a Snapshot.
 
 A saved file is untrusted input: it is read within `Source.max_input_bytes`
 (`procsock.inputs.read_named_file`), parsed without floats, NaN or unbounded nesting, and every
@@ -381,14 +382,20 @@ def load(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 
 def selected(snapshot: Snapshot, query: Query) -> Snapshot:
     """`snapshot` with only the sockets `query` keeps (its kinds, states, ports, namespaces, and
-    with `pid`, the sockets those processes hold), as a snapshot taken with the query would list."""
+    with `pid`, the sockets those processes hold), as a snapshot taken with the query would list
+    them (with details only if the query asks for them)."""
     def keeps(row: tuple, pids: Iterable[int]) -> bool:
         return query.wants_kind(row[Row.KIND]) and query.wants_row(row) and (
             query.pid is None or any(pid in query.pid for pid in pids))
 
+    def plain(row: tuple) -> tuple:  # details only when asked for, as a snapshot gives them
+        return row if query.details or row[Row.EXTENDED] is None else row[:Row.EXTENDED] + (None,)
+
     if isinstance(snapshot.sockets, Sockets):
-        kept = Sockets([e for e in snapshot.sockets.entries if keeps(e[0], [o[0] for o in e[1]])])
+        kept = Sockets([(plain(e[0]),) + e[1:] for e in snapshot.sockets.entries if keeps(e[0], [o[0] for o in e[1]])])
     else:
-        kept = tuple(s for s in snapshot.sockets if keeps(row_from_record(s.record), [o.pid for o in s.owners]))
+        kept = tuple(attrs.evolve(s, record=attrs.evolve(s.record, extended=None)) if s.record.extended and not
+                     query.details else s for s in snapshot.sockets
+                     if keeps(row_from_record(s.record), [o.pid for o in s.owners]))
     unresolved = snapshot.unresolved if query.selects_all and query.pid is None else {}
     return attrs.evolve(snapshot, sockets=kept, unresolved=unresolved)
