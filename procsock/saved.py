@@ -328,16 +328,17 @@ def load_text(text: str, source: str = "<text>", kinds: Iterable[SocketKind] = B
     stripped = text.lstrip()
     if not stripped:
         return Snapshot(sockets=(), answered_by={})
-    first_line = stripped.split("\n", 1)[0]
-    if first_line.strip() == "{":  # a document (--json writes its opening brace alone on a line)
+    # a document: --json writes its opening brace alone on a line; one line may be either form
+    if stripped.split("\n", 1)[0].strip() == "{" or "\n" not in stripped.rstrip():
         try:
             document = _parse(text)
         except (ValueError, RecursionError) as exc:
             raise InputError(source, "not a procsock --json document (%s)" % _reason(exc)) from None
-        try:
-            return reader.snapshot(document)
-        except _Bad as exc:
-            raise InputError(source, "%s: %s" % (exc.where, exc.reason)) from None
+        if type(document) is not dict or "sockets" in document or "schema" not in document:
+            try:
+                return reader.snapshot(document)
+            except _Bad as exc:
+                raise InputError(source, "%s: %s" % (exc.where, exc.reason)) from None
     entries: List[tuple] = []
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():

@@ -20,7 +20,8 @@ FORMATS = ("table", "json", "osquery")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("old", metavar="OLD", help="saved JSON output (a document or lines), a capture bundle, or - for now")
+    parser.add_argument("old", metavar="OLD",
+                        help="saved JSON output (a document or lines), a capture bundle, or - for now")
     parser.add_argument("new", metavar="NEW", help="the same, of the later moment")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="table (default), json (as --json), or osquery: differential results log lines")
