@@ -128,13 +128,17 @@ def _proc_tree(write: _Writer, snap: Snapshot, kinds: Iterable[SocketKind], proc
         base = "%s/%d" % (proc, pid)
         try:
             netns = os.stat(base + "/ns/net").st_ino
-            links = [(fd, os.readlink("%s/fd/%s" % (base, fd))) for fd in os.listdir(base + "/fd")]
+            fds = sorted(map(int, os.listdir(base + "/fd")))
         except OSError:  # gone since the snapshot, or hidden
             continue
         write.link("proc/%d/ns/net" % pid, "net:[%d]" % netns)
-        for fd, target in sorted(links, key=lambda link: int(link[0])):
-            if _LINK_TARGET.match(target) and target.startswith("socket:"):
-                write.link("proc/%d/fd/%s" % (pid, fd), target)
+        for fd in fds:
+            try:
+                target = os.readlink("%s/fd/%d" % (base, fd))
+            except OSError:  # closed meanwhile (the walk's own directory fd, in our process)
+                continue
+            if target.startswith("socket:") and _LINK_TARGET.match(target):
+                write.link("proc/%d/fd/%d" % (pid, fd), target)
         for name in _PROCESS_FILES:
             data = _read("%s/%s" % (base, name))
             if data is not None:
