@@ -124,9 +124,12 @@ def _build(kind: SocketKind, details: bool):
     return lambda seq: codec.inet_request(kind, seq, details)
 
 
-def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None):
+def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None, decode_details: Optional[bool] = None):
+    """A dump of `kind` asking for details or not; decoded with them as asked, or as
+    `decode_details` says (a raw dump keeps the details' bytes without decoding them)."""
     decoded, raw, retries = transport.query(
-        sock, _build(kind, details), kind=kind, backend=NAME, details=details, netns=netns
+        sock, _build(kind, details), kind=kind, backend=NAME,
+        details=details if decode_details is None else decode_details, netns=netns,
     )
     skipped = decoded.skipped
     if decoded.interrupted:
@@ -169,7 +172,7 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    raw = _asking(source, netns, lambda sock: _dump(sock, kind, True, netns.inode))[1]
+    raw = _asking(source, netns, lambda sock: _dump(sock, kind, True, netns.inode, decode_details=False))[1]
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
     return codec.renumber(raw, codec.saved_seq(kind), inode)
 

@@ -26,6 +26,6 @@ def run(args: argparse.Namespace, out) -> int:
         raise options.UsageError("capture writes one file: %s is a directory" % args.out)
     done = capture(args.out, Query(details=args.details), options.registry(args))
     namespaces = len({s.record.netns for s in done.snapshot.sockets})
-    print("procsock: " + escape_text("captured %d sockets of %d network namespaces to %s (%d bytes)" % (
-        len(done.snapshot.sockets), namespaces, args.out, done.size)), file=sys.stderr)
+    print("procsock: " + escape_text("captured %d sockets of %d network namespace%s to %s (%d bytes)" % (
+        len(done.snapshot.sockets), namespaces, "" if namespaces == 1 else "s", args.out, done.size)), file=sys.stderr)
     return 0
