@@ -4,6 +4,7 @@ output back into the same Snapshot, refusing hostile files with one line naming 
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -262,3 +263,33 @@ def test_root_only_kinds_round_trip(full_zoo):
     snap = procsock.snapshot(pid=os.getpid(), details=True)
     assert {"raw", "packet", "netlink"} <= {s.record.kind.name for s in snap.sockets}
     assert load_text("".join(render.json_document(snap)), "t") == snap
+
+
+# --- The README's sections on the record format, diff and capture ----------------------------------
+
+README = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+
+
+def test_readme_record_format_example_runs(zoo, capsys):
+    import re
+
+    names = {}
+    exec(re.search(r"```python\n(# Keep it: save.*?)```", README, re.S).group(1), names)
+    assert names["changes"] is not None  # ran to its end: its asserts held
+    shutil.rmtree(os.path.dirname(names["saved"]))
+
+
+@pytest.mark.parametrize("name", ["schema", "diff", "capture"])
+def test_readme_documents_each_option_of_the_new_commands(name):
+    import re
+
+    from procsock.cli import command_parser
+
+    for heading in ("### Keep it: the record format", "### What changed: procsock diff", "### Capture a host"):
+        assert heading in README
+    own = {flag for action in command_parser(name)._actions for flag in action.option_strings
+           if flag not in ("-h", "--help", "--debug", "--disable-plugin")}
+    shared = {flag for action in command_parser("list")._actions for flag in action.option_strings}
+    for flag in sorted(own - shared):
+        assert re.search(r"`%s[ `]" % re.escape(flag), README), flag
+    assert "`--from PATH`" in README
