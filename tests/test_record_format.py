@@ -134,6 +134,10 @@ def test_the_schema_lists_what_the_writers_write():
         assert defs["socket_fields"]["properties"][name]["enum"] == [m.name for m in enum]
     assert defs["note"]["properties"]["code"]["enum"] == [c.value for c in NoteCode]
     assert defs["version"]["const"] == SCHEMA_VERSION
+    from procsock.changes import Diff
+    from procsock.diffout import diff_to_dict
+
+    assert list(defs["diff"]["properties"]) == list(diff_to_dict(Diff((), (), ())))
 
 
 def test_schema_command_prints_both_schemas():

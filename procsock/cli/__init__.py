@@ -1,7 +1,7 @@
 """The `procsock` command: every socket of the host with its owners, like `ss -tuaxnp`.
 
 `procsock [COMMAND] [OPTIONS]`: one module per command (list, the default; backends; compare;
-save-diag), each declaring its NAME, HELP, the shared OPTIONS it takes (procsock.cli.options),
+save-diag; schema; diff; capture), each declaring its NAME, HELP, the shared OPTIONS it takes (procsock.cli.options),
 its own arguments() and run(args, out) -> exit code. COMMANDS is the one dispatch table. The
 command is the first word that is neither an option nor an option's value; shared options may
 come before or after it. `--list-backends` and `--save-diag FILE` are the backends and save-diag
