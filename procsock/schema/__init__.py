@@ -6,7 +6,6 @@ SCHEMA_VERSION is what every document and line carries as `"schema"`: MAJOR.MINO
 bumped when a field is added, the major when one changes or goes.
 """
 
-import json
 from typing import Optional
 
 SCHEMA_VERSION = "1.0"
@@ -18,6 +17,7 @@ __all__ = ["SCHEMA_MAJOR", "SCHEMA_VERSION", "schema_document", "schema_text"]
 def schema_document(jsonl: bool = False) -> dict:
     """The schema of the `--json` document; with `jsonl`, that of one `--jsonl` line (the same
     `$defs`, rooted at `line`)."""
+    import json  # here: render imports this module for SCHEMA_VERSION alone, and the table needs no json
     from importlib import resources
 
     document = json.loads(resources.files(__name__).joinpath("document.json").read_text(encoding="utf-8"))
@@ -34,4 +34,6 @@ def schema_document(jsonl: bool = False) -> dict:
 
 def schema_text(jsonl: bool = False, indent: Optional[int] = 1) -> str:
     """The schema as JSON text (what `procsock schema [--jsonl]` prints)."""
+    import json
+
     return json.dumps(schema_document(jsonl), indent=indent) + "\n"
