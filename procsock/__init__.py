@@ -13,12 +13,14 @@ __version__ = "0.2.0"
 _HOMES = {
     "procsock.api": ("describe_fd", "describe_inode", "make_query", "snapshot"),
     "procsock.backends": ("Registry",),
+    "procsock.changes": ("Change", "Diff", "diff"),
     "procsock.compare": ("Comparison", "Comparisons", "compare_backends"),
     "procsock.errors": (
         "AccessDenied", "BackendUnavailable", "BadArgument", "InputError", "NoSuchProcess", "NotApplicable",
         "NotASocket", "ParseError", "ProcsockError", "SocketNotFound",
     ),
     "procsock.hookspecs": ("hookimpl",),
+    "procsock.saved": ("load",),
     "procsock.model": (
         "BUILTIN_KINDS", "INET_KINDS", "NETLINK", "PACKET", "RAW", "RAW6", "TCP", "TCP6", "UDP", "UDP6", "UDPLITE",
         "UDPLITE6", "UNIX", "BackendInfo", "Collected", "Extended", "Family", "InetAddress", "MemInfo",

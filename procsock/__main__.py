@@ -12,8 +12,8 @@ from typing import Sequence
 
 # Words after which a run does not walk every process of /proc: other commands, one process's
 # fds, another source, help. A long option counts when it is a prefix of one (argparse accepts those).
-OTHER_COMMANDS = ("backends", "compare", "save-diag")
-OTHER_WALKS = ("--pid", "--proc-root", "--diag-file", "--help", "--list-backends", "--save-diag")
+OTHER_COMMANDS = ("backends", "compare", "save-diag", "schema", "diff")  # capture walks every process too
+OTHER_WALKS = ("--pid", "--proc-root", "--diag-file", "--from", "--help", "--list-backends", "--save-diag")
 
 
 def walks_every_process(argv: Sequence[str]) -> bool:

@@ -286,6 +286,7 @@ def snapshot(
     backend: Optional[str] = None,
     registry: Optional[Registry] = None,
     filter=None,
+    bundle: Optional[str] = None,
 ) -> Snapshot:
     """Every socket matching the filters, joined with the fds that hold it.
 
@@ -297,6 +298,8 @@ def snapshot(
     carries its process's Context (``Owner.context``: user, cgroup, unit, container, pod).
     `filter` is ss's filter language: snapshot(filter="state established dport = :443").
     A filter value procsock does not know raises BadArgument (or TypeError): see make_query.
+    `bundle` reads a capture bundle (procsock.capture) or a saved --json/--jsonl file instead of
+    this host: the sockets it holds that the filters keep.
     """
     registry = registry_or_default(registry)
     query = make_query(
@@ -304,6 +307,13 @@ def snapshot(
         details=details, context=context, unit=unit, container=container, pod=pod, cgroup=cgroup, user=user,
         registry=registry, filter=filter,
     )
+    if bundle is not None:
+        if proc_root is not None or diag_file is not None or backend is not None:
+            raise BadArgument("bundle", "bundle replaces the host: give no proc_root, diag_file or backend with it")
+        from procsock.capture import read_input  # the saved-input readers: only when asked for
+        from procsock.saved import selected
+
+        return selected(read_input(bundle, kinds=registry.kinds()), query)
     source = make_source(proc_root, diag_file)
     check_backend(registry, backend, query)
     check_netns(source, query)

@@ -930,6 +930,11 @@ _COMPACT_SHAPES = {
 OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID, OWNER_CONTEXT = range(6)
 
 
+def owner_row(owner: Owner) -> tuple:
+    """The row form of an Owner (its context in the sixth position)."""
+    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid, owner.context)
+
+
 def owner_context(owner: tuple) -> Optional[Context]:
     """The Context of an owner row; None when not computed."""
     return owner[OWNER_CONTEXT] if len(owner) > OWNER_CONTEXT else None

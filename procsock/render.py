@@ -15,8 +15,10 @@ if TYPE_CHECKING:  # imported by `procsock compare` only; -r's names
     from procsock.names import Names
 from procsock.model import (
     Context, Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord,
-    Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text, netid, owner_context, row_from_record,
+    Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text, identity_of_row, netid, owner_context,
+    owner_row, row_from_record,
 )
+from procsock.schema import SCHEMA_VERSION
 from procsock.ssdetails import details_text
 from procsock.text import escape_text
 
@@ -34,17 +36,13 @@ def entries(sockets: Iterable[Socket]) -> Sequence[Entry]:
     if isinstance(sockets, Sockets):
         return sockets.entries
     return [
-        (row_from_record(s.record), tuple(map(_owner_row, s.owners)), tuple(map(_owner_row, s.peer_owners)))
+        (row_from_record(s.record), tuple(map(owner_row, s.owners)), tuple(map(owner_row, s.peer_owners)))
         for s in sockets
     ]
 
 
-def _owner_row(owner: Owner) -> tuple:
-    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid, owner.context)
-
-
 def owner_to_dict(owner: Owner) -> dict:
-    return owner_row_dict(_owner_row(owner))
+    return owner_row_dict(owner_row(owner))
 
 
 def owner_row_dict(owner: tuple) -> dict:
@@ -96,6 +94,7 @@ def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None) ->
     if owner_dicts is None:
         owner_dicts = {}
     return {
+        "id": identity_of_row(row).text,
         "inode": row[Row.INODE],
         "kind": kind.name,
         "netid": netid(kind, row[Row.TYPE]),
@@ -123,6 +122,7 @@ def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None) ->
 def snapshot_to_dict(snap: Snapshot) -> dict:
     owner_dicts: Dict[tuple, dict] = {}
     return {
+        "schema": SCHEMA_VERSION,
         "sockets": [entry_dict(entry, owner_dicts) for entry in entries(snap.sockets)],
         **_snapshot_fields(snap),
     }
@@ -170,7 +170,7 @@ class _SocketJson:
     not what a row holds."""
 
     _FORMAT = (
-        '{"inode": %s, %s, "protocol": %s, "state": %s, "local": %s, "remote": %s, "peer_inode": %s, '
+        '{"id": %s, "inode": %s, %s, "protocol": %s, "state": %s, "local": %s, "remote": %s, "peer_inode": %s, '
         '"recv_q": %s, "send_q": %s, "uid": %s, "netns": %s, "interface": %s, "cookie": %s, "extended": %s, '
         '"cgroup_moved": %s, "backend": %s, "owners": [%s], "peer_owners": [%s]}'
     )
@@ -257,6 +257,7 @@ class _SocketJson:
         if backend_text is None:
             backend_text = texts["backend", backend] = self.string(backend)
         return self._FORMAT % (
+            self.string(identity_of_row(entry[0]).text),
             inode if type(inode) is int else other(inode), head,
             protocol if type(protocol) is int else other(protocol), state_text,
             self._endpoint(family, local), self._endpoint(family, remote),
@@ -278,7 +279,7 @@ def json_document(snap: Snapshot) -> Iterator[str]:
     import json
 
     encode = json.JSONEncoder(check_circular=False).encode
-    yield '{\n "sockets": ['
+    yield '{\n "schema": %s,\n "sockets": [' % encode(SCHEMA_VERSION)
     if len(snap.sockets):
         yield "\n  "
         yield from _encoded_sockets(snap, ",\n  ")
@@ -294,9 +295,17 @@ def json_document(snap: Snapshot) -> Iterator[str]:
     yield "\n}\n"
 
 
+def line_dict(entry: Entry) -> dict:
+    """The JSON object of one `--jsonl` line: the schema version, then the socket's fields."""
+    return {"schema": SCHEMA_VERSION, **entry_dict(entry)}
+
+
 def json_lines(snap: Snapshot) -> Iterator[str]:
-    """One JSON object per socket and line (`--jsonl`)."""
-    yield from _encoded_sockets(snap, "\n")
+    """One JSON object per socket and line (`--jsonl`), each `line_dict`: the socket's object
+    with the schema version first."""
+    head = '{"schema": "%s", ' % SCHEMA_VERSION
+    for chunk in _encoded_sockets(snap, "\n"):
+        yield head + chunk[1:].replace('\n{', '\n' + head)
     if len(snap.sockets):
         yield "\n"
 

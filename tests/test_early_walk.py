@@ -11,7 +11,8 @@ from procsock import fdscan
 from procsock.cli import COMMANDS, DEFAULT
 
 
-@pytest.mark.parametrize("argv", [[], ["-t"], ["list"], ["--json"], ["-tl", "--port", "80"], ["--kind", "tcp", "-4"]])
+@pytest.mark.parametrize("argv", [[], ["-t"], ["list"], ["--json"], ["-tl", "--port", "80"], ["--kind", "tcp", "-4"],
+                                  ["capture", "out.tar.gz"]])
 def test_a_plain_listing_walks_every_process(argv):
     assert entry.walks_every_process(argv)
 
@@ -19,7 +20,8 @@ def test_a_plain_listing_walks_every_process(argv):
 @pytest.mark.parametrize("argv", [
     ["--pid", "1"], ["--pid=1"], ["--pi", "1"], ["--proc-root", "/tmp/x"], ["--diag-file", "f"], ["-h"], ["-th"],
     ["--help"], ["--list-backends"], ["--save-diag", "f"], ["--save-diag=f"],
-] + [[name] for name in COMMANDS if name != DEFAULT])
+    ["--from", "saved.json"],
+] + [[name] for name in COMMANDS if name not in (DEFAULT, "capture")])
 def test_other_runs_do_not(argv):
     assert not entry.walks_every_process(argv)
 

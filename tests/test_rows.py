@@ -85,7 +85,7 @@ def test_a_snapshot_reads_the_same_as_rows_and_as_sockets(zoo, monkeypatch):
     document = json.loads("".join(render.json_document(snap)))
     assert document == json.loads(json.dumps(render.snapshot_to_dict(snap)))
     lines = "".join(render.json_lines(snap)).splitlines()
-    assert [json.loads(line) for line in lines] == document["sockets"]
+    assert [json.loads(line) for line in lines] == [{"schema": document["schema"], **s} for s in document["sockets"]]
 
 
 class AsRecords:
@@ -169,7 +169,7 @@ def test_json_of_odd_values_is_what_json_writes(zoo):
     ]
     owner = (1, 2, "n\u00e4me\x07", 0, None)
     snap = Snapshot(sockets=Sockets([(row, (owner,), (owner,)) for row in odd]), answered_by={})
-    want = [json.dumps(render.entry_dict(entry)) for entry in snap.sockets.entries]
+    want = [json.dumps(render.line_dict(entry)) for entry in snap.sockets.entries]
     assert "".join(render.json_lines(snap)).splitlines() == want
     assert render.table_rows(snap.sockets)  # and people's table of them
 

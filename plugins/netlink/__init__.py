@@ -134,9 +134,12 @@ def _build(kind: SocketKind, details: bool):
     return lambda seq: codec.request_for(kind, seq, details)
 
 
-def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None):
+def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None, decode_details: Optional[bool] = None):
+    """A dump of `kind` asking for details or not; decoded with them as asked, or as
+    `decode_details` says (a raw dump keeps the details' bytes without decoding them)."""
     decoded, raw, retries = transport.query(
-        sock, _build(kind, details), kind=kind, backend=NAME, details=details, netns=netns
+        sock, _build(kind, details), kind=kind, backend=NAME,
+        details=details if decode_details is None else decode_details, netns=netns,
     )
     skipped = decoded.skipped
     if decoded.interrupted:
@@ -173,11 +176,12 @@ def procsock_collect(
     return _dumped(kind, source, details, netns)[0]
 
 
-def _dumped(kind: SocketKind, source: Source, details: bool, netns: Netns):
-    """(Collected, raw replies) of a dump of `kind` in `netns`; nothing, not a failure, for a
-    protocol this kernel has neither a diag handler nor an entry in /proc/net/protocols for."""
+def _dumped(kind: SocketKind, source: Source, details: bool, netns: Netns, decode_details: Optional[bool] = None):
+    """(Collected, raw replies) of a dump of `kind` in `netns` (decode_details: see _dump); nothing,
+    not a failure, for a protocol this kernel has neither a diag handler nor an entry in
+    /proc/net/protocols for."""
     try:
-        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode))
+        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode, decode_details))
     except transport.Answered as exc:
         if exc.code == errno.ENOENT and kind in MODULE_KINDS and not _kernel_knows(source, kind):
             return Collected(()), b""  # none can exist
@@ -196,7 +200,7 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    raw = _dumped(kind, source, True, netns)[1]
+    raw = _dumped(kind, source, True, netns, decode_details=False)[1]
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
     return codec.renumber(raw, codec.saved_seq(kind), inode)
 

@@ -11,7 +11,7 @@ from procsock.render import entries, json_document, json_lines, notes_lines, tab
 
 NAME = "list"
 HELP = "every socket with the processes and fds that hold it (the default command)"
-OPTIONS = {"selection": None, "source": None, "output": None, "plugins": None}
+OPTIONS = {"selection": None, "source": None, "saved": None, "output": None, "plugins": None}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +24,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out) -> int:
     from procsock.resolver import Resolver  # not at import: parsing (and --help) needs no plugin machinery
 
-    registry, source, query = options.resolving(args, details=args.details)
-    snap = Resolver(registry, source, args.backend).snapshot(query)
+    if args.bundle is not None:  # a bundle or saved output: read back, not resolved again
+        snap = options.saved_snapshot(args)
+    else:
+        registry, source, query = options.resolving(args, details=args.details)
+        snap = Resolver(registry, source, args.backend).snapshot(query)
     unread = [note.text for note in snap.notes if note.code == "unreadable-table"]
     if unread and not snap.answered_by:  # nothing at all could be read: an error, not a table
         more = " (and %d more kinds)" % (len(unread) - 1) if len(unread) > 1 else ""

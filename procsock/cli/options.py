@@ -161,7 +161,12 @@ PLUGINS = Group("plugins", "plugins", (
             help="do not load this plugin"),
 ))
 
-GROUPS = {group.name: group for group in (SELECTION, SOURCE, OUTPUT, PLUGINS)}  # in --help order
+SAVED = Group("saved", "saved input", (
+    _option("bundle", "--from", metavar="PATH", help="read a capture bundle (procsock capture) or a saved "
+            "--json/--jsonl file instead of this host"),
+))
+
+GROUPS = {group.name: group for group in (SELECTION, SOURCE, SAVED, OUTPUT, PLUGINS)}  # in --help order
 
 
 def add_options(parser: argparse.ArgumentParser, takes: Mapping[str, Optional[Tuple[str, ...]]]) -> None:
@@ -254,3 +259,19 @@ def resolving(args: argparse.Namespace, details: bool = False) -> Tuple["Registr
     check_backend(chosen, args.backend, asked)
     check_netns(where, asked)
     return chosen, where, asked
+
+
+def saved_snapshot(args: argparse.Namespace):
+    """What `--from PATH` holds, narrowed by the selection options (a bundle or a saved file
+    replaces the host: the source options would say something else)."""
+    from procsock.capture import read_input
+    from procsock.saved import selected
+
+    given = [flag for flag, dest in (("--proc-root", "proc_root"), ("--diag-file", "diag_file"),
+                                     ("--backend", "backend")) if getattr(args, dest, None) is not None]
+    if given:
+        raise UsageError("--from reads what a run saved: it takes no %s" % given[0])
+    chosen = registry(args)
+    limit = args.max_input_bytes or DEFAULT_MAX_INPUT_BYTES
+    asked = query(args, chosen, getattr(args, "details", False))
+    return selected(read_input(args.bundle, limit, chosen.kinds()), asked)

@@ -1,0 +1,364 @@
+"""`procsock capture OUT`: one compressed file (.tar.gz) holding a host's sockets for later.
+
+A bundle holds:
+
+* `snapshot.json`: the snapshot as `--json` writes it (record format, `procsock schema`), notes
+  included: what `procsock --from BUNDLE`, `snapshot(bundle=...)` and `procsock diff` read back,
+  exactly the records and owners of the run that took it;
+* `facts.json`: kernel release, hostname, time (unix and UTC text), procsock and schema versions;
+* `sock_diag`: the sock_diag replies of every kind that answers, of every network namespace (the
+  `--save-diag` format: `--diag-file` reads it);
+* `proc/`: what procsock reads of /proc, as a captured tree (`--proc-root` reads it): the socket
+  tables (`net/KIND`, and `PID/net/KIND` for one process of each other namespace), and for each
+  process holding a socket its socket fd links (`PID/fd/N -> socket:[INODE]`, other fds are left
+  out), `comm`, `status`, `cgroup` and `ns/net` (`net:[INODE]`); `self/ns/net` names our namespace.
+
+A bundle is untrusted when read: `read_bundle` reads `snapshot.json` and `facts.json` straight out
+of the archive and writes nothing; every member must be a plain relative name (no absolute path,
+no `..`), a regular file, a directory or, under `proc/`, a link whose target is `socket:[N]` or
+`net:[N]` (nothing a link could lead out through); the sizes are capped (max_input_bytes in all),
+and so is the number of members. `extract_bundle` (for --proc-root/--diag-file use) unpacks into
+a new temporary directory with tarfile's `data` filter on top of the same checks.
+"""
+
+import contextlib
+import json
+import os
+import re
+import socket
+import stat
+import tarfile
+import tempfile
+import time
+import zlib
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import attrs
+
+from procsock.errors import InputError, ProcsockError
+from procsock.inputs import read_tree
+from procsock.model import (
+    DEFAULT_MAX_INPUT_BYTES, OWNER_FD, Query, Row, Snapshot, SocketKind, Source, owner_task,
+)
+from procsock.schema import SCHEMA_VERSION
+from procsock.text import escape_text
+
+__all__ = ["BUNDLE_MEMBERS", "capture", "extract_bundle", "hostname_of", "is_bundle", "read_bundle", "read_input"]
+
+SNAPSHOT, FACTS, DIAG, PROC = "snapshot.json", "facts.json", "sock_diag", "proc"
+BUNDLE_MEMBERS = (SNAPSHOT, FACTS, DIAG, PROC)
+MAX_MEMBERS = 1_000_000
+_LINK_TARGET = re.compile(r"(socket|net):\[[0-9]{1,20}\]\Z")
+_PROCESS_FILES = ("comm", "status", "cgroup")
+
+
+@attrs.frozen
+class Captured:
+    """What `capture` wrote: the snapshot it holds, its facts, and the bundle's path and size."""
+
+    snapshot: Snapshot
+    facts: dict
+    path: str
+    size: int
+
+
+def _facts(now: float) -> dict:
+    import procsock
+
+    return {
+        "kernel": os.uname().release, "hostname": socket.gethostname(), "time": now,
+        "time_text": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "procsock": procsock.__version__, "schema": SCHEMA_VERSION,
+    }
+
+
+def _ustar(name: str, kind: bytes, size: int, mode: int, mtime: int, linkname: str = "") -> bytes:
+    """One tar header block (ustar), built directly: tarfile's own costs ~0.3 ms a member, and a
+    bundle has one member per socket fd. Names too long for ustar go through tarfile (GNU)."""
+    path, target = name.encode(), linkname.encode()
+    if len(path) > 100 or len(target) > 100:
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mode, info.mtime, info.linkname = kind, size, mode, mtime, linkname
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    header = bytearray(512)
+    header[0:len(path)] = path
+    header[100:108] = b"%07o\0" % mode
+    header[108:124] = b"0000000\x000000000\x00"  # uid, gid 0
+    header[124:136] = b"%011o\0" % size
+    header[136:148] = b"%011o\0" % mtime
+    header[148:156] = b" " * 8
+    header[156:157] = kind
+    header[157:157 + len(target)] = target
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+class _Writer:
+    """A tar stream of a bundle, built in memory (uncompressed: gzip runs once on the whole);
+    files from bytes, links, and each directory once, before what it holds."""
+
+    def __init__(self, now: float) -> None:
+        self.mtime, self.dirs, self.blocks = int(now), set(), []
+
+    def _dir(self, name: str) -> None:
+        parent = os.path.dirname(name)
+        if parent and parent not in self.dirs:
+            self._dir(parent)
+            self.blocks.append(_ustar(parent + "/", tarfile.DIRTYPE, 0, 0o755, self.mtime))
+            self.dirs.add(parent)
+
+    def file(self, name: str, data: bytes) -> None:
+        self._dir(name)
+        self.blocks += [_ustar(name, tarfile.REGTYPE, len(data), 0o644, self.mtime), data, bytes(-len(data) % 512)]
+
+    def link(self, name: str, target: str) -> None:
+        self._dir(name)
+        self.blocks.append(_ustar(name, tarfile.SYMTYPE, 0, 0o777, self.mtime, target))
+
+    def compressed(self) -> bytes:
+        """The whole archive (with its end-of-archive blocks), gzip-compressed."""
+        import gzip
+
+        return gzip.compress(b"".join(self.blocks + [bytes(1024)]), compresslevel=1, mtime=self.mtime)
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:  # gone, or not readable: the bundle goes without it
+        return None
+
+
+def _proc_tree(write: _Writer, snap: Snapshot, kinds: Iterable[SocketKind], proc: str = "/proc") -> None:
+    """The /proc files procsock reads for `snap`'s sockets, under proc/ (see the module). The fd
+    links are those of the snapshot's owners (`socket:[INODE]` as the kernel writes them), so
+    the tree and the snapshot agree; the rest is read now."""
+    from procsock.render import entries
+
+    links: Dict[int, Dict[int, int]] = {}  # task -> fd -> socket inode
+    for row, owners, _ in entries(snap.sockets):  # rows: no Socket objects built
+        for owner in owners:
+            links.setdefault(owner_task(owner), {})[owner[OWNER_FD]] = row[Row.INODE]
+    for unresolved in snap.unresolved.values():
+        for owner in unresolved.owners:
+            links.setdefault(owner.task, {})[owner.fd] = unresolved.inode
+    own = os.stat("%s/self/ns/net" % proc).st_ino
+    write.link("proc/self/ns/net", "net:[%d]" % own)
+    names = [kind.name for kind in kinds]
+    for name in names:
+        data = _read("%s/net/%s" % (proc, name))
+        if data is not None:
+            write.file("proc/net/" + name, data)
+    reached = {own}
+    for task, fds in sorted(links.items()):
+        base = "%s/%d" % (proc, task)
+        try:
+            netns = os.stat(base + "/ns/net").st_ino
+        except OSError:  # gone since the snapshot, or hidden: its fds as the snapshot saw them
+            netns = None
+        if netns is not None:
+            write.link("proc/%d/ns/net" % task, "net:[%d]" % netns)
+        for fd, inode in sorted(fds.items()):
+            write.link("proc/%d/fd/%d" % (task, fd), "socket:[%d]" % inode)
+        for name in _PROCESS_FILES:
+            data = _read("%s/%s" % (base, name))
+            if data is not None:
+                write.file("proc/%d/%s" % (task, name), data)
+        if netns is not None and netns not in reached:  # one process's view of each other namespace's tables
+            reached.add(netns)
+            for name in names:
+                data = _read("%s/net/%s" % (base, name))
+                if data is not None:
+                    write.file("proc/%d/net/%s" % (task, name), data)
+
+
+def capture(out: str, query: Query = Query(), registry=None) -> Captured:
+    """Capture this host into the bundle `out` (.tar.gz; replaced whole, written beside it first)."""
+    from procsock.api import registry_or_default
+    from procsock.render import json_document
+    from procsock.resolver import Resolver
+
+    registry = registry_or_default(registry)
+    resolver = Resolver(registry, Source.live())
+    directory, name = os.path.split(os.path.abspath(out))
+    try:  # a path that cannot be written fails before any reading
+        fd, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, out) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            now = time.time()
+            snap = resolver.snapshot(query)
+            dumps, dump_notes = resolver.raw_dumps(attrs.evolve(query, details=True))
+            facts = dict(_facts(now), notes=dump_notes)
+            write = _Writer(now)
+            write.file(FACTS, json.dumps(facts, indent=1).encode() + b"\n")
+            write.file(SNAPSHOT, "".join(json_document(snap)).encode())
+            write.file(DIAG, b"".join(data for _, _, _, data in dumps))
+            _proc_tree(write, snap, registry.kinds())
+            f.write(write.compressed())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, out)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return Captured(snap, facts, out, os.path.getsize(out))
+
+
+# --- Reading a bundle: untrusted ------------------------------------------------------------------
+
+
+def _check_member(member: tarfile.TarInfo, bundle: str) -> None:
+    name = member.name
+    parts = name.split("/")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\0" in name or len(name) > 4096:
+        raise InputError(bundle, "member %s is not a plain relative name" % escape_text(repr(name)[:80]))
+    if member.isdir():
+        return
+    if member.issym():
+        if parts[0] != PROC or not _LINK_TARGET.match(member.linkname):
+            raise InputError(bundle, "member %s: a link to %s (only proc/ links to socket:[N] or net:[N])"
+                             % (escape_text(repr(name)[:80]), escape_text(repr(member.linkname)[:80])))
+        return
+    if not member.isreg():
+        raise InputError(bundle, "member %s is neither a file, a directory nor a link" % escape_text(repr(name)[:80]))
+
+
+def _members(tar: tarfile.TarFile, bundle: str, limit: int) -> Iterable[tarfile.TarInfo]:
+    """The members of `tar`, each checked, until their sizes add up past `limit` (refused)."""
+    total = count = 0
+    while True:
+        try:
+            member = tar.next()
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise InputError(bundle, "not a readable bundle (%s)" % escape_text(str(exc)[:120])) from None
+        if member is None:
+            return
+        count += 1
+        total += member.size
+        if count > MAX_MEMBERS or total > limit:
+            raise InputError(bundle, "larger than %d bytes or %d members, the bound on one input (see "
+                             "--max-input-bytes)" % (limit, MAX_MEMBERS))
+        _check_member(member, bundle)
+        yield member
+
+
+@contextlib.contextmanager
+def _open_tar(path: str) -> Iterator[tarfile.TarFile]:
+    """The archive at `path`, if a regular file (a FIFO or a device is refused before any read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(path, "not a regular file or a bundle directory")
+        try:
+            tar = tarfile.open(fileobj=f, mode="r:*")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(path, "not a bundle (%s)" % escape_text(str(exc)[:120])) from None
+        try:
+            yield tar
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise InputError(path, "not a readable bundle (%s)" % escape_text(str(exc)[:120])) from None
+        finally:
+            tar.close()
+
+
+def _bundle_files(path: str, wanted: Tuple[str, ...], limit: int) -> Dict[str, bytes]:
+    """The bytes of the `wanted` top-level files of the bundle `path` (a directory or an archive)."""
+    if os.path.isdir(path):
+        found = {}
+        for name in wanted:
+            try:
+                found[name] = read_tree(path, (name,), True, limit)
+            except InputError:
+                if os.path.lexists(os.path.join(path, name)):
+                    raise
+        return found
+    found = {}
+    with _open_tar(path) as tar:
+        for member in _members(tar, path, limit):
+            if member.name in wanted and member.isreg():
+                data = tar.extractfile(member).read(member.size + 1)
+                if len(data) != member.size:
+                    raise InputError(path, "member %s is not the size its header says" % member.name)
+                found[member.name] = data
+    return found
+
+
+def is_bundle(path: str) -> bool:
+    """Whether `path` is given as a bundle (a directory, or an archive by its name or first bytes)
+    rather than a saved --json/--jsonl file."""
+    if os.path.isdir(path) or path.endswith((".tar.gz", ".tgz", ".tar")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def read_bundle(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+                kinds: Optional[Iterable[SocketKind]] = None) -> Tuple[Snapshot, dict]:
+    """The snapshot and facts of a bundle (read, never extracted); InputError on a bad one."""
+    from procsock.saved import load_text
+
+    path = os.fspath(path)
+    files = _bundle_files(path, (SNAPSHOT, FACTS), max_input_bytes)
+    if SNAPSHOT not in files:
+        raise InputError(path, "no %s in it: not a procsock capture bundle" % SNAPSHOT)
+    try:
+        text = files[SNAPSHOT].decode("utf-8")
+        facts = json.loads(files.get(FACTS, b"{}").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InputError(path, "%s or %s is not UTF-8 JSON" % (SNAPSHOT, FACTS)) from None
+    if kinds is None:
+        from procsock.api import default_registry
+
+        kinds = default_registry().kinds()
+    return load_text(text, "%s:%s" % (path, SNAPSHOT), kinds), facts if isinstance(facts, dict) else {}
+
+
+def read_input(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+               kinds: Optional[Iterable[SocketKind]] = None) -> Snapshot:
+    """The snapshot a bundle or a saved --json/--jsonl file holds."""
+    from procsock.saved import load
+
+    if is_bundle(path):
+        return read_bundle(path, max_input_bytes, kinds)[0]
+    return load(path, max_input_bytes, kinds)
+
+
+def hostname_of(path: str) -> str:
+    """The hostname a bundle's facts name (escaped), else this host's name: osquery's hostIdentifier."""
+    if path != "-" and is_bundle(path):
+        try:
+            name = read_bundle(path)[1].get("hostname")
+        except ProcsockError:
+            name = None
+        if isinstance(name, str) and name:
+            return escape_text(name)
+    return socket.gethostname()
+
+
+def extract_bundle(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> str:
+    """Unpack the bundle archive `path` into a new temporary directory (returned; the caller
+    removes it), every member checked (see the module) and written through tarfile's `data`
+    filter where Python has it: nothing lands outside that directory, no link leads out."""
+    target = tempfile.mkdtemp(prefix="procsock-bundle-")
+    try:
+        with _open_tar(path) as tar:
+            members: List[tarfile.TarInfo] = list(_members(tar, path, max_input_bytes))
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(target, members=members, **extra)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target

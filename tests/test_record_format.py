@@ -1,0 +1,299 @@
+"""The record format: real output validates against the shipped JSON Schema (and a field the
+schema does not know fails), every socket carries its identity, and procsock.load reads saved
+output back into the same Snapshot, refusing hostile files with one line naming file and place."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import attrs
+import pytest
+
+import procsock
+from procsock import render
+from procsock.backends import Registry
+from procsock.details import Extended, MemInfo, TcpInfo
+from procsock.errors import InputError
+from procsock.saved import load, load_text, selected
+from procsock.model import Family, NoteCode, SockType, State, identity_of_row
+from procsock.schema import SCHEMA_VERSION, schema_document
+from procsock.testing.zoo import SocketZoo
+from sockzoo import needs_root
+
+jsonschema = pytest.importorskip("jsonschema")
+
+CAPTURE = os.path.join(os.path.dirname(__file__), "fixtures", "capture")
+
+
+def validator(jsonl=False):
+    schema = schema_document(jsonl)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def document_of(snap):
+    return json.loads("".join(render.json_document(snap)))
+
+
+def lines_of(snap):
+    return [json.loads(line) for line in "".join(render.json_lines(snap)).splitlines()]
+
+
+def assert_valid(snap):
+    """Both forms of `snap` validate; returns how many objects were validated."""
+    document = document_of(snap)
+    errors = list(validator().iter_errors(document))
+    assert not errors, errors[0]
+    line_validator = validator(jsonl=True)
+    lines = lines_of(snap)
+    for line in lines:
+        assert line["schema"] == SCHEMA_VERSION
+        errors = list(line_validator.iter_errors(line))
+        assert not errors, errors[0]
+    assert len(lines) == len(document["sockets"])
+    return 1 + len(lines)
+
+
+@pytest.fixture
+def full_zoo():
+    """Every kind the zoo knows that this host can open (raw, packet need root)."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        zoo = SocketZoo(tmpdir).build()
+        try:
+            yield zoo
+        finally:
+            zoo.close()
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_every_kind_of_the_zoo_validates(full_zoo, details):
+    snap = procsock.snapshot(pid=os.getpid(), details=details)
+    kinds = {s.record.kind.name for s in snap.sockets}
+    assert {e.kind for e in full_zoo.expected} <= kinds
+    assert assert_valid(snap) > len(full_zoo.expected)
+    if details:
+        assert any(s["extended"] and s["extended"]["tcp_info"] for s in document_of(snap)["sockets"])
+
+
+def test_the_whole_host_validates_with_unresolved_and_notes(zoo):
+    assert_valid(procsock.snapshot())
+    # no backend for unix sockets: the zoo's are unresolved
+    unserved = procsock.snapshot(registry=Registry.from_entry_points(disabled=["netlink", "pidfd", "procnet"]))
+    assert document_of(unserved)["unresolved"]
+    assert_valid(unserved)
+    assert load_text("".join(render.json_document(unserved)), "t") == unserved
+    captured = procsock.snapshot(proc_root=CAPTURE)  # notes, and a TIME_WAIT socket of inode 0
+    assert captured.notes and any(s.record.inode == 0 for s in captured.sockets)
+    assert_valid(captured)
+
+
+def test_every_socket_carries_its_identity(zoo):
+    snap = procsock.snapshot(pid=os.getpid())
+    for entry, shown in zip(snap.sockets.entries, document_of(snap)["sockets"]):
+        assert shown["id"] == identity_of_row(entry[0]).text
+        assert shown["id"] == "%d/%s/%d@%x" % (shown["netns"], shown["kind"], shown["inode"], shown["cookie"])
+    time_wait = [s for s in document_of(procsock.snapshot(proc_root=CAPTURE))["sockets"] if s["inode"] == 0][0]
+    assert time_wait["id"] == "-/tcp/0/127.0.0.1:40584-127.0.0.1:38821"
+
+
+@pytest.mark.parametrize("where", [
+    (), ("sockets", 0), ("sockets", 0, "local"), ("sockets", 0, "owners", 0), ("notes", 0), ("unresolved", 0),
+    ("unresolved", 0, "owners", 0),
+])
+def test_a_field_the_schema_does_not_know_fails(where):
+    owner = {"pid": 1, "fd": 3, "process": "x", "process_hex": "78", "uid": 0, "tid": None}
+    snap = procsock.snapshot(proc_root=CAPTURE)
+    document = document_of(snap)
+    document["unresolved"] = [{"inode": 9, "owners": [owner], "reason": "r"}]
+    assert not list(validator().iter_errors(document))
+    target = document
+    for key in where:
+        target = target[key]
+    target["added"] = 1
+    assert list(validator().iter_errors(document))
+    if where[:1] == ("sockets",):
+        line = {"schema": SCHEMA_VERSION, **document["sockets"][0]}
+        assert list(validator(jsonl=True).iter_errors(line))
+
+
+def test_the_schema_lists_what_the_writers_write():
+    defs = schema_document()["$defs"]
+    entry = procsock.snapshot(proc_root=CAPTURE).sockets.entries[0]
+    assert list(defs["socket_fields"]["properties"]) == list(render.entry_dict(entry))
+    assert list(schema_document()["properties"]) == list(render.snapshot_to_dict(procsock.snapshot(proc_root=CAPTURE)))
+    assert list(defs["owner"]["properties"]) == list(render.owner_row_dict((1, 2, "x", 0, None)))
+    assert list(defs["extended"]["properties"]) == list(Extended().as_dict())
+    tcp = defs["extended"]["properties"]["tcp_info"]["anyOf"][0]["properties"]
+    assert list(tcp) == [f.name for f in attrs.fields(TcpInfo)]
+    assert list(defs["extended"]["properties"]["meminfo"]["anyOf"][0]["properties"]) == list(MemInfo().as_dict())
+    for name, enum in (("family", Family), ("type", SockType), ("state", State)):
+        assert defs["socket_fields"]["properties"][name]["enum"] == [m.name for m in enum]
+    assert defs["note"]["properties"]["code"]["enum"] == [c.value for c in NoteCode]
+    assert defs["version"]["const"] == SCHEMA_VERSION
+    from procsock.changes import Diff
+    from procsock.diffout import diff_to_dict
+
+    assert list(defs["diff"]["properties"]) == list(diff_to_dict(Diff((), (), ())))
+
+
+def test_schema_command_prints_both_schemas():
+    for extra, title in (([], "--json document"), (["--jsonl"], "--jsonl line")):
+        done = subprocess.run([sys.executable, "-m", "procsock", "schema", *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert title in json.loads(done.stdout)["title"]
+
+
+# --- procsock.load: saved output is an input ---------------------------------------------------
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_load_gives_back_the_snapshot_saved(full_zoo, tmp_path, details):
+    snap = procsock.snapshot(details=details)
+    saved = tmp_path / "snap.json"
+    saved.write_text("".join(render.json_document(snap)))
+    back = procsock.load(saved)
+    assert back == snap  # records, owners, notes, unresolved: every field
+    assert [s.record for s in back.sockets] == [s.record for s in snap.sockets]
+    assert [s.owners for s in back.sockets] == [s.owners for s in snap.sockets]
+    lines = tmp_path / "snap.jsonl"
+    lines.write_text("".join(render.json_lines(snap)))
+    assert load(lines).sockets == snap.sockets
+    assert "".join(render.json_document(back)) == saved.read_text()  # and writes the same text again
+
+
+def test_load_keeps_exact_names_and_plugin_kinds(tmp_path):
+    named = socket.socket(socket.AF_UNIX)
+    named.bind(b"\0odd\nname\xff\x1b[2J")
+    try:
+        snap = procsock.snapshot(pid=os.getpid(), kind="unix")
+        text = "".join(render.json_document(snap))
+        assert load_text(text, "t") == snap
+        # a kind this installation does not know comes back as the file describes it
+        foreign = text.replace('"kind": "unix"', '"kind": "unix2"').replace("/unix/", "/unix2/")
+        back = load_text(foreign, "t")
+        assert {s.record.kind.name for s in back.sockets} == {"unix2"}
+        assert {s.record.kind.family for s in back.sockets} == {Family.UNIX}
+    finally:
+        named.close()
+
+
+def test_selected_filters_a_loaded_snapshot_as_a_snapshot_would(zoo):
+    snap = procsock.snapshot(pid=os.getpid())
+    for query in (procsock.make_query(protocol="tcp"), procsock.make_query(state="LISTEN"),
+                  procsock.make_query(port=zoo.expected[0].local.port), procsock.make_query(kind="unix")):
+        got = selected(load_text("".join(render.json_document(snap)), "t"), query)
+        want = tuple(s for s in snap.sockets if query.wants_kind(s.record.kind) and query.wants(s.record))
+        assert got.sockets == want
+        assert len(got.sockets) > 0
+
+
+def _document(tmp_path):
+    return document_of(procsock.snapshot(proc_root=CAPTURE))
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda d: d["sockets"][0].update(id="0/tcp/1"), "sockets[0].id"),
+    (lambda d: d["sockets"][0].update(inode=-1), "sockets[0].inode"),
+    (lambda d: d["sockets"][0].update(inode=True), "sockets[0].inode"),
+    (lambda d: d["sockets"][0].update(recv_q="1"), "sockets[0].recv_q"),
+    (lambda d: d["sockets"][0]["local"].update(port=70000), "sockets[0].local.port"),
+    (lambda d: d["sockets"][0]["local"].update(address="127.0.0.001"), "sockets[0].local.address"),
+    (lambda d: d["sockets"][0]["local"].update(address="::1"), "sockets[0].local.address"),
+    (lambda d: d["sockets"][0].update(state="LISTENING"), "sockets[0].state"),
+    (lambda d: d["sockets"][0].update(family="INET6"), "sockets[0].family"),
+    (lambda d: d["sockets"][0].update(netid="udp"), "sockets[0].netid"),
+    (lambda d: d["sockets"][0].update(extra=1), "sockets[0]: unknown field"),
+    (lambda d: d["sockets"][0].pop("cookie"), "sockets[0]: missing field"),
+    (lambda d: d["sockets"][0]["owners"][0].update(process="\x1b[2J"), "owners[0].process"),
+    (lambda d: d["sockets"][0]["owners"][0].update(process_hex="6G"), "owners[0].process_hex"),
+    (lambda d: d["sockets"][0]["owners"][0].update(pid=0), "owners[0].pid"),
+    (lambda d: d["sockets"][9]["local"].update(name_hex="00"), "sockets[9].local"),
+    (lambda d: d.update(schema="2.0"), "schema: version 2.0"),
+    (lambda d: d.pop("schema"), "missing field 'schema'"),
+    (lambda d: d["notes"][0].update(code="nope"), "notes[0].code"),
+    (lambda d: d.update(netns_names={"x": "y"}), "netns_names"),
+])
+def test_load_refuses_a_bad_value_naming_where(tmp_path, change, where):
+    document = _document(tmp_path)
+    assert document["sockets"][9]["family"] == "UNIX"
+    change(document)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(document, indent=1))
+    with pytest.raises(InputError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path) + ": ") and where in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('{"schema": "1.0", "inode": 1.5}', "fractions"),
+    ('{"schema": "1.0", "inode": NaN}', "NaN"),
+    ("[" * 100000 + "]" * 100000, "nested deeper"),
+    ('{"schema": "1.0", "inode": 1' + "0" * 5000 + "}", "not a procsock --jsonl line"),
+    ('{"inode": 1}', "no schema field"),
+    ("not json", "not a procsock --jsonl line"),
+])
+def test_load_refuses_hostile_lines_with_file_and_line(tmp_path, text, reason):
+    path = tmp_path / "bad.jsonl"
+    good = "".join(render.json_lines(procsock.snapshot(proc_root=CAPTURE))).splitlines()[0]
+    path.write_text(good + "\n" + text + "\n")
+    with pytest.raises(InputError) as caught:
+        load(path)
+    assert str(caught.value).startswith("%s:2: " % path) and reason in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+def test_load_refuses_what_is_not_a_small_regular_text_file(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text("".join(render.json_document(procsock.snapshot(proc_root=CAPTURE))))
+    with pytest.raises(InputError, match="larger than 100 bytes"):
+        load(path, max_input_bytes=100)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError, match="not UTF-8"):
+        load(path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load(fifo)  # never blocks waiting for a writer
+    assert load_text("", "empty").sockets == ()
+
+
+@needs_root
+def test_root_only_kinds_round_trip(full_zoo):
+    snap = procsock.snapshot(pid=os.getpid(), details=True)
+    assert {"raw", "packet", "netlink"} <= {s.record.kind.name for s in snap.sockets}
+    assert load_text("".join(render.json_document(snap)), "t") == snap
+
+
+# --- The README's sections on the record format, diff and capture ----------------------------------
+
+README = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+
+
+def test_readme_record_format_example_runs(zoo, capsys):
+    import re
+
+    names = {}
+    exec(re.search(r"```python\n(# Keep it: save.*?)```", README, re.S).group(1), names)
+    assert names["changes"] is not None  # ran to its end: its asserts held
+    shutil.rmtree(os.path.dirname(names["saved"]))
+
+
+@pytest.mark.parametrize("name", ["schema", "diff", "capture"])
+def test_readme_documents_each_option_of_the_new_commands(name):
+    import re
+
+    from procsock.cli import command_parser
+
+    for heading in ("### Keep it: the record format", "### What changed: procsock diff", "### Capture a host"):
+        assert heading in README
+    own = {flag for action in command_parser(name)._actions for flag in action.option_strings
+           if flag not in ("-h", "--help", "--debug", "--disable-plugin")}
+    shared = {flag for action in command_parser("list")._actions for flag in action.option_strings}
+    for flag in sorted(own - shared):
+        assert re.search(r"`%s[ `]" % re.escape(flag), README), flag
+    assert "`--from PATH`" in README
