@@ -367,7 +367,8 @@ def _cells(found: Sequence[Entry], resolved: Optional["Names"] = None) -> List[T
             peer_text = "*"
         rows.append((
             label[0], label[1], "-" if rx_queue is None else str(rx_queue), "-" if tx_queue is None else str(tx_queue),
-            endpoint(family, local, kind.protocol), peer_text, str(inode), _owners_text(owners, names) if owners else "",
+            endpoint(family, local, kind.protocol), peer_text, str(inode),
+            _owners_text(owners, names) if owners else "",
         ))
     return rows
 

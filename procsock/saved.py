@@ -22,7 +22,8 @@ import attrs
 from procsock.errors import InputError
 from procsock.inputs import read_named_file
 from procsock.model import (
-    BUILTIN_KINDS, DEFAULT_MAX_INPUT_BYTES, OWNER_PID, Family, FrozenDict, InetAddress, Note, NoteCode, Owner, Query, Row,
+    BUILTIN_KINDS, DEFAULT_MAX_INPUT_BYTES, OWNER_PID, Family, FrozenDict,
+    InetAddress, Note, NoteCode, Owner, Query, Row,
     Snapshot, SocketKind, Sockets, SockType, State, UnixAddress, Unresolved, identity_of_row, is_row,
     netid, owner_row, row_from_record,
 )
