@@ -19,6 +19,7 @@ _HOMES = {
         "NotASocket", "ParseError", "ProcsockError", "SocketNotFound",
     ),
     "procsock.hookspecs": ("hookimpl",),
+    "procsock.watcher": ("Event", "watch"),
     "procsock.model": (
         "BUILTIN_KINDS", "INET_KINDS", "NETLINK", "PACKET", "RAW", "RAW6", "TCP", "TCP6", "UDP", "UDP6", "UDPLITE",
         "UDPLITE6", "UNIX", "BackendInfo", "Collected", "Extended", "Family", "InetAddress", "MemInfo",

@@ -10,7 +10,7 @@ from typing import FrozenSet, Mapping, Optional, Sequence
 
 import pluggy
 
-from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, SocketRecord, Source
+from procsock.model import BackendInfo, Collected, Destroyed, Netns, Owner, SocketKind, SocketRecord, Source
 
 hookspec = pluggy.HookspecMarker("procsock")
 hookimpl = pluggy.HookimplMarker("procsock")
@@ -130,4 +130,20 @@ def procsock_explain_difference(
     cause that holds for every such socket, never a guess. Must be cheap and must not touch the
     system. An exception, or a value that is not a non-empty str, counts as no reason: the
     difference stays unexplained.
+    """
+
+
+@hookspec(firstresult=True)
+def procsock_destroy_listener(source: Source, netns: Netns) -> Optional[object]:
+    """Return a listener of the kernel's socket destroy notifications in `netns`, or None when
+    this backend has none (a saved or captured source, a kernel interface without them).
+
+    Called by ``procsock watch`` once per network namespace it watches: ours (``netns.pid``
+    None), then each other namespace whose processes hold sockets, reached through ``netns.pid``
+    as for ``procsock_collect``. The listener has ``fileno()`` (readable when notifications are
+    waiting), ``read()`` returning a ``procsock.plugin.Destroyed`` with what is waiting now,
+    without blocking, and ``close()``; the caller closes it when done. Believe only the kernel:
+    what any other process sends to the listener goes in ``Destroyed.skipped``, never in its
+    records. Raise BackendUnavailable when the namespace cannot be entered or listened to: the
+    next backend is asked, and the watch says it may miss those closes.
     """
