@@ -199,6 +199,12 @@ def watch(
                        registry=registry)
     interval = _check_seconds("interval", interval, False)
     duration = _check_seconds("duration", duration, True)
+    return watch_query(query, registry, backend, interval, initial, duration)
+
+
+def watch_query(query: Query, registry, backend: Optional[str] = None, interval: float = 1.0, initial: bool = False,
+                duration: Optional[float] = None) -> Iterator[Event]:
+    """`watch()` of a checked Query (the command builds one from its options)."""
     check_backend(registry, backend, query)
     resolver = Resolver(registry, Source.live(), backend)
     return _Watch(resolver, query, interval, initial, duration).events()

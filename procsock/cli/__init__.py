@@ -19,14 +19,14 @@ from typing import Dict, List, Optional, Tuple
 from procsock import log
 
 # importing procsock.cli.list binds `list` here to that module: the builtin is not usable in this file
-from procsock.cli import backends, compare, list as list_, options, savediag
+from procsock.cli import backends, compare, list as list_, options, savediag, watch
 from procsock.cli.options import Parser, UsageError
 from procsock.errors import BadArgument, ProcsockError
 from procsock.text import escape_text
 
 __all__ = ["COMMANDS", "DEFAULT", "UsageError", "command", "main"]
 
-COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag)}
+COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag, watch)}
 DEFAULT = "list"
 ALIASES = {"--list-backends": "backends", "--save-diag": "save-diag"}
 
