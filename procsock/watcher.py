@@ -26,7 +26,7 @@ from procsock.model import (
 )
 from procsock.resolver import Resolver
 
-__all__ = ["Event", "watch"]
+__all__ = ["Event", "Events", "watch", "watch_query"]
 
 OPEN, CLOSE, CHANGE, GAP = "open", "close", "change", "gap"
 BASELINE, POLL, DESTROY = "baseline", "poll", "destroy"
@@ -185,7 +185,7 @@ def watch(
     duration: Optional[float] = None,
     backend: Optional[str] = None,
     registry=None,
-) -> Iterator[Event]:
+) -> "Events":
     """Events of the sockets of this host (every network namespace whose processes hold sockets)
     as they open, change and close, until `duration` seconds pass (None: until closed).
 
@@ -203,11 +203,50 @@ def watch(
 
 
 def watch_query(query: Query, registry, backend: Optional[str] = None, interval: float = 1.0, initial: bool = False,
-                duration: Optional[float] = None) -> Iterator[Event]:
+                duration: Optional[float] = None) -> "Events":
     """`watch()` of a checked Query (the command builds one from its options)."""
     check_backend(registry, backend, query)
     resolver = Resolver(registry, Source.live(), backend)
-    return _Watch(resolver, query, interval, initial, duration).events()
+    return Events(_Watch(resolver, query, interval, initial, duration))
+
+
+class Events:
+    """The events of one watch, an iterator: the baseline is taken (and the destroy listeners
+    open) before it is returned. `close()` (or the end of a ``with`` block) releases every
+    socket; `polls` counts the polls done so far."""
+
+    def __init__(self, watching: "_Watch") -> None:
+        self._watch = watching
+        self._started = list(watching.start())
+        self._events = watching.events()
+
+    @property
+    def polls(self) -> int:
+        return self._watch.polls
+
+    def __iter__(self) -> "Events":
+        return self
+
+    def __next__(self) -> Event:
+        if self._started:
+            return self._started.pop(0)
+        return next(self._events)
+
+    def poll_now(self) -> List[Event]:
+        """Poll at once, with what the destroy listeners hold: the events not yet returned, for
+        a caller that does not wait on the iterator (procsock.testing.record_events)."""
+        started, self._started = self._started, []
+        return started + list(self._watch._poll(POLL))
+
+    def close(self) -> None:
+        self._events.close()
+        self._watch.close()
+
+    def __enter__(self) -> "Events":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _Watch:
@@ -227,12 +266,26 @@ class _Watch:
         self.selector = selectors.DefaultSelector()
         self.problems: frozenset = frozenset()  # the unreadable tables of the last poll
         self.said_owners: set = set()
+        self.polls = 0
         self.own = Netns(netns_inode(resolver.source.proc_root, "self"))
 
-    def events(self) -> Iterator[Event]:
+    def start(self) -> Iterator[Event]:
+        """Listen in our namespace, then take the baseline (and listen in the others it shows)."""
         try:
             yield from self._listen(self.own, time.time(), announce=False)
             yield from self._poll(BASELINE)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for listener in list(self.listeners.values()):
+            self._unlisten(listener)
+        self.selector.close()
+
+    def events(self) -> Iterator[Event]:
+        """The events after the baseline, until the end (`duration`) or until closed."""
+        try:
             next_poll = time.monotonic() + self.interval
             while True:
                 now = time.monotonic()
@@ -246,9 +299,7 @@ class _Watch:
                 yield from self._poll(POLL)
                 next_poll = time.monotonic() + self.interval
         finally:
-            for listener in list(self.listeners.values()):
-                self._unlisten(listener)
-            self.selector.close()
+            self.close()
 
     # --- destroy notifications ---------------------------------------------------------------
 
@@ -308,6 +359,7 @@ class _Watch:
 
     def _poll(self, source: str) -> Iterator[Event]:
         when = time.time()
+        self.polls += 1
         try:
             snap = self.resolver.snapshot(self.poll_query)
         except ProcsockError as exc:
