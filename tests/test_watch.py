@@ -1,0 +1,276 @@
+"""procsock.watch / `procsock watch`: real processes open, change and close real sockets while a watch
+looks on. Nothing here sleeps a fixed time: each test waits for what it expects to observe, within
+a generous deadline (a busy host is slow, never wrong)."""
+
+import collections
+import gc
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import pytest
+
+import procsock
+from procsock.testing import record_events
+from sockzoo import needs_root
+
+DEADLINE = 60.0  # seconds: far beyond what any wait below takes on a quiet host
+CHURNER = os.path.join(os.path.dirname(__file__), "churner.py")
+
+# A child process that opens and closes sockets when told, one command per line on stdin,
+# answering one line of JSON on stdout.
+ACTOR = r"""
+import json, os, socket, sys, time
+held = []
+listener = None
+for line in sys.stdin:
+    word, *args = line.split()
+    if word == "pair":
+        held += socket.socketpair()
+        answer = [os.fstat(s.fileno()).st_ino for s in held[-2:]]
+    elif word == "dup":
+        held.append(socket.socket(fileno=os.dup(held[0].fileno())))
+        answer = held[-1].fileno()
+    elif word == "close":
+        for s in held:
+            s.close()
+        held = []
+        answer = "closed"
+    elif word == "flash":  # N connections that live 10 ms each, to a listener of ours
+        listener = listener or socket.create_server(("127.0.0.1", 0))
+        answer = []
+        for _ in range(int(args[0])):
+            client = socket.create_connection(listener.getsockname())
+            accepted = listener.accept()[0]
+            answer.append([client.getsockname()[1], listener.getsockname()[1]])
+            time.sleep(0.01)
+            client.close()
+            accepted.close()
+    print(json.dumps(answer), flush=True)
+"""
+
+
+class Actor:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", ACTOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+
+    def __call__(self, *words):
+        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
+        return json.loads(self.proc.stdout.readline())
+
+    def end(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=DEADLINE)
+
+
+@pytest.fixture
+def actor():
+    one = Actor()
+    try:
+        yield one
+    finally:
+        one.end()
+
+
+def wait_for(events, wanted, seen=None):
+    """Read `events` until `wanted(seen)` holds (seen: every event so far); fail at the deadline."""
+    seen = [] if seen is None else seen
+    end = time.monotonic() + DEADLINE
+    while not wanted(seen):
+        assert time.monotonic() < end, "not seen within %g s: %r" % (DEADLINE, seen[-20:])
+        seen.append(next(events))
+    return seen
+
+
+def of_inodes(seen, inodes, kind=None):
+    return [e for e in seen if e.socket is not None and e.socket.record.inode in inodes
+            and (kind is None or e.kind == kind)]
+
+
+def test_open_change_and_close_of_unix_sockets_are_seen_by_polls_with_their_owners(actor):
+    with procsock.watch(kind="unix", interval=0.05) as events:
+        inodes = set(actor("pair"))
+        seen = wait_for(events, lambda s: len(of_inodes(s, inodes, "open")) == 2)
+        for event in of_inodes(seen, inodes):
+            assert (event.source, event.owners) == ("poll", "now")
+            assert [o.pid for o in event.socket.owners] == [actor.proc.pid]
+        fd = actor("dup")
+        seen = wait_for(events, lambda s: of_inodes(s, inodes, "change"), seen)
+        change = of_inodes(seen, inodes, "change")[0]
+        assert change.changed == ("owners",)
+        assert fd in [o.fd for o in change.socket.owners] and fd not in [o.fd for o in change.previous.owners]
+        actor("close")
+        seen = wait_for(events, lambda s: len(of_inodes(s, inodes, "close")) == 2, seen)
+    closes = of_inodes(seen, inodes, "close")
+    assert {(e.source, e.owners) for e in closes} == {("poll", "last-seen")}
+    assert all(actor.proc.pid in [o.pid for o in e.socket.owners] for e in closes)
+    assert len(of_inodes(seen, inodes)) == 5, "an event invented or repeated"
+
+
+def test_connections_of_10_ms_are_closes_from_the_kernel_with_owners_unknown(actor):
+    # polls far apart: no poll can see these connections, only the destroy notifications
+    with procsock.watch(kind="tcp", interval=3600) as events:
+        pairs = actor("flash", 20)
+        ports = {port for pair in pairs for port in pair}
+        clients = {pair[0] for pair in pairs}
+
+        def ours(seen):
+            return [e for e in seen if e.kind == "close" and e.socket.record.local.port in clients
+                    or e.kind == "close" and e.socket.record.remote is not None
+                    and e.socket.record.remote.port in clients]
+
+        seen = wait_for(events, lambda s: len(ours(s)) == 2 * len(pairs))
+    closes = ours(seen)
+    assert {(e.source, e.owners, e.socket.owners) for e in closes} == {("destroy", "unknown", ())}
+    assert len({e.socket.record.cookie for e in closes}) == len(closes), "a close said twice"
+    assert all(e.socket.record.local.port in ports for e in closes)
+    assert not [e for e in seen if e.kind == "gap" and "ENOBUFS" in e.text]
+
+
+def test_a_destroy_takes_the_owners_of_the_last_poll():
+    with procsock.watch(kind="tcp", interval=0.05) as events:
+        server = socket.create_server(("127.0.0.1", 0))
+        inode = os.fstat(server.fileno()).st_ino
+        seen = wait_for(events, lambda s: of_inodes(s, {inode}, "open"))
+        server.close()
+        seen = wait_for(events, lambda s: of_inodes(s, {inode}, "close"), seen)
+    close = of_inodes(seen, {inode}, "close")[0]
+    assert (close.source, close.owners) == ("destroy", "last-seen")
+    assert [(o.pid, o.name) for o in close.socket.owners] == [(os.getpid(), of_inodes(seen, {inode})[0].socket
+                                                               .owners[0].name)]
+    assert len(of_inodes(seen, {inode})) == 2
+
+
+def test_filters_keep_a_socket_leaving_them_from_looking_closed():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        with procsock.watch(kind="tcp", port=port, interval=0.05) as events:
+            server.listen()
+            seen = wait_for(events, lambda s: [e for e in s if e.kind in ("open", "change")])
+            inode = os.fstat(server.fileno()).st_ino
+            assert {e.socket.record.inode for e in seen if e.socket is not None} == {inode}
+            assert seen[-1].socket.record.state is procsock.State.LISTEN
+    finally:
+        server.close()
+
+
+def test_record_events_reports_what_a_block_opened_and_closed():
+    with record_events(kind="tcp") as ev:
+        server = socket.create_server(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted = server.accept()[0]
+        client.close()
+        accepted.close()
+    try:
+        assert ev, "the events are there once the block ends"
+        ours = [e for e in ev if e.socket is not None and port in (e.socket.record.local.port,
+                                                                   getattr(e.socket.record.remote, "port", None))]
+        opened = [e for e in ours if e.kind == "open" and e.socket.record.state is procsock.State.LISTEN]
+        assert [o.pid for o in opened[0].socket.owners] == [os.getpid()]
+        assert len([e for e in ours if e.kind == "close" and e.source == "destroy"]) == 2
+    finally:
+        server.close()
+
+
+def test_bad_arguments_are_refused_naming_them():
+    with pytest.raises(procsock.BadArgument, match="interval"):
+        procsock.watch(interval=0)
+    with pytest.raises(procsock.BadArgument, match="duration"):
+        procsock.watch(duration=-1)
+    with pytest.raises(TypeError, match="interval"):
+        procsock.watch(interval="1")
+    with pytest.raises(procsock.BadArgument, match="state"):
+        procsock.watch(state="LISTENING")
+
+
+def test_duration_ends_the_iterator_and_closing_releases_every_socket():
+    before = set(os.listdir("/proc/self/fd"))
+    start = time.monotonic()
+    events = procsock.watch(interval=0.05, duration=0.3, kind="unix")
+    assert len(os.listdir("/proc/self/fd")) > len(before), "the destroy listener is open"
+    list(events)
+    assert time.monotonic() - start >= 0.3
+    assert events.polls >= 2
+    gc.collect()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+HOLDER = "import socket, sys; s = socket.socket(socket.AF_UNIX); print('ready', flush=True); sys.stdin.read()"
+
+
+@pytest.fixture
+def own_netns():
+    """A network namespace of its own (loopback up), kept alive by a process holding a socket in
+    it: (its inode, the holder's pid). Every TCP socket there is the test's."""
+    for tool in ("unshare", "nsenter", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s is not installed" % tool)
+    holder = subprocess.Popen(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"',
+                               sys.executable, HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        yield os.stat("/proc/%d/ns/net" % holder.pid).st_ino, holder.pid
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=DEADLINE)
+
+
+@needs_root
+def test_a_churn_of_1000_sockets_a_second_invents_nothing_and_loses_nothing_outside_a_gap(tmp_path, own_netns):
+    netns, holder = own_netns
+    log = str(tmp_path / "churn.log")
+    seen = []
+    # the baseline (which opens the destroy listener in the churner's namespace), then the churn
+    with procsock.watch(kind=["tcp", "unix"], netns=netns, interval=0.1) as events:
+        proc = subprocess.Popen(["nsenter", "--net=/proc/%d/ns/net" % holder, sys.executable, CHURNER, log, "1000"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            proc.stdin.write("W 1e300\n")  # its forked children may go at once
+            wait_for(events, lambda s: events.polls >= 30, seen)
+            proc.stdin.close()
+            assert proc.wait(timeout=DEADLINE) == 0
+            end_polls = events.polls + 2  # two more polls: the last closes are heard and diffed
+            wait_for(events, lambda s: events.polls >= end_polls, seen)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ever, opened_tcp, listener = {}, 0, None
+    for line in open(log):
+        tag, *fields = line.split()
+        if tag in "SO":
+            ever[int(fields[1])] = int(fields[0])
+            opened_tcp += tag == "O" and fields[2] == "tcp"
+            listener = listener or (int(fields[1]) if tag == "S" and fields[2] == "tcp" else None)
+    # what may hide a close: notifications lost (a table unread only delays what polls see)
+    gaps = [e for e in seen if e.kind == "gap" and e.source == "destroy"]
+    assert {e.socket.record.netns for e in seen if e.socket is not None} == {netns}
+    tcp = [e for e in seen if e.socket is not None and e.socket.record.kind.name == "tcp"]
+    closes = [e for e in tcp if e.kind == "close" and e.socket.record.inode != listener]
+    cookies = collections.Counter(e.socket.record.cookie for e in closes)
+    assert not [c for c, n in cookies.items() if n > 1], "a close said twice"
+    assert len(closes) <= opened_tcp
+    if not gaps:
+        assert len(closes) == opened_tcp, "closes lost: %d of %d" % (len(closes), opened_tcp)
+    assert [e.kind for e in tcp if e.socket.record.inode == listener] == ["open", "close"]
+    # owners named are right: the churner held that inode at that fd; opens are of its sockets
+    for event in seen:
+        for owner in (event.socket.owners if event.socket is not None else ()):
+            if owner.pid == proc.pid:
+                assert ever.get(event.socket.record.inode) == owner.fd, event
+    opens = [e for e in tcp if e.kind == "open" and e.socket.record.inode]
+    assert {e.socket.record.inode for e in opens} <= set(ever), "an open invented"
+    caught = len([e for e in closes if e.source == "destroy"])
+    print("churn: %d short-lived TCP sockets opened, %d closes seen (%d from the kernel, %d with owners), %d gaps"
+          % (opened_tcp, len(closes), caught, len([e for e in closes if e.socket.owners]), len(gaps)))
