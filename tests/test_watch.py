@@ -3,12 +3,14 @@ looks on. Nothing here sleeps a fixed time: each test waits for what it expects 
 a generous deadline (a busy host is slow, never wrong)."""
 
 import collections
+import contextlib
 import gc
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -205,12 +207,14 @@ def test_duration_ends_the_iterator_and_closing_releases_every_socket():
     assert set(os.listdir("/proc/self/fd")) == before
 
 
-HOLDER = "import socket, sys; s = socket.socket(socket.AF_UNIX); print('ready', flush=True); sys.stdin.read()"
+# Holds a TCP listener and a unix socket in its own network namespace until its stdin closes.
+HOLDER = ("import socket, sys; s = socket.socket(socket.AF_UNIX); t = socket.create_server(('127.0.0.1', 0)); "
+          "print('ready', flush=True); sys.stdin.read()")
 
 
-@pytest.fixture
-def own_netns():
-    """A network namespace of its own (loopback up), kept alive by a process holding a socket in
+@contextlib.contextmanager
+def netns_holder():
+    """A network namespace of its own (loopback up), kept alive by a process holding sockets in
     it: (its inode, the holder's pid). Every TCP socket there is the test's."""
     for tool in ("unshare", "nsenter", "ip"):
         if shutil.which(tool) is None:
@@ -223,6 +227,12 @@ def own_netns():
     finally:
         holder.stdin.close()
         holder.wait(timeout=DEADLINE)
+
+
+@pytest.fixture
+def own_netns():
+    with netns_holder() as made:
+        yield made
 
 
 @needs_root
@@ -274,3 +284,140 @@ def test_a_churn_of_1000_sockets_a_second_invents_nothing_and_loses_nothing_outs
     caught = len([e for e in closes if e.source == "destroy"])
     print("churn: %d short-lived TCP sockets opened, %d closes seen (%d from the kernel, %d with owners), %d gaps"
           % (opened_tcp, len(closes), caught, len([e for e in closes if e.socket.owners]), len(gaps)))
+
+
+def in_netns(holder, script):
+    """Run a Python script inside the namespace of `holder`; its stdout."""
+    return subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % holder, sys.executable, "-c", script],
+                          check=True, stdout=subprocess.PIPE, text=True, timeout=DEADLINE).stdout
+
+
+FLASH = """
+import socket, time
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+accepted = server.accept()[0]
+time.sleep(0.01)
+port = server.getsockname()[1]
+client.close(); accepted.close(); server.close()
+print(port)
+"""
+
+
+@needs_root
+def test_a_namespace_that_appears_is_said_and_its_destroys_are_heard():
+    with procsock.watch(kind="tcp", interval=0.05) as events:
+        with netns_holder() as (netns, holder):
+            seen = wait_for(events, lambda s: [e for e in s if e.kind == "gap" and "appeared" in e.text])
+            assert str(netns) in [e for e in seen if e.kind == "gap"][-1].text
+            in_netns(holder, FLASH)
+            seen = wait_for(events, lambda s: len([e for e in s if e.kind == "close" and e.source == "destroy"
+                                                   and e.socket.record.netns == netns]) >= 3, seen)
+        seen = wait_for(events, lambda s: [e for e in s if e.kind == "gap" and "no process holds" in e.text], seen)
+    assert [e.text for e in seen if e.kind == "gap" and str(netns) in e.text][-1].startswith("network namespace")
+
+
+@needs_root
+def test_notifications_the_kernel_dropped_are_a_gap():
+    with procsock.watch(kind="udp", interval=3600) as events:
+        for listener in events._watch.listeners.values():  # a small buffer: a few hundred messages
+            listener._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # nobody reads while far more closes happen than the listener's buffer holds
+        for _ in range(3000):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind(("127.0.0.1", 0))
+        seen = wait_for(events, lambda s: [e for e in s if e.kind == "gap" and e.source == "destroy"])
+        seen = wait_for(events, lambda s: [e for e in s if e.kind == "close"], seen)
+    gap = [e for e in seen if e.kind == "gap" and e.source == "destroy"][0]
+    assert "ENOBUFS" in gap.text
+    assert [e for e in seen if e.kind == "close"], "what was read before and after the loss still counts"
+
+
+def forged_destroy(cookie):
+    """A destroy message as the kernel would send it, of a TCP socket 127.0.0.1:1 -> 127.0.0.1:2."""
+    sockid = struct.pack(">HH", 1, 2) + socket.inet_aton("127.0.0.1") + bytes(12) + socket.inet_aton("127.0.0.1") \
+        + bytes(12) + struct.pack("=III", 0, cookie & 0xFFFFFFFF, cookie >> 32)
+    payload = struct.pack("=BBBB", socket.AF_INET, 7, 0, 0) + sockid + struct.pack("=IIIII", 0, 0, 0, 0, 0)
+    payload += struct.pack("=HHB3x", 5, 5, 6)  # INET_DIAG_PROTOCOL: TCP
+    return struct.pack("=IHHII", 16 + len(payload), 20, 0, 0, 0) + payload
+
+
+def test_a_forged_destroy_message_is_never_believed():
+    cookie = 0x5EED00000000 + os.getpid()
+    with procsock.watch(kind="tcp", interval=0.05) as events:
+        ports = [listener._sock.getsockname()[0] for listener in events._watch.listeners.values()]
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4) as forger:
+            for port in ports:
+                try:
+                    forger.sendto(forged_destroy(cookie), (port, 0))
+                except OSError:
+                    pass  # the kernel refuses senders other than itself to a socket connected to it
+        begin = events.polls
+        seen = wait_for(events, lambda s: events.polls >= begin + 3)
+    assert not [e for e in seen if e.socket is not None and e.socket.record.cookie == cookie]
+
+
+NOBODY = 65534
+
+
+@needs_root
+def test_as_an_ordinary_user_every_destroy_is_heard_and_unreadable_owners_are_said_once():
+    procsock.api.default_registry()  # plugins load here, while their files are readable
+    ready_r, ready_w = os.pipe()
+    port_r, port_w = os.pipe()
+    report_r, report_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        report = {}
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            with procsock.watch(kind="tcp", interval=0.05) as events:
+                os.write(ready_w, b"ready")
+                port = int(os.read(port_r, 64))
+                seen = []
+
+                def done(s):
+                    closes = [e for e in s if e.kind == "close" and port in (
+                        e.socket.record.local.port, getattr(e.socket.record.remote, "port", None))]
+                    return len(closes) >= 2 and [e for e in s if e.kind == "open"
+                                                 and e.socket.record.local.port == port]
+
+                wait_for(events, done, seen)
+                begin = events.polls
+                wait_for(events, lambda s: events.polls >= begin + 5, seen)
+            ours = [e for e in seen if e.socket is not None and port in (
+                e.socket.record.local.port, getattr(e.socket.record.remote, "port", None))]
+            report = {
+                "events": [(e.kind, e.source, e.owners, len(e.socket.owners)) for e in ours],
+                "said": [e.text for e in seen if e.kind == "gap" and "not readable" in e.text],
+                "owned": [(e.socket.record.inode, [o.pid for o in e.socket.owners]) for e in seen
+                          if e.socket is not None and e.socket.owners and e.socket.owners[0].pid != os.getpid()],
+            }
+        except BaseException as exc:  # reported to the parent, which fails the test with it
+            report = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        finally:
+            os.write(report_w, json.dumps(report).encode())
+            os._exit(0)
+    os.close(report_w)
+    try:
+        assert os.read(ready_r, 16) == b"ready"
+        server = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(server.getsockname())
+        accepted = server.accept()[0]
+        client.close()
+        accepted.close()
+        os.write(port_w, b"%d" % server.getsockname()[1])
+        with os.fdopen(report_r, "rb") as answer:
+            report = json.loads(answer.read())
+        server.close()
+    finally:
+        os.waitpid(child, 0)
+    assert "error" not in report, report["error"]
+    closes = [e for e in report["events"] if e[0] == "close"]
+    assert [e[:3] for e in closes] == [["close", "destroy", "unknown"]] * 2
+    opened = [e for e in report["events"] if e[0] == "open"]
+    assert opened and all(e[3] == 0 for e in opened), "root's listener shown with an owner nobody may read"
+    assert len(report["said"]) == 1, report["said"]
+    assert report["owned"] == [], "an owner shown that nobody may read"
