@@ -20,11 +20,17 @@ NETLINK_ADD_MEMBERSHIP = 1
 # SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET_UDP_DESTROY, SKNLGRP_INET6_TCP_DESTROY, SKNLGRP_INET6_UDP_DESTROY
 GROUPS = (1, 2, 3, 4)
 _READ_SIZE = 1 << 16
+SO_RCVBUFFORCE = 33
+LISTENER_BUFFER = 16 << 20  # about 200,000 destroy messages
 
 
 def open_listener_socket() -> socket.socket:
     """A sock_diag socket (transport.open_diag_socket) that joined the destroy groups."""
     sock = transport.open_diag_socket()
+    try:  # room for the bursts a busy host sends while a poll runs (CAP_NET_ADMIN; else as it is)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, LISTENER_BUFFER)
+    except OSError:
+        pass
     try:
         for group in GROUPS:
             sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
