@@ -67,3 +67,7 @@ def test_readme_lists_each_pytest_option_as_help_says():
     assert len(recorder.helps) == 8
     for name, help in recorder.helps:
         assert "- `%s`: %s\n" % (name, help) in README, name
+
+
+def test_watch_example_runs():
+    exec(block("import os\nimport socket\nimport procsock.testing"), {})

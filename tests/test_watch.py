@@ -2,7 +2,6 @@
 looks on. Nothing here sleeps a fixed time: each test waits for what it expects to observe, within
 a generous deadline (a busy host is slow, never wrong)."""
 
-import collections
 import contextlib
 import gc
 import json
@@ -14,7 +13,6 @@ import struct
 import subprocess
 import sys
 import time
-import tracemalloc
 
 import pytest
 
@@ -234,61 +232,32 @@ def netns_holder():
         holder.wait(timeout=DEADLINE)
 
 
-@pytest.fixture
-def own_netns():
-    with netns_holder() as made:
-        yield made
+def isolated(*args):
+    """tests/watchchurn.py ARGS in fresh pid, mount (/proc) and network namespaces with loopback up,
+    so that the host's own processes and sockets, however many, neither slow the polls nor show."""
+    for tool in ("unshare", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip("%s is not installed" % tool)
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+         sys.executable, os.path.join(os.path.dirname(__file__), "watchchurn.py"), *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10 * DEADLINE,  # a guard against a hang
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @needs_root
-def test_a_churn_of_1000_sockets_a_second_invents_nothing_and_loses_nothing_outside_a_gap(tmp_path, own_netns):
-    netns, holder = own_netns
-    log = str(tmp_path / "churn.log")
-    seen = []
-    # the baseline (which opens the destroy listener in the churner's namespace), then the churn
-    with procsock.watch(kind=["tcp", "unix"], netns=netns, interval=0.1, duration=DEADLINE) as events:
-        proc = subprocess.Popen(["nsenter", "--net=/proc/%d/ns/net" % holder, sys.executable, CHURNER, log, "1000"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        try:
-            assert proc.stdout.readline() == "ready\n"
-            proc.stdin.write("W 1e300\n")  # its forked children may go at once
-            wait_for(events, lambda s: events.polls >= 30, seen)
-            proc.stdin.close()
-            assert proc.wait(timeout=DEADLINE) == 0
-            end_polls = events.polls + 2  # two more polls: the last closes are heard and diffed
-            wait_for(events, lambda s: events.polls >= end_polls, seen)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    ever, opened_tcp, listener = {}, 0, None
-    for line in open(log):
-        tag, *fields = line.split()
-        if tag in "SO":
-            ever[int(fields[1])] = int(fields[0])
-            opened_tcp += tag == "O" and fields[2] == "tcp"
-            listener = listener or (int(fields[1]) if tag == "S" and fields[2] == "tcp" else None)
-    # what may hide a close: notifications lost (a table unread only delays what polls see)
-    gaps = [e for e in seen if e.kind == "gap" and e.source == "destroy"]
-    assert {e.socket.record.netns for e in seen if e.socket is not None} == {netns}
-    tcp = [e for e in seen if e.socket is not None and e.socket.record.kind.name == "tcp"]
-    closes = [e for e in tcp if e.kind == "close" and e.socket.record.inode != listener]
-    cookies = collections.Counter(e.socket.record.cookie for e in closes)
-    assert not [c for c, n in cookies.items() if n > 1], "a close said twice"
-    assert len(closes) <= opened_tcp
-    if not gaps:
-        assert len(closes) == opened_tcp, "closes lost: %d of %d" % (len(closes), opened_tcp)
-    assert [e.kind for e in tcp if e.socket.record.inode == listener] == ["open", "close"]
-    # owners named are right: the churner held that inode at that fd; opens are of its sockets
-    for event in seen:
-        for owner in (event.socket.owners if event.socket is not None else ()):
-            if owner.pid == proc.pid:
-                assert ever.get(event.socket.record.inode) == owner.fd, event
-    opens = [e for e in tcp if e.kind == "open" and e.socket.record.inode]
-    assert {e.socket.record.inode for e in opens} <= set(ever), "an open invented"
-    caught = len([e for e in closes if e.source == "destroy"])
-    print("churn: %d short-lived TCP sockets opened, %d closes seen (%d from the kernel, %d with owners), %d gaps"
-          % (opened_tcp, len(closes), caught, len([e for e in closes if e.socket.owners]), len(gaps)))
+def test_a_churn_of_1000_sockets_a_second_invents_nothing_and_loses_nothing_outside_a_gap():
+    found = isolated("churn", 1000, 30)
+    assert found["repeated"] == [], "a close said twice"
+    assert found["closes"] <= found["opened_tcp"]
+    if not found["lost"]:  # only notifications the kernel dropped (and said) may hide a close
+        assert found["closes"] == found["opened_tcp"], found
+    assert found["listener"] == ["open", "close"]
+    assert found["wrong_owners"] == [] and found["invented"] == []
+    print("churn: %(opened_tcp)d short-lived TCP sockets opened, %(closes)d closes seen (%(from_kernel)d from the "
+          "kernel, %(with_owners)d with owners), notifications lost: %(lost)s" % found)
 
 
 def in_netns(holder, script):
@@ -356,7 +325,7 @@ def test_a_forged_destroy_message_is_never_believed():
                 except OSError:
                     pass  # the kernel refuses senders other than itself to a socket connected to it
         begin = events.polls
-        seen = wait_for(events, lambda s: events.polls >= begin + 3)
+        seen = wait_for(events, lambda s: events.polls >= begin + 1)
     assert not [e for e in seen if e.socket is not None and e.socket.record.cookie == cookie]
 
 
@@ -391,14 +360,14 @@ def test_as_an_ordinary_user_every_destroy_is_heard_and_unreadable_owners_are_sa
 
                 wait_for(events, done, seen)
                 begin = events.polls
-                wait_for(events, lambda s: events.polls >= begin + 5, seen)
+                wait_for(events, lambda s: events.polls >= begin + 2, seen)
             ours = [e for e in seen if e.socket is not None and port in (
                 e.socket.record.local.port, getattr(e.socket.record.remote, "port", None))]
             report = {
                 "events": [(e.kind, e.source, e.owners, len(e.socket.owners)) for e in ours],
                 "said": [e.text for e in seen if e.kind == "gap" and "not readable" in e.text],
-                "owned": [(e.socket.record.inode, [o.pid for o in e.socket.owners]) for e in seen
-                          if e.socket is not None and e.socket.owners and e.socket.owners[0].pid != os.getpid()],
+                "owned": [(e.socket.record.inode, o.pid, o.uid) for e in seen if e.socket is not None
+                          for o in e.socket.owners if o.uid != NOBODY],
             }
         except BaseException as exc:  # reported to the parent, which fails the test with it
             report = {"error": "%s: %s" % (type(exc).__name__, exc)}
@@ -426,7 +395,7 @@ def test_as_an_ordinary_user_every_destroy_is_heard_and_unreadable_owners_are_sa
     opened = [e for e in report["events"] if e[0] == "open"]
     assert opened and all(e[3] == 0 for e in opened), "root's listener shown with an owner nobody may read"
     assert len(report["said"]) == 1, report["said"]
-    assert report["owned"] == [], "an owner shown that nobody may read"
+    assert report["owned"] == [], "an owner shown that nobody may not read"
 
 
 def procsock_command(*args):
@@ -438,15 +407,13 @@ def procsock_command(*args):
 def test_the_command_prints_events_and_ends_quietly_on_a_signal(signum):
     with socket.socket(socket.AF_UNIX) as held:
         held.bind(b"\0procsock-watch-cli-%d" % os.getpid())
-        command = procsock_command("--jsonl", "--initial", "-x", "--interval", "0.05")
+        command = procsock_command("--jsonl", "--initial", "-x", "--pid", str(os.getpid()), "--interval", "0.05")
         try:
             inode = os.fstat(held.fileno()).st_ino
-            end = time.monotonic() + DEADLINE
             for line in command.stdout:  # the baseline's open events: one is our socket
                 event = json.loads(line)
                 if event["socket"] is not None and event["socket"]["inode"] == inode:
                     break
-                assert time.monotonic() < end
             assert (event["event"], event["source"], event["owners_known"]) == ("open", "baseline", "now")
             assert event["identity"].split("/")[1:3] == ["unix", str(inode)]
             assert [o["pid"] for o in event["socket"]["owners"]] == [os.getpid()]
@@ -463,8 +430,10 @@ def test_the_command_prints_events_and_ends_quietly_on_a_signal(signum):
 def test_the_command_stops_after_count_and_duration_and_refuses_bad_values():
     with socket.socket(socket.AF_UNIX) as held:
         held.bind(b"\0procsock-watch-cli-count-%d" % os.getpid())
-        out, err = procsock_command("--initial", "-x", "--count", "1").communicate(timeout=DEADLINE)
-    assert len(out.splitlines()) == 1 and out.split()[1:3] == ["open", "baseline"], out
+        out, err = procsock_command("--initial", "-x", "--pid", str(os.getpid()), "--count", "2", "--duration",
+                                    str(DEADLINE)).communicate(
+            timeout=DEADLINE)
+    assert len(out.splitlines()) == 2 and "open baseline" in " ".join(out.split()), out
     command = procsock_command("-x", "--duration", "0.2", "--interval", "0.05")
     command.communicate(timeout=DEADLINE)
     assert command.returncode == 0
@@ -491,28 +460,6 @@ def test_a_closing_socket_line_says_whose_owners_it_shows():
 
 
 @needs_root
-def test_memory_stays_flat_over_a_soak_of_observed_polls(own_netns, tmp_path):
-    netns, holder = own_netns
-    churn = subprocess.Popen(["nsenter", "--net=/proc/%d/ns/net" % holder, sys.executable, CHURNER,
-                              str(tmp_path / "churn.log"), "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, bufsize=1)
-    try:
-        assert churn.stdout.readline() == "ready\n"
-        churn.stdin.write("W 1e300\n")
-        with procsock.watch(kind=["tcp", "udp", "unix"], netns=netns, interval=0.02,
-                            duration=10 * DEADLINE) as events:
-            wait_for(events, lambda s: events.polls >= 20)  # warmed up: caches and buffers at their size
-            gc.collect()
-            tracemalloc.start()
-            try:
-                begin = tracemalloc.take_snapshot()
-                seen = []
-                wait_for(events, lambda s: s.clear() or events.polls >= 120, seen)
-                gc.collect()
-                grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(begin, "filename"))
-            finally:
-                tracemalloc.stop()
-    finally:
-        churn.stdin.close()
-        churn.wait(timeout=DEADLINE)
-    assert grown < 256 * 1024, "memory grew by %d bytes over 100 polls" % grown
+def test_memory_stays_flat_over_a_soak_of_observed_polls():
+    found = isolated("soak", 300, 100)
+    assert found["grown"] < 256 * 1024, "memory grew by %(grown)d bytes over %(polls)d polls" % found
