@@ -1,4 +1,5 @@
-"""`procsock.watch()` (this module is `watcher`, so that `procsock.watch` is always the function): sockets coming and going, with their owners, as a stream of events.
+"""`procsock.watch()`: sockets coming and going, with their owners, as a stream of events. (This
+module is `watcher`, so that `procsock.watch` is always the function, never a module.)
 
 Three sources, layered. A full snapshot is the baseline. Every `interval` another snapshot is
 diffed with the last one by socket identity (`SocketIdentity`: namespace, kind, inode, cookie):

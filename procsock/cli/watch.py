@@ -63,8 +63,9 @@ def event_line(event) -> str:
     return line.rstrip()
 
 
-class _Stop(Exception):
-    """A signal asked the watch to end."""
+class _Stop(BaseException):
+    """A signal asked the watch to end (a BaseException, like KeyboardInterrupt: no `except
+    Exception` on the way may take it for a failure and go on)."""
 
 
 def _stop(signum, frame):
