@@ -10,7 +10,7 @@ from typing import FrozenSet, Mapping, Optional, Sequence
 
 import pluggy
 
-from procsock.model import BackendInfo, Collected, Destroyed, Netns, Owner, SocketKind, SocketRecord, Source
+from procsock.model import BackendInfo, Collected, Netns, Owner, SocketKind, SocketRecord, Source
 
 hookspec = pluggy.HookspecMarker("procsock")
 hookimpl = pluggy.HookimplMarker("procsock")
