@@ -38,7 +38,8 @@ def event_dict(event) -> dict:
     """The JSON object of one event: its fields, the socket as `procsock --jsonl` gives it, and
     what it was before a change."""
     found = {
-        "event": event.kind, "time": round(event.time, 6), "source": event.source, "owners_known": event.owners,
+        "event": event.kind, "time": round(event.time, 6), "source": event.source,
+        "owners_known": None if event.socket is None else event.owners,
         "changed": list(event.changed), "text": event.text,
         "identity": None if event.socket is None else event.identity.text,
         "socket": None if event.socket is None else entry_dict(entries((event.socket,))[0]),
