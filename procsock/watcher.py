@@ -117,7 +117,7 @@ def _diff(old: Dict[Key, Entry], new: Dict[Key, Entry], kept: frozenset):
     """(opened, changed, closed) from one poll to the next: keys of `new`, (old entry, new entry,
     what changed) and keys of `old`. A socket whose cookie only one of the polls knows (another
     backend answered) is matched by the rest of its identity. Sockets of the (namespace, kind)
-    tables in `kept` (unreadable this time) are not closed."""
+    tables in `kept` (unreadable this time) are not closed: they are carried into `new`."""
     unmatched = dict(old)
     opened, changed = [], []
     for key, entry in new.items():
@@ -140,7 +140,12 @@ def _diff(old: Dict[Key, Entry], new: Dict[Key, Entry], kept: frozenset):
                 candidates.remove(found)
                 _compare(unmatched.pop(found), new[key], changed)
         opened = still
-    closed = [key for key, entry in unmatched.items() if (entry[0][Row.NETNS], entry[0][Row.KIND].name) not in kept]
+    closed = []
+    for key, entry in unmatched.items():
+        if (entry[0][Row.NETNS], entry[0][Row.KIND].name) in kept:
+            new[key] = entry  # still known: the next poll that reads its table says what became of it
+        else:
+            closed.append(key)
     return opened, changed, closed
 
 

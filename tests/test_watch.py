@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 import pytest
 
 import procsock
+from procsock.plugin import Row
 from procsock.testing import record_events
 from sockzoo import needs_root
 
@@ -413,7 +415,7 @@ def test_the_command_prints_events_and_ends_quietly_on_a_signal(signum):
                 if event["socket"] is not None and event["socket"]["inode"] == inode:
                     break
             assert (event["event"], event["source"], event["owners_known"]) == ("open", "baseline", "now")
-            assert event["identity"].split("/")[1:3] == ["unix", str(inode)]
+            assert event["identity"].split("/")[1:3] == ["unix", "%d@%x" % (inode, event["socket"]["cookie"])]
             assert [o["pid"] for o in event["socket"]["owners"]] == [os.getpid()]
             command.send_signal(signum)
             out, err = command.communicate(timeout=DEADLINE)
@@ -461,3 +463,24 @@ def test_a_closing_socket_line_says_whose_owners_it_shows():
 def test_memory_stays_flat_over_a_soak_of_observed_polls():
     found = isolated("soak", 300, 100)
     assert found["grown"] < 256 * 1024, "memory grew by %(grown)d bytes over %(polls)d polls" % found
+
+
+def test_the_netlink_destroy_listener_hears_a_close_and_a_saved_source_has_none():
+    netlink = procsock.api.default_registry().by_name()["netlink"]
+    assert netlink.hooks.procsock_destroy_listener(source=procsock.Source.saved_diag("/dev/null"),
+                                                   netns=procsock.Netns()) is None
+    listener = netlink.destroy_listener(procsock.Source.live(), procsock.Netns())
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+        end = time.monotonic() + DEADLINE
+        found = []
+        while not found:
+            assert time.monotonic() < end, "no destroy of our UDP socket heard"
+            select.select([listener], [], [], 1.0)
+            read = listener.read()
+            found = [row for row in read.records if row[Row.LOCAL][1] == port]
+        assert found[0][Row.STATE] is procsock.State.CLOSE and found[0][Row.COOKIE]
+    finally:
+        listener.close()
