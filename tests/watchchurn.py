@@ -30,6 +30,25 @@ def until(events, polls, seen=None):
     raise SystemExit("the watch ended before %d polls" % polls)
 
 
+def read_log(log):
+    """(inode -> fd of every socket the churner held, how many TCP sockets it opened and closed,
+    its listener's inode)"""
+    ever, opened_tcp, listener = {}, 0, None
+    log.seek(0)
+    for line in log:
+        tag, *fields = line.split()
+        if tag in "SO":
+            ever[int(fields[1])] = int(fields[0])
+            opened_tcp += tag == "O" and fields[2] == "tcp"
+            listener = listener or (int(fields[1]) if tag == "S" and fields[2] == "tcp" else None)
+    return ever, opened_tcp, listener
+
+
+def tcp_closes(seen, listener):
+    return [e for e in seen if e.kind == "close" and e.socket.record.kind.name == "tcp"
+            and e.socket.record.inode != listener]
+
+
 def main(mode, rate, polls):
     log = tempfile.NamedTemporaryFile("r", prefix="watchchurn-", suffix=".log")
     seen = []
@@ -54,22 +73,16 @@ def main(mode, rate, polls):
         until(events, polls, seen)
         churner.stdin.close()
         churner.wait()
-        # the kernel sends destroys from a work queue, a moment after the close: poll until a poll
-        # brings nothing (a quiet world sends no event to wait on)
-        for _ in range(100):
+        ever, opened_tcp, listener = read_log(log)
+        # the kernel sends destroys from a work queue, some time after the close: poll until every
+        # connection is closed or 50 polls in a row bring nothing (a quiet world sends no event)
+        quiet = 0
+        while quiet < 50 and len(tcp_closes(seen, listener)) < opened_tcp:
             last = events.poll_now()
             seen += last
-            if not last:
-                break
-    ever, opened_tcp, listener = {}, 0, None
-    for line in log:
-        tag, *fields = line.split()
-        if tag in "SO":
-            ever[int(fields[1])] = int(fields[0])
-            opened_tcp += tag == "O" and fields[2] == "tcp"
-            listener = listener or (int(fields[1]) if tag == "S" and fields[2] == "tcp" else None)
+            quiet = 0 if last else quiet + 1
     tcp = [e for e in seen if e.socket is not None and e.socket.record.kind.name == "tcp"]
-    closes = [e for e in tcp if e.kind == "close" and e.socket.record.inode != listener]
+    closes = tcp_closes(seen, listener)
     print(json.dumps({
         "opened_tcp": opened_tcp,
         "closes": len(closes),
