@@ -1,15 +1,11 @@
 """`procsock watch`: sockets as they open, change and close, one event per line (procsock.watcher)."""
 
 import argparse
-import itertools
-import json
-import signal
-import time
 
 from procsock.cli import options
-from procsock.model import Row
-from procsock.render import entries, entry_dict, owner_row_dict, table_rows
-from procsock.text import escape_text
+
+# Only argparse and options at import: `procsock` imports every command's module to parse, and the
+# bare command must stay cheap (tests/test_startup.py); the rest is imported when watch runs.
 
 NAME = "watch"
 HELP = "sockets as they open, change and close, with their owners, one event per line"
@@ -37,6 +33,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def event_dict(event) -> dict:
     """The JSON object of one event: its fields, the socket as `procsock --jsonl` gives it, and
     what it was before a change."""
+    from procsock.model import Row
+    from procsock.render import entries, entry_dict, owner_row_dict
+
     found = {
         "event": event.kind, "time": round(event.time, 6), "source": event.source,
         "owners_known": None if event.socket is None else event.owners,
@@ -52,6 +51,11 @@ def event_dict(event) -> dict:
 
 def event_line(event) -> str:
     """One event for people: time, event, source, then the socket as the table shows it."""
+    import time
+
+    from procsock.render import table_rows
+    from procsock.text import escape_text
+
     stamp = time.strftime("%H:%M:%S", time.localtime(event.time)) + ".%03d" % (event.time % 1 * 1000)
     head = "%s %-6s %-8s" % (stamp, event.kind, event.source)
     if event.socket is None:
@@ -75,6 +79,9 @@ def _stop(signum, frame):
 
 def run(args: argparse.Namespace, out) -> int:
     import gc
+    import itertools
+    import json
+    import signal
 
     from procsock.watcher import watch_query
 
