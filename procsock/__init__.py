@@ -21,6 +21,7 @@ _HOMES = {
     ),
     "procsock.hookspecs": ("hookimpl",),
     "procsock.saved": ("load",),
+    "procsock.watcher": ("Event", "watch"),
     "procsock.model": (
         "BUILTIN_KINDS", "INET_KINDS", "NETLINK", "PACKET", "RAW", "RAW6", "TCP", "TCP6", "UDP", "UDP6", "UDPLITE",
         "UDPLITE6", "UNIX", "BackendInfo", "Collected", "Extended", "Family", "InetAddress", "MemInfo",

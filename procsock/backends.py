@@ -25,7 +25,7 @@ ENTRY_POINT_GROUP = "procsock"
 HOOK_NAMES = tuple(sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "procsock_spec")))
 BACKEND_HOOKS = (
     "procsock_backend_info", "procsock_unavailable", "procsock_collect", "procsock_raw_dump",
-    "procsock_explain_difference",
+    "procsock_explain_difference", "procsock_destroy_listener",
 )
 DISABLE_ENV = "PROCSOCK_DISABLE_PLUGINS"
 
@@ -90,6 +90,10 @@ class Backend:
 
     def raw_dump(self, kind: SocketKind, source: Source, netns: Netns = Netns()) -> Optional[bytes]:
         return self.hooks.procsock_raw_dump(kind=kind, source=source, netns=netns)
+
+    def destroy_listener(self, source: Source, netns: Netns = Netns()) -> Optional[object]:
+        """A listener of destroy notifications in `netns` (hookspec procsock_destroy_listener), or None."""
+        return self.hooks.procsock_destroy_listener(source=source, netns=netns)
 
     def explain_difference(
         self, field: Optional[str], mine: Optional[SocketRecord], other: Optional[SocketRecord]

@@ -155,3 +155,19 @@ def procsock_owner_context(process: Process, source: Source) -> Optional[Mapping
     and is reported once per plugin as a note (code ``context-failed``), never raised. Text is
     shown escaped: it need not be printable.
     """
+
+
+@hookspec(firstresult=True)
+def procsock_destroy_listener(source: Source, netns: Netns) -> Optional[object]:
+    """Return a listener of the kernel's socket destroy notifications in `netns`, or None when
+    this backend has none (a saved or captured source, a kernel interface without them).
+
+    Called by ``procsock watch`` once per network namespace it watches: ours (``netns.pid``
+    None), then each other namespace whose processes hold sockets, reached through ``netns.pid``
+    as for ``procsock_collect``. The listener has ``fileno()`` (readable when notifications are
+    waiting), ``read()`` returning a ``procsock.plugin.Destroyed`` with what is waiting now,
+    without blocking, and ``close()``; the caller closes it when done. Believe only the kernel:
+    what any other process sends to the listener goes in ``Destroyed.skipped``, never in its
+    records. Raise BackendUnavailable when the namespace cannot be entered or listened to: the
+    next backend is asked, and the watch says it may miss those closes.
+    """

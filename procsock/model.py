@@ -564,6 +564,18 @@ class Collected:
         return tuple([record_from_row(r) if type(r) is tuple else r for r in self.records])
 
 
+@attrs.frozen
+class Destroyed:
+    """What a destroy listener read (``procsock_destroy_listener``): a row (`Row`) per socket the
+    kernel said it destroyed (state CLOSE, inode 0 once released: its cookie says which socket),
+    `lost` saying what may have been missed (messages dropped by the kernel: ENOBUFS), and
+    `skipped` saying what was not believed or not decoded (datagrams not from the kernel)."""
+
+    records: Tuple[tuple, ...] = ()
+    lost: Tuple[str, ...] = ()
+    skipped: Tuple[str, ...] = ()
+
+
 # --- What a snapshot answers: the query, the notes, the sockets no backend reported -------------
 
 

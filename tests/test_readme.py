@@ -131,3 +131,7 @@ def test_each_ss_row_runs_and_selects_what_ss_selects(zoo, ss, ours, tmp_path):
     if ss.startswith("ss ") and shutil.which("ss") and ss_argv[0] not in ("-tr", "-tiem", "-to"):
         ours_held = {item.inode for item in zoo.expected}
         assert _inodes(argv, "procsock") & ours_held == _inodes(ss_argv, "ss") & ours_held
+
+
+def test_watch_example_runs():
+    exec(block("import os\nimport socket\nimport procsock.testing"), {})

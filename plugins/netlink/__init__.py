@@ -36,7 +36,7 @@ from procsock.plugin import (
     shared,
 )
 
-from procsock_plugins.netlink import codec, transport
+from procsock_plugins.netlink import codec, destroy, transport
 
 NAME = transport.NAME
 KINDS = codec.DIAG_INET_KINDS + (UNIX, PACKET, NETLINK)
@@ -216,3 +216,11 @@ def procsock_explain_difference(
     if field is None and mine is not None and mine.state is State.BOUND_INACTIVE:
         return "bound-inactive: only sock_diag (Linux >= 6.5) lists TCP sockets bound, not listening or connected"
     return None
+
+
+@hookimpl
+def procsock_destroy_listener(source: Source, netns: Netns):
+    """The destroy multicast groups of `netns` (live kernel only): `destroy.DestroyListener`."""
+    if source.diag_file is not None or not source.kernel or source.proc_root is None:
+        return None
+    return destroy.listen(source.proc_root, netns.pid, netns.inode)

@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
@@ -78,8 +78,8 @@ def _setns(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
-def open_diag_socket_in(proc_root: str, pid: int) -> socket.socket:
-    """A sock_diag socket inside the network namespace of `pid`.
+def open_diag_socket_in(proc_root: str, pid: int, opener=open_diag_socket) -> socket.socket:
+    """A sock_diag socket (made by `opener`) inside the network namespace of `pid`.
 
     A netlink socket belongs to the namespace of the thread that creates it, so a short-lived
     thread enters the namespace, creates the socket and ends; this thread never changes namespace.
@@ -99,7 +99,7 @@ def open_diag_socket_in(proc_root: str, pid: int) -> socket.socket:
             )
             return
         try:
-            outcome["socket"] = open_diag_socket()
+            outcome["socket"] = opener()
         except BackendUnavailable as exc:
             outcome["error"] = exc
 
@@ -113,18 +113,22 @@ def open_diag_socket_in(proc_root: str, pid: int) -> socket.socket:
     return outcome["socket"]
 
 
-def receive(sock: socket.socket, view: memoryview, dropped: Dict[int, int], deadline: float) -> int:
+def receive(sock: socket.socket, view: memoryview, dropped: Dict[int, int], deadline: Optional[float]) -> int:
     """Read the next datagram the kernel sent into `view` and return its size.
 
     Datagrams from any other port id are dropped unread and counted in `dropped` (port id →
     count). Raises socket.timeout once `deadline` (time.monotonic) passes, however many others
-    keep arriving. Every read of a netlink socket goes through here.
+    keep arriving; with `deadline` None it only reads what is there (BlockingIOError when nothing
+    is). Every read of a netlink socket goes through here.
     """
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("timed out")
-        sock.settimeout(remaining)
+        if deadline is None:
+            sock.setblocking(False)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out")
+            sock.settimeout(remaining)
         size, sender = sock.recvfrom_into(view)
         port = sender[0] if isinstance(sender, tuple) and sender else None
         if port == KERNEL:

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 from procsock import log
 
 # importing procsock.cli.list binds `list` here to that module: the builtin is not usable in this file
-from procsock.cli import backends, capture, compare, diff, list as list_, options, savediag, schema
+from procsock.cli import backends, capture, compare, diff, list as list_, options, savediag, schema, watch
 from procsock.cli.options import Parser, UsageError
 from procsock.errors import BadArgument, ProcsockError
 from procsock.filter import starts_filter
@@ -27,7 +27,7 @@ from procsock.text import escape_text
 
 __all__ = ["COMMANDS", "DEFAULT", "UsageError", "command", "main"]
 
-COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag, schema, diff, capture)}
+COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag, schema, diff, capture, watch)}
 DEFAULT = "list"
 ALIASES = {"--list-backends": "backends", "--save-diag": "save-diag"}
 

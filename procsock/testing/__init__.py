@@ -6,7 +6,8 @@ check and ``--procsock-backend``; ``procsock.testing.conformance`` is the suite 
 runs against itself.
 """
 
-from typing import FrozenSet, Optional, Tuple
+import contextlib
+from typing import FrozenSet, Iterator, List, Optional, Tuple
 
 from procsock.api import make_query, make_source, registry_or_default, snapshot
 from procsock.backends import Registry
@@ -16,6 +17,7 @@ from procsock.fdscan import scan_fds
 from procsock.model import Family, Socket, State
 from procsock.render import comparison_lines
 from procsock.testing.leaks import allow_lingering  # noqa: F401 (public: declared session-lived sockets)
+from procsock.watcher import Event, watch
 
 
 def listening(
@@ -125,3 +127,20 @@ def held_socket_inodes(pid: int) -> FrozenSet[int]:
     """The socket inodes process `pid` (or processes) holds now (one walk of its fds, no backend asked)."""
     return frozenset(scan_fds("/proc", sorted(make_query(pid=pid).pid)).owners)
 
+
+
+@contextlib.contextmanager
+def record_events(**filters) -> Iterator[List[Event]]:
+    """The socket events (procsock.watch) of the block: ``with record_events(pid=server.pid) as
+    ev: ...``, then assert on ``ev``, a list filled when the block ends.
+
+    The baseline is taken on entry; on exit one poll, with every destroy notification the kernel
+    sent meanwhile, gives what opened, changed and closed, also sockets that lived a moment (their
+    close from the kernel, owners "unknown" when no poll saw them). A socket opened and closed
+    within the block with no destroy notification (unix, raw) is not seen. `filters` are those
+    of ``procsock.watch`` (kind, protocol, state, pid, port, ...).
+    """
+    recorded: List[Event] = []
+    with watch(**filters) as events:
+        yield recorded
+        recorded.extend(events.poll_now())

@@ -1,0 +1,102 @@
+"""Runs for tests/test_watch.py, in a world of their own (private pid and network namespaces): a
+churner (tests/churner.py) opens and closes sockets while procsock.watch looks on.
+
+Usage: watchchurn.py churn|soak RATE POLLS. Prints one JSON object: what the test asserts on.
+churn: the events of POLLS polls of the churn, then of two more after the churner ended.
+soak: tracemalloc's growth over POLLS polls, after 20 polls of warming up.
+"""
+
+import collections
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import tracemalloc
+
+import procsock
+
+CHURNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "churner.py")
+
+
+def until(events, polls, seen=None):
+    """Read events until `polls` polls were made (each poll during a churn brings events)."""
+    for event in events:
+        if seen is not None:
+            seen.append(event)
+        if events.polls >= polls:
+            return
+    raise SystemExit("the watch ended before %d polls" % polls)
+
+
+def read_log(log):
+    """(inode -> fd of every socket the churner held, how many TCP sockets it opened and closed,
+    its listener's inode)"""
+    ever, opened_tcp, listener = {}, 0, None
+    log.seek(0)
+    for line in log:
+        tag, *fields = line.split()
+        if tag in "SO":
+            ever[int(fields[1])] = int(fields[0])
+            opened_tcp += tag == "O" and fields[2] == "tcp"
+            listener = listener or (int(fields[1]) if tag == "S" and fields[2] == "tcp" else None)
+    return ever, opened_tcp, listener
+
+
+def tcp_closes(seen, listener):
+    return [e for e in seen if e.kind == "close" and e.socket.record.kind.name == "tcp"
+            and e.socket.record.inode != listener]
+
+
+def main(mode, rate, polls):
+    log = tempfile.NamedTemporaryFile("r", prefix="watchchurn-", suffix=".log")
+    seen = []
+    with procsock.watch(kind=["tcp", "udp", "unix"], interval=0.02, duration=600) as events:
+        churner = subprocess.Popen([sys.executable, CHURNER, log.name, str(rate)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert churner.stdout.readline() == "ready\n"
+        churner.stdin.write("W 1e300\n")  # its forked children may go at once
+        if mode == "soak":
+            until(events, 20)
+            gc.collect()
+            tracemalloc.start()
+            begin = tracemalloc.take_snapshot()
+            until(events, 20 + polls)
+            gc.collect()
+            grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(begin, "filename"))
+            tracemalloc.stop()
+            churner.stdin.close()
+            churner.wait()
+            print(json.dumps({"grown": grown, "polls": polls}))
+            return
+        until(events, polls, seen)
+        churner.stdin.close()
+        churner.wait()
+        ever, opened_tcp, listener = read_log(log)
+        # the kernel sends destroys from a work queue, some time after the close: poll until every
+        # connection is closed or 50 polls in a row bring nothing (a quiet world sends no event)
+        quiet = 0
+        while quiet < 50 and len(tcp_closes(seen, listener)) < opened_tcp:
+            last = events.poll_now()
+            seen += last
+            quiet = 0 if last else quiet + 1
+    tcp = [e for e in seen if e.socket is not None and e.socket.record.kind.name == "tcp"]
+    closes = tcp_closes(seen, listener)
+    print(json.dumps({
+        "opened_tcp": opened_tcp,
+        "closes": len(closes),
+        "from_kernel": len([e for e in closes if e.source == "destroy"]),
+        "with_owners": len([e for e in closes if e.socket.owners]),
+        "repeated": [c for c, n in collections.Counter(e.socket.record.cookie for e in closes).items() if n > 1],
+        "lost": [e.text for e in seen if e.kind == "gap" and e.source == "destroy"],
+        "listener": [e.kind for e in tcp if e.socket.record.inode == listener],
+        "wrong_owners": [repr(e) for e in seen if e.socket is not None for o in e.socket.owners
+                         if o.pid == churner.pid and ever.get(e.socket.record.inode) != o.fd],
+        "invented": [repr(e) for e in tcp if e.kind == "open" and e.socket.record.inode
+                     and e.socket.record.inode not in ever],
+    }))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
