@@ -11,7 +11,9 @@ from procsock.details import Extended
 from procsock.filter import (
     And, Autobound, Compare, Filter, FilterError, Host, Lookups, Not, Or, STATE_GROUPS, parse, starts_filter,
 )
-from procsock.model import TCP, TCP6, UDP, UNIX, InetAddress, SockType, SocketRecord, State, UnixAddress, row_from_record
+from procsock.model import (
+    TCP, TCP6, UDP, UNIX, InetAddress, SockType, SocketRecord, State, UnixAddress, row_from_record,
+)
 
 NAMES = Lookups(
     service={"https": 443, "ssh": 22}.get,
@@ -285,5 +287,6 @@ def test_only_fwmark_and_cgroup_need_details():
 
 def test_the_longest_chain_a_filter_can_hold_is_evaluated():
     text = " ".join(["inode 1"] * 510)
-    assert len(text) < 4096 and not p(text).wants(V4) and p(text.replace("inode 1 ", "", 1) + " or inode 1000").wants(V4)
+    assert len(text) < 4096 and not p(text).wants(V4)
+    assert p(text.replace("inode 1 ", "", 1) + " or inode 1000").wants(V4)
     assert not p(" or ".join(["inode 1"] * 370)).wants(V4)

@@ -113,7 +113,8 @@ def test_each_ss_row_runs_and_selects_what_ss_selects(zoo, ss, ours, tmp_path):
         subprocess.run(["ip", "netns", "add", name], check=True)
         try:
             argv = [name if word == "NSNAME" else word for word in argv]
-            proc = subprocess.run([sys.executable, "-m", "procsock", *argv], capture_output=True, text=True, timeout=120)
+            proc = subprocess.run([sys.executable, "-m", "procsock", *argv], capture_output=True, text=True,
+                                  timeout=120)
             assert proc.returncode == 0 and "Netid" in proc.stdout.splitlines()[0], proc.stderr
         finally:
             subprocess.run(["ip", "netns", "del", name], check=True)

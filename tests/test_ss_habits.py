@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 import procsock
+from procsock.cli import COMMANDS
 from procsock.errors import BadArgument
 from procsock.filter import parse
 from procsock.model import Row, identity_of_row
@@ -143,11 +144,14 @@ def test_the_filter_follows_the_options_and_may_come_before_them(zoo):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["dport", "=", "=", "3"], "bad filter at 9 in 'dport = = 3': '=' does not look like a port (a number or a service name)"),
-    (["state", "establised"], "bad filter at 7 in 'state establised': unknown state 'establised' (known: all, connected, "),
+    (["dport", "=", "=", "3"],
+     "bad filter at 9 in 'dport = = 3': '=' does not look like a port (a number or a service name)"),
+    (["state", "establised"],
+     "bad filter at 7 in 'state establised': unknown state 'establised' (known: all, connected, "),
     (["( sport = 1"], "bad filter at 12 in '( sport = 1': `)` expected to close the `(` at 1"),
-    (["src", "10.0.0.1", "sprot", "1"], "bad filter at 14 in 'src 10.0.0.1 sprot 1': unknown word 'sprot' (keys: src, dst, sport, "),
-    (["nosuch"], "'nosuch' is neither a command (list, backends, compare, save-diag) nor the start of a filter"),
+    (["src", "10.0.0.1", "sprot", "1"],
+     "bad filter at 14 in 'src 10.0.0.1 sprot 1': unknown word 'sprot' (keys: src, dst, sport, "),
+    (["nosuch"], "'nosuch' is neither a command (%s) nor the start of a filter" % ", ".join(COMMANDS)),
 ])
 def test_a_bad_filter_is_one_line_with_its_position(argv, says):
     proc = run("--pid", str(os.getpid()), *argv)

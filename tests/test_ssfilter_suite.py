@@ -80,7 +80,7 @@ def test_ss_itself_agrees_on_each_run_of_the_dump(tmp_path, name, args, line):
     for path in (v4, v6):
         out = subprocess.run(["ss", *argv], env={**os.environ, "TCPDIAG_FILE": str(path)},
                              capture_output=True, text=True, timeout=60, check=True).stdout
-        selected |= {tuple(l.split()[i] for i in (0, 3, 4)) for l in out.splitlines()}
+        selected |= {tuple(line.split()[i] for i in (0, 3, 4)) for line in out.splitlines()}
     ipv4_condition = re.search(r"\b(src|dst) (= )?\d", args) is not None
     if ipv4_condition:  # ss's file reader, not the kernel, matches IPv4 prefixes against IPv6 bits
         selected = {row for row in selected if row in V4_ROWS}
