@@ -12,7 +12,7 @@ from typing import Sequence
 
 # Words after which a run does not walk every process of /proc: other commands, one process's
 # fds, another source, help. A long option counts when it is a prefix of one (argparse accepts those).
-OTHER_COMMANDS = ("backends", "compare", "save-diag")
+OTHER_COMMANDS = ("backends", "compare", "save-diag", "metrics", "osquery")
 OTHER_WALKS = ("--pid", "--proc-root", "--diag-file", "--help", "--list-backends", "--save-diag")
 
 

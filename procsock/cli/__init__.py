@@ -1,7 +1,7 @@
 """The `procsock` command: every socket of the host with its owners, like `ss -tuaxnp`.
 
 `procsock [COMMAND] [OPTIONS]`: one module per command (list, the default; backends; compare;
-save-diag), each declaring its NAME, HELP, the shared OPTIONS it takes (procsock.cli.options),
+save-diag; metrics; osquery), each declaring its NAME, HELP, the shared OPTIONS it takes (procsock.cli.options),
 its own arguments() and run(args, out) -> exit code. COMMANDS is the one dispatch table. The
 command is the first word that is neither an option nor an option's value; shared options may
 come before or after it. `--list-backends` and `--save-diag FILE` are the backends and save-diag
@@ -19,14 +19,14 @@ from typing import Dict, List, Optional, Tuple
 from procsock import log
 
 # importing procsock.cli.list binds `list` here to that module: the builtin is not usable in this file
-from procsock.cli import backends, compare, list as list_, options, savediag
+from procsock.cli import backends, compare, list as list_, metrics, options, osquery, savediag
 from procsock.cli.options import Parser, UsageError
 from procsock.errors import BadArgument, ProcsockError
 from procsock.text import escape_text
 
 __all__ = ["COMMANDS", "DEFAULT", "UsageError", "command", "main"]
 
-COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag)}
+COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag, metrics, osquery)}
 DEFAULT = "list"
 ALIASES = {"--list-backends": "backends", "--save-diag": "save-diag"}
 
