@@ -55,7 +55,7 @@ SOCKET_COLUMNS = OWNER_COLUMNS + (
     ("local_address", "TEXT"), ("remote_address", "TEXT"), ("local_port", "INTEGER"), ("remote_port", "INTEGER"),
     ("path", "TEXT"), ("state", "TEXT"), ("net_namespace", "TEXT"),
     ("kind", "TEXT"), ("type", "TEXT"), ("inode", "BIGINT"), ("cookie", "BIGINT"), ("netns", "BIGINT"),
-    ("path_hex", "TEXT"), ("peer_inode", "BIGINT"), ("peer_pid", "INTEGER"), ("identity", "TEXT"),
+    ("path_hex", "TEXT"), ("peer_inode", "BIGINT"), ("identity", "TEXT"),
     ("backend", "TEXT"),
 )
 
@@ -99,8 +99,13 @@ def owner_columns(owner: Optional[tuple]) -> Dict[str, str]:
     return columns
 
 
-def socket_columns(row: tuple, peer_owners: Tuple[tuple, ...]) -> Dict[str, str]:
-    """The socket's own columns of a procsock_sockets row (see `Row`; peer owners as owner rows)."""
+def socket_columns(row: tuple) -> Dict[str, str]:
+    """The socket's own columns of a procsock_sockets row (see `Row`).
+
+    No peer pid: a snapshot narrowed to one pid knows the holders of a unix peer only in that
+    process, so the column would differ with the WHERE clause. Who holds the peer is a join on
+    `peer_inode = socket`, which answers the same on every path.
+    """
     kind = row[Row.KIND]
     family, local, remote = kind.family, row[Row.LOCAL], row[Row.REMOTE]
     addresses = {"local_address": "", "remote_address": "", "local_port": "", "remote_port": "",
@@ -120,15 +125,15 @@ def socket_columns(row: tuple, peer_owners: Tuple[tuple, ...]) -> Dict[str, str]
         socket=_text(row[Row.INODE]), inode=_text(row[Row.INODE]), family=_text(int(family)),
         protocol=_text(row[Row.PROTOCOL]), state=row[Row.STATE].name, net_namespace=_text(netns), netns=_text(netns),
         kind=escape_text(kind.name), type=row[Row.TYPE].name, cookie=_text(row[Row.COOKIE]),
-        peer_inode=_text(row[Row.PEER_INODE]), peer_pid=_text(min((o[0] for o in peer_owners), default=None)),
+        peer_inode=_text(row[Row.PEER_INODE]),
         identity=escape_text(identity_of_row(row).text), backend=escape_text(row[Row.BACKEND]),
     )
 
 
 def socket_rows(snap: Snapshot) -> Iterator[Dict[str, str]]:
     """One row per (socket, holder) of a snapshot."""
-    for row, owners, peer_owners in entries(snap.sockets):
-        columns = socket_columns(row, peer_owners)
+    for row, owners, _ in entries(snap.sockets):
+        columns = socket_columns(row)
         for owner in owners or (None,):
             yield dict(columns, **owner_columns(owner))
 
