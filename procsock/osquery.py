@@ -15,6 +15,7 @@ constraint procsock cannot push down costs time, never a row.
 """
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -39,6 +40,11 @@ from procsock.render import entries
 from procsock.resolver import Resolver
 from procsock.text import escape_text
 
+# thrift logs each failed connection attempt at ERROR (a line per retry): procsock says why it
+# failed in one line of its own
+logging.getLogger("thrift").propagate = False
+logging.getLogger("thrift").addHandler(logging.NullHandler())
+
 EQUALS = 2  # the op code osquery passes for `column = value` (SQLite's SQLITE_INDEX_CONSTRAINT_EQ)
 
 # Context columns of an owner: filled from h17's Owner.context after merge (see owner_context_columns).
@@ -56,7 +62,6 @@ SOCKET_COLUMNS = OWNER_COLUMNS + (
     ("path", "TEXT"), ("state", "TEXT"), ("net_namespace", "TEXT"),
     ("kind", "TEXT"), ("type", "TEXT"), ("inode", "BIGINT"), ("cookie", "BIGINT"), ("netns", "BIGINT"),
     ("path_hex", "TEXT"), ("peer_inode", "BIGINT"), ("identity", "TEXT"),
-    ("backend", "TEXT"),
 )
 
 UNRESOLVED_COLUMNS = OWNER_COLUMNS + (("socket", "BIGINT"), ("inode", "BIGINT"), ("reason", "TEXT"))
@@ -102,9 +107,10 @@ def owner_columns(owner: Optional[tuple]) -> Dict[str, str]:
 def socket_columns(row: tuple) -> Dict[str, str]:
     """The socket's own columns of a procsock_sockets row (see `Row`).
 
-    No peer pid: a snapshot narrowed to one pid knows the holders of a unix peer only in that
-    process, so the column would differ with the WHERE clause. Who holds the peer is a join on
-    `peer_inode = socket`, which answers the same on every path.
+    Nothing that depends on how the rows were found, so that a pushed-down constraint changes
+    which rows come, never what they say: no backend (one pid is looked up through its fds, a
+    whole table dumped), no peer pid (a snapshot of one pid knows the peer's holders only in that
+    process; who holds the peer is a join on `peer_inode = socket`, the same on every path).
     """
     kind = row[Row.KIND]
     family, local, remote = kind.family, row[Row.LOCAL], row[Row.REMOTE]
@@ -126,7 +132,7 @@ def socket_columns(row: tuple) -> Dict[str, str]:
         protocol=_text(row[Row.PROTOCOL]), state=row[Row.STATE].name, net_namespace=_text(netns), netns=_text(netns),
         kind=escape_text(kind.name), type=row[Row.TYPE].name, cookie=_text(row[Row.COOKIE]),
         peer_inode=_text(row[Row.PEER_INODE]),
-        identity=escape_text(identity_of_row(row).text), backend=escape_text(row[Row.BACKEND]),
+        identity=escape_text(identity_of_row(row).text),
     )
 
 
@@ -191,6 +197,8 @@ def pushed_down(context: Mapping, columns: Iterable[str], registry: Registry) ->
         for op in ops:
             if isinstance(op, Mapping) and op.get("op") == EQUALS and isinstance(op.get("expr"), str):
                 value = _argument(argument, op["expr"])
+                if value is None:
+                    continue
                 try:
                     make_query(**{argument: value}, registry=registry)
                 except (BadArgument, TypeError):

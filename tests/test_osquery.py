@@ -240,7 +240,7 @@ def test_unknown_tables_and_actions_are_refused_in_the_answer(running):
 
 def test_shutdown_ends_the_extension(running):
     proc, client = running
-    assert client.shutdown().code == 0
+    client.shutdown()  # void in osquery's Thrift IDL
     client._iprot.trans.close()  # osquery hangs up after shutdown
     assert proc.wait(timeout=60) == 0
 
