@@ -270,9 +270,12 @@ def test_without_the_extra_the_command_names_it():
 @pytest.mark.skipif(shutil.which("osqueryi") is None, reason="no osqueryi binary on this machine")
 def test_osqueryi_end_to_end(tmp_path, held):
     socket_path = str(tmp_path / "osqueryi.em")
+    wrapper = tmp_path / "procsock.ext"  # osquery runs one executable, passing it --socket
+    wrapper.write_text('#!/bin/sh\nexec %s -m procsock osquery "$@"\n' % sys.executable)
+    wrapper.chmod(0o755)
     done = subprocess.run(
-        ["osqueryi", "--json", "--extensions_socket", socket_path, "--extension",
-         "%s -m procsock osquery" % sys.executable, "--extensions_timeout", "10",
+        ["osqueryi", "--json", "--extensions_socket", socket_path, "--extension", str(wrapper),
+         "--extensions_timeout", "10",
          "SELECT pid, fd, state, local_port FROM procsock_sockets WHERE pid = %d AND state = 'LISTEN'" % os.getpid()],
         capture_output=True, text=True, timeout=120,
     )
