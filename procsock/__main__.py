@@ -12,7 +12,8 @@ from typing import Sequence
 
 # Words after which a run does not walk every process of /proc: other commands, one process's
 # fds, another source, help. A long option counts when it is a prefix of one (argparse accepts those).
-OTHER_COMMANDS = ("backends", "compare", "save-diag", "schema", "diff", "watch")  # capture walks every process too
+# (capture walks every process too)
+OTHER_COMMANDS = ("backends", "compare", "save-diag", "schema", "diff", "watch", "metrics", "osquery")
 OTHER_WALKS = ("--pid", "--proc-root", "--diag-file", "--from", "--help", "--list-backends", "--save-diag")
 
 

@@ -7,6 +7,7 @@ all the same (`receive`), and each request carries an unpredictable sequence num
 """
 
 import errno
+import functools
 import os
 import socket
 import time
@@ -72,10 +73,17 @@ def _setns(fd: int) -> None:
         return
     import ctypes  # only for Python < 3.12
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """libc, loaded once: a CDLL per call kept a few dozen bytes per snapshot of another namespace."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def open_diag_socket_in(proc_root: str, pid: int, opener=open_diag_socket) -> socket.socket:

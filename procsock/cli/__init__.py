@@ -1,8 +1,8 @@
 """The `procsock` command: every socket of the host with its owners, like `ss -tuaxnp`.
 
 `procsock [COMMAND] [OPTIONS]`: one module per command (list, the default; backends; compare;
-save-diag; schema; diff; capture), each declaring its NAME, HELP, the shared OPTIONS it takes (procsock.cli.options),
-its own arguments() and run(args, out) -> exit code. COMMANDS is the one dispatch table. The
+save-diag; schema; diff; capture; watch; metrics; osquery), each declaring its NAME, HELP, the
+shared OPTIONS it takes (procsock.cli.options), its own arguments() and run(args, out) -> exit code. COMMANDS is the one dispatch table. The
 command is the first word that is neither an option nor an option's value; shared options may
 come before or after it. `--list-backends` and `--save-diag FILE` are the backends and save-diag
 commands spelled as options.
@@ -19,7 +19,9 @@ from typing import Dict, List, Optional, Tuple
 from procsock import log
 
 # importing procsock.cli.list binds `list` here to that module: the builtin is not usable in this file
-from procsock.cli import backends, capture, compare, diff, list as list_, options, savediag, schema, watch
+from procsock.cli import (
+    backends, capture, compare, diff, list as list_, metrics, options, osquery, savediag, schema, watch,
+)
 from procsock.cli.options import Parser, UsageError
 from procsock.errors import BadArgument, ProcsockError
 from procsock.filter import starts_filter
@@ -27,7 +29,10 @@ from procsock.text import escape_text
 
 __all__ = ["COMMANDS", "DEFAULT", "UsageError", "command", "main"]
 
-COMMANDS = {module.NAME: module for module in (list_, backends, compare, savediag, schema, diff, capture, watch)}
+COMMANDS = {
+    module.NAME: module
+    for module in (list_, backends, compare, savediag, schema, diff, capture, watch, metrics, osquery)
+}
 DEFAULT = "list"
 ALIASES = {"--list-backends": "backends", "--save-diag": "save-diag"}
 
