@@ -15,20 +15,22 @@ from prometheus_client.registry import CollectorRegistry
 
 from procsock import log
 from procsock.errors import ProcsockError
-from procsock.model import NoteCode, Query, Row, Snapshot, Source, State, endpoint_port
+from procsock.model import NoteCode, Query, Row, Snapshot, Source, State, endpoint_port, owner_context
 from procsock.render import entries
+from procsock.text import escape_text
 
 PREFIX = "procsock_"
 
 
 def owner_context_labels(owner: tuple) -> Optional[Tuple[str, str, str]]:
-    """(systemd unit, container id, pod uid) of an owner row, or None where no context is known.
-
-    TODO(lead, after merging h17-context): read them from `Owner.context` (unit, container_id,
-    pod_uid). This is the one place context series take their labels from; None keeps the
-    `procsock_sockets_by_context` series absent until then.
-    """
-    return None
+    """(systemd unit, container id, pod uid) of an owner row ("" for each unknown), or None where
+    no context is known: the one place context series take their labels from (values escaped)."""
+    context = owner_context(owner)
+    if context is None:
+        return None
+    labels = tuple("" if value is None else escape_text(value)
+                   for value in (context.unit, context.container_id, context.pod_uid))
+    return labels if any(labels) else None
 
 
 def counts(snap: Snapshot) -> Dict[str, Dict[tuple, int]]:

@@ -34,7 +34,7 @@ from procsock.api import make_query
 from procsock.backends import Registry
 from procsock.errors import AccessDenied, BadArgument, NoSuchProcess, ProcsockError
 from procsock.model import (
-    Family, InetAddress, Query, Row, Snapshot, Source, UnixAddress, endpoint_text, identity_of_row,
+    Family, InetAddress, Query, Row, Snapshot, Source, UnixAddress, endpoint_text, identity_of_row, owner_context,
 )
 from procsock.render import entries
 from procsock.resolver import Resolver
@@ -47,7 +47,7 @@ logging.getLogger("thrift").addHandler(logging.NullHandler())
 
 EQUALS = 2  # the op code osquery passes for `column = value` (SQLite's SQLITE_INDEX_CONSTRAINT_EQ)
 
-# Context columns of an owner: filled from h17's Owner.context after merge (see owner_context_columns).
+# The context columns of an owner (owner_context_columns).
 CONTEXT_COLUMNS = (("unit", "TEXT"), ("container", "TEXT"), ("pod", "TEXT"), ("cgroup", "TEXT"))
 
 OWNER_COLUMNS = (
@@ -76,16 +76,20 @@ BACKEND_COLUMNS = (
 PUSHDOWN = {
     "pid": "pid", "state": "state", "netns": "netns", "net_namespace": "netns",
     "local_port": "port", "remote_port": "port", "kind": "kind",
+    # the context filters select a superset of the equal rows (a unit's name without its suffix, an id's
+    # prefix, a cgroup below): osquery filters the rows again
+    "unit": "unit", "container": "container", "pod": "pod", "cgroup": "cgroup",
 }
 
 
 def owner_context_columns(owner: Optional[tuple]) -> Dict[str, str]:
-    """The context columns (unit, container, pod, cgroup) of an owner row (None: no holder).
-
-    TODO(lead, after merging h17-context): fill them from the owner's `Owner.context` (unit,
-    container_id, pod_uid, cgroup), escaped. Until then they are "" in every row.
-    """
-    return {name: "" for name, _ in CONTEXT_COLUMNS}
+    """The context columns of an owner row, escaped: its systemd unit, container id, pod UID and
+    cgroup (v2 path, else the v1 name=systemd one); "" where unknown or for no holder."""
+    context = None if owner is None else owner_context(owner)
+    if context is None:
+        return {name: "" for name, _ in CONTEXT_COLUMNS}
+    values = (context.unit, context.container_id, context.pod_uid, context.cgroup or context.cgroup_v1)
+    return {name: "" if value is None else escape_text(value) for (name, _), value in zip(CONTEXT_COLUMNS, values)}
 
 
 def _text(value) -> str:
@@ -99,7 +103,7 @@ def owner_columns(owner: Optional[tuple]) -> Dict[str, str]:
     if owner is None:
         columns.update({name: "" for name, _ in OWNER_COLUMNS[:5]})
     else:
-        pid, fd, name, uid, tid = owner
+        pid, fd, name, uid, tid = owner[:5]
         columns.update(pid=_text(pid), fd=_text(fd), tid=_text(tid), name=escape_text(name), uid=_text(uid))
     return columns
 
@@ -205,7 +209,7 @@ def pushed_down(context: Mapping, columns: Iterable[str], registry: Registry) ->
                     continue
                 asked[argument] = value
                 break
-    return make_query(**asked, registry=registry)
+    return make_query(**asked, context="unit" in columns, registry=registry)
 
 
 Table = Tuple[Tuple[Tuple[str, str], ...], Callable[["Extension", Mapping], Iterable[Dict[str, str]]]]

@@ -4,8 +4,8 @@
 save-diag; schema; diff; capture; watch; metrics; osquery), each declaring its NAME, HELP, the
 shared OPTIONS it takes (procsock.cli.options), its own arguments() and run(args, out) -> exit
 code. COMMANDS is the one dispatch table. The command is the first word that is neither an
-option nor an option's value; shared options may come before or after it. `--list-backends` and `--save-diag FILE` are the backends and save-diag
-commands spelled as options.
+option nor an option's value; shared options may come before or after it. `--list-backends` and
+`--save-diag FILE` are the backends and save-diag commands spelled as options.
 
 Exit codes: 0 ok, 1 error (one line on stderr; --debug adds the detail), 2 bad usage.
 """

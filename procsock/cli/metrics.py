@@ -4,6 +4,8 @@
 import argparse
 import sys
 
+import attrs
+
 from procsock.cli import options
 from procsock.errors import ProcsockError
 
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace, out) -> int:
     except ImportError:
         raise ProcsockError(MISSING) from None
     registry, source, query = options.resolving(args)
+    query = attrs.evolve(query, context=True)  # the series by unit, container and pod
     exposed = metrics.collector_registry(metrics.SnapshotCollector(registry, source, query, args.backend))
     if args.listen is None:
         out.write(metrics.exposition(exposed))
