@@ -213,7 +213,7 @@ def make_query(
         port=_numbers("port", port, 0, 0xFFFF, "a port number"),
         netns=_numbers("netns", netns, 1, None, "a network namespace inode"),
         details=details or (chosen is not None and chosen.needs_details),
-        context=bool(context),
+        context=bool(context) or (chosen is not None and chosen.needs_context),
         units=_context_values("unit", unit),
         containers=_context_values("container", container),
         pods=_context_values("pod", pod),

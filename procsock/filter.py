@@ -6,7 +6,10 @@
 
 Keys: src, dst (address, prefix, [v6], *, :port, unix:GLOB or /GLOB, @GLOB), sport, dport (a port or
 service name), dev (name or ifindex), fwmark (MARK[/MASK]), cgroup (a cgroup v2 path), inode, uid
-(number or user name), and procsock's own pid and comm (process name glob). OP: = == eq, != ne neq,
+(number or user name), and procsock's own pid, comm (process name glob) and, from the owners'
+context (computed when a filter names them), unit (a systemd unit glob; `nginx` matches
+`nginx.service`), container (an id's first digits, or a glob) and pod (UID, name or NAMESPACE/NAME
+glob). OP: = == eq, != ne neq,
 < lt, > gt, <= le leq, >= ge geq; none means =. ss's semantics: `a or b and c` is `(a or b) and c`,
 an IPv4 prefix also matches v4-mapped IPv6 addresses, glob matching ignores case, `state` words
 combine (ss's groups: all, connected, synchronized, bucket, big).
@@ -26,7 +29,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, U
 
 import attrs
 
-from procsock.model import OWNER_NAME, OWNER_PID, Family, Row, State, endpoint_port
+from procsock.model import OWNER_NAME, OWNER_PID, Context, Family, Row, State, endpoint_port, owner_context
 
 __all__ = ["Filter", "FilterError", "Lookups", "parse", "starts_filter"]
 
@@ -163,6 +166,11 @@ class Filter:
         """Whether it reads what only details carry (fwmark, cgroup)."""
         return any(isinstance(n, Compare) and KEYS[n.key][1] for n in _nodes(self.expression))
 
+    @property
+    def needs_context(self) -> bool:
+        """Whether it reads the owners' context (unit, container, pod)."""
+        return any(isinstance(n, Compare) and n.key in CONTEXT_KEYS for n in _nodes(self.expression))
+
     def wants(self, row: tuple, owners: Sequence[tuple] = ()) -> bool:
         """Whether the socket of `row`, held by `owners` (owner rows), passes."""
         if self.states is not None and row[Row.STATE] not in self.states:
@@ -191,9 +199,16 @@ def _extended(name: str):
     return value
 
 
+def _context_values(pick: Callable[[Context], tuple]):
+    """An accessor of the values `pick` takes from each owner's Context (None left out)."""
+    def values(row: tuple, owners: Sequence[tuple]) -> tuple:
+        contexts = [c for c in map(owner_context, owners) if c is not None]
+        return tuple(value for context in contexts for value in pick(context) if value is not None)
+    return values
+
+
 # key -> (the socket's value(s): one value, or a tuple of values any of which may match; whether it
-# needs details). Owner context (unit, container: procsock.model.Context from the owner-context work)
-# is wired in here, as accessors over the owners' context.
+# needs details). The context keys (CONTEXT_KEYS) read the owners' Context.
 KEYS: Dict[str, Tuple[Callable[[tuple, Sequence[tuple]], object], bool]] = {
     "sport": (lambda row, owners: endpoint_port(row[Row.KIND].family, row[Row.LOCAL]), False),
     "dport": (lambda row, owners: endpoint_port(row[Row.KIND].family, row[Row.REMOTE]), False),
@@ -204,7 +219,12 @@ KEYS: Dict[str, Tuple[Callable[[tuple, Sequence[tuple]], object], bool]] = {
     "comm": (lambda row, owners: tuple(owner[OWNER_NAME] for owner in owners), False),
     "fwmark": (_extended("mark"), True),
     "cgroup": (_extended("cgroup_id"), True),
+    "unit": (_context_values(lambda c: (c.unit,)), False),
+    "container": (_context_values(lambda c: (c.container_id,)), False),
+    "pod": (_context_values(lambda c: (c.pod_uid, c.pod_name, c.pod_name and "%s/%s" % (c.pod_namespace, c.pod_name))),
+            False),
 }
+CONTEXT_KEYS = ("unit", "container", "pod")
 
 
 def _compare(node: Compare, value) -> bool:
@@ -212,6 +232,12 @@ def _compare(node: Compare, value) -> bool:
         return False
     if node.key == "comm":
         return fnmatch.fnmatchcase(value.lower(), node.value.lower())
+    if node.key == "unit":
+        return fnmatch.fnmatchcase(value, node.value) or fnmatch.fnmatchcase(value.rsplit(".", 1)[0], node.value)
+    if node.key == "container":
+        return value.startswith(node.value) or fnmatch.fnmatchcase(value, node.value)
+    if node.key == "pod":
+        return fnmatch.fnmatchcase(value, node.value)
     if node.key == "fwmark":
         mark, mask = node.value
         return value & mask == mark
@@ -293,7 +319,7 @@ STATE_GROUPS: Dict[str, FrozenSet[State]] = {
     "estab": frozenset({State.ESTABLISHED}), "unconn": frozenset({State.CLOSE}),
 }
 _COMPARED = ("sport", "dport", "inode", "uid", "pid")  # keys that take every operator
-_EQUAL_ONLY = ("dev", "fwmark", "cgroup", "comm")  # keys that take = and != only
+_EQUAL_ONLY = ("dev", "fwmark", "cgroup", "comm") + CONTEXT_KEYS  # keys that take = and != only
 _STARTS = frozenset(("state", "exclude", "excl", "src", "dst", "autobound") + _NOT + tuple(KEYS))
 MAX_TEXT = 4096  # a longer filter is refused: no one types that, and nesting stays shallow
 MAX_DEPTH = 100
@@ -460,7 +486,7 @@ class _Parser:
             if found is None:
                 raise self.fail("no such cgroup %r" % text, index)
             return found
-        return text  # comm: a glob
+        return text  # comm, unit, container, pod: a glob (or an id's first digits)
 
     def host(self, side: str, text: str, index: int) -> Host:
         if text.startswith("unix:") or text[:1] in ("/", "@"):

@@ -232,3 +232,25 @@ def test_one_truth_describe_fd_describe_inode_and_snapshots_agree():
     assert procsock.describe_fd(101, 3, proc_root=PROC, context=True) == whole
     assert procsock.describe_inode(7151, proc_root=PROC, context=True) == whole
     assert procsock.describe_fd(101, 3, proc_root=PROC).owners[0].context is None
+
+
+@pytest.mark.parametrize("expression, pids", [
+    ("unit = nginx.service", {101}),
+    ("unit = nginx", {101}),
+    ("unit = 'run-*'", {505}),
+    ("container = %s" % DOCKER[:12], {202}),
+    ("pod = %s" % POD, {303}),
+    ("not unit = nginx and comm = nginx", set()),
+    ("unit != nginx and pid = 101", set()),
+    ("unit = nginx or container = %s" % DOCKER[:12], {101, 202}),
+])
+def test_the_filter_language_reads_the_owners_context(expression, pids):
+    """`unit`, `container` and `pod` in an ss filter ask for context themselves and select as the options do."""
+    snap = procsock.snapshot(proc_root=PROC, filter=expression.replace("'", ""))
+    assert {o.pid for s in snap.sockets for o in s.owners if o.pid in (101, 202, 303, 404, 505, 606)} >= pids
+    held = {s.record.inode for s in snap.sockets if {o.pid for o in s.owners} & pids}
+    assert all(o.context is not None for s in snap.sockets for o in s.owners)
+    if pids:
+        assert held
+    for sock in snap.sockets:  # each socket kept is held by one of those processes
+        assert {o.pid for o in sock.owners} & pids
