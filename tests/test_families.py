@@ -1,5 +1,5 @@
 """Every family the kernel can describe (issue 21): packet_diag and netlink_diag in the netlink
-backend, MPTCP and SCTP kinds, and the vsock, XDP, TIPC and SMC plugins (procsock_plugins.more).
+backend, MPTCP and SCTP kinds, and the vsock, XDP, TIPC and SMC plugins (procsock_plugins.netlink.families).
 
 Decoding is tested on replies in tests/fixtures/diag: packet.bin, netlink.bin and mptcp.bin were
 captured from this kernel (in a fresh network namespace: a raw packet socket on lo with fanout
@@ -24,7 +24,7 @@ import procsock
 from procsock.model import (
     MPTCP, NETLINK, PACKET, SCTP, InetAddress, NetlinkAddress, PacketAddress, SockType, Source, State,
 )
-from procsock_plugins.more import smc, tipc, vsock, xdp
+from procsock_plugins.netlink.families import smc, tipc, vsock, xdp
 from procsock_plugins.netlink import codec
 from sockzoo import inode_of, needs_root
 

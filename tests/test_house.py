@@ -34,6 +34,12 @@ def test_plugins_import_only_the_plugin_face_of_procsock(path):
     imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     core = {name for name in imported if name == "procsock" or name.startswith("procsock.")}
     assert core <= {"procsock.plugin"}, "%s imports %s" % (path, sorted(core))
+    # nor another plugin: a plugin package reuses only its own modules
+    parts = os.path.relpath(path, ROOT).split(os.sep)
+    own = "procsock_plugins." + parts[1] if parts[0] == "plugins" and len(parts) > 2 else None
+    others = {name for name in imported if name.startswith("procsock_plugins") and
+              not (own and (name == own or name.startswith(own + ".")))}
+    assert not others, "%s imports another plugin: %s" % (path, sorted(others))
 
 
 def test_every_public_name_resolves_and_is_listed():

@@ -481,7 +481,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     decoding stops at the answer's end; without it (a saved file of several dumps), it reads on.
     With `port` (our port id, live), messages the kernel did not address to it are skipped too.
     `start` and `end` bound the bytes read (offsets in notes stay those of `data`). `message`
-    decodes every sock_diag message instead (a family this codec does not know: procsock_plugins.more),
+    decodes every sock_diag message instead (a family this codec does not know: procsock_plugins.netlink.families),
     called as message(data, start, end, where, skipped, backend, details, netns) -> row or None.
     """
     if not isinstance(data, bytes):

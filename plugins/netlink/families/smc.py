@@ -12,7 +12,7 @@ import struct
 
 from procsock.plugin import Family, InetAddress, SocketKind, SockType, State
 
-from procsock_plugins.more import DiagFamily, row, short
+from procsock_plugins.netlink.families import DiagFamily, row, short
 from procsock_plugins.netlink import codec
 
 SMC = SocketKind("smc", Family.SMC, "smc", ("SMC", "SMC6"))

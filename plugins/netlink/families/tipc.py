@@ -13,7 +13,7 @@ import attrs
 
 from procsock.plugin import Family, SocketKind, SockType, State
 
-from procsock_plugins.more import DiagFamily, known, row
+from procsock_plugins.netlink.families import DiagFamily, known, row
 from procsock_plugins.netlink import codec
 
 TIPC = SocketKind("tipc", Family.TIPC, "tipc", ("TIPC",))

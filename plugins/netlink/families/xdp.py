@@ -12,7 +12,7 @@ import attrs
 
 from procsock.plugin import Family, SocketKind, SockType, State
 
-from procsock_plugins.more import DiagFamily, known, row, short
+from procsock_plugins.netlink.families import DiagFamily, known, row, short
 from procsock_plugins.netlink import codec
 
 XDP = SocketKind("xdp", Family.XDP, "xdp", ("XDP",))

@@ -10,7 +10,7 @@ import attrs
 
 from procsock.plugin import Family, SocketKind, SockType, State
 
-from procsock_plugins.more import DiagFamily, known, row, short
+from procsock_plugins.netlink.families import DiagFamily, known, row, short
 from procsock_plugins.netlink import codec
 
 VSOCK = SocketKind("vsock", Family.VSOCK, "vsock", ("AF_VSOCK",))
