@@ -92,7 +92,8 @@ SELECTION = Group("selection", "which sockets (default: all)", (
     _option("families", "-4", action="append_const", const="inet", help="IPv4 only"),
     _option("families", "-6", action="append_const", const="inet6", help="IPv6 only"),
     _option("kind", "--kind", action="append", metavar="NAME", help="a socket kind by name (tcp6, unix, ...)"),
-    _option("listening", "-l", "--listening", action="store_true", help="listening sockets only"),
+    _option("listening", "-l", "--listening", action="store_true",
+            help="listening sockets only, as ss -l: LISTEN, and unconnected (UNCONN) datagram and raw sockets"),
     _option("bound_inactive", "-B", "--bound-inactive", action="store_true",
             help="TCP sockets bound but neither listening nor connected only (as ss -B)"),
     _option("all", "-a", "--all", action="store_true", help="all sockets (the default; for ss habits)"),
@@ -214,8 +215,8 @@ def query(args: argparse.Namespace, registry: "Registry", details: bool = False)
     from procsock.api import make_query
 
     states = list(args.state or [])
-    if args.listening:
-        states.append("LISTEN")
+    if args.listening:  # as ss -l: a bound datagram socket listens too
+        states += ["LISTEN", "CLOSE"]
     if args.bound_inactive:
         states.append("BOUND-INACTIVE")
     return make_query(
