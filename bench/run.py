@@ -28,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,6 +43,8 @@ def whole_process_commands(baseline=None):
         "procsock --json": procsock + ["--json"],
         "procsock --jsonl": procsock + ["--jsonl"],
         "procsock -C": procsock + ["-C"],  # owner context: cgroup, unit, container, pod, user
+        # a capture bundle, replaced at each run (issue: at most 2x a snapshot)
+        "procsock capture": procsock + ["capture", os.path.join(tempfile.gettempdir(), "procsock-bench.tar.gz")],
     }
     if baseline:
         commands["baseline procsock"] = [baseline, "-m", "procsock"]
@@ -333,6 +336,7 @@ def main() -> int:
         ratio(medians, "procsock --json", "procsock")
         ratio(medians, "procsock --jsonl", "procsock")
         ratio(medians, "procsock -C", "procsock")
+        ratio(medians, "procsock capture", "procsock --json")
         ratio(medians, "procsock.snapshot(context=True)", "procsock.snapshot()")
         ratio(medians, "procsock", "baseline procsock")
         ratio(medians, "procsock --json", "baseline procsock --json")
