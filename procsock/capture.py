@@ -40,6 +40,7 @@ from procsock.inputs import read_tree
 from procsock.model import (
     DEFAULT_MAX_INPUT_BYTES, OWNER_FD, Query, Row, Snapshot, SocketKind, Source, owner_task,
 )
+from procsock.outputs import replacing
 from procsock.schema import SCHEMA_VERSION
 from procsock.text import escape_text
 
@@ -182,30 +183,17 @@ def capture(out: str, query: Query = Query(), registry=None) -> Captured:
 
     registry = registry_or_default(registry)
     resolver = Resolver(registry, Source.live())
-    directory, name = os.path.split(os.path.abspath(out))
-    try:  # a path that cannot be written fails before any reading
-        fd, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, out) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            now = time.time()
-            snap = resolver.snapshot(query)
-            dumps, dump_notes = resolver.raw_dumps(attrs.evolve(query, details=True))
-            facts = dict(_facts(now), notes=dump_notes)
-            write = _Writer(now)
-            write.file(FACTS, json.dumps(facts, indent=1).encode() + b"\n")
-            write.file(SNAPSHOT, "".join(json_document(snap)).encode())
-            write.file(DIAG, b"".join(data for _, _, _, data in dumps))
-            _proc_tree(write, snap, registry.kinds())
-            f.write(write.compressed())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, out)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with replacing(out) as f:  # a path that cannot be written fails before any reading
+        now = time.time()
+        snap = resolver.snapshot(query)
+        dumps, dump_notes = resolver.raw_dumps(attrs.evolve(query, details=True))
+        facts = dict(_facts(now), notes=dump_notes)
+        write = _Writer(now)
+        write.file(FACTS, json.dumps(facts, indent=1).encode() + b"\n")
+        write.file(SNAPSHOT, "".join(json_document(snap)).encode())
+        write.file(DIAG, b"".join(data for _, _, _, data in dumps))
+        _proc_tree(write, snap, registry.kinds())
+        f.write(write.compressed())
     return Captured(snap, facts, out, os.path.getsize(out))
 
 

@@ -41,31 +41,16 @@ def _refuse_inputs(path: str, args: argparse.Namespace) -> None:
 def _save_diag(resolver: "Resolver", query, path: str) -> int:
     """Write the raw replies to a temporary file beside `path`, then rename it over `path`: a
     failed save leaves `path` as it was."""
-    import tempfile  # only this command needs it
+    from procsock.outputs import replacing  # only this command needs it
 
-    directory, name = os.path.split(os.path.abspath(path))
-    try:  # a path that cannot be written fails before any dump
-        fd, temporary = tempfile.mkstemp(prefix=".%s." % name, suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, path) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(f.fileno(), 0o666 & ~umask)  # what open() would have made, not mkstemp's 0600
-            dumps, notes = resolver.raw_dumps(query)
-            for note in notes:
-                print("procsock: " + escape_text(note), file=sys.stderr)
-            if not dumps:
-                raise ProcsockError("no backend here can save raw sock_diag replies")
-            for _, _, _, data in dumps:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with replacing(path) as f:  # a path that cannot be written fails before any dump
+        dumps, notes = resolver.raw_dumps(query)
+        for note in notes:
+            print("procsock: " + escape_text(note), file=sys.stderr)
+        if not dumps:
+            raise ProcsockError("no backend here can save raw sock_diag replies")
+        for _, _, _, data in dumps:
+            f.write(data)
     namespaces = len({netns for _, netns, _, _ in dumps})
     kinds = ", ".join(dict.fromkeys(kind.name for kind, _, _, _ in dumps))
     where = " of %d network namespaces" % namespaces if namespaces > 1 else ""
