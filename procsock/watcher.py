@@ -162,7 +162,9 @@ def _compare(before: Entry, after: Entry, changed: list) -> None:
 def _wanted(query: Query, entry: Entry) -> bool:
     """Whether the user's filters keep this socket (the poll itself reads every state, port and
     process: a socket leaving LISTEN or a process's hands has not closed)."""
-    if not query.wants_row(entry[0]):
+    if not query.wants_row(entry[0], entry[1]):
+        return False
+    if query.filters_context and not query.wants_owners(entry[1]):
         return False
     return query.pid is None or any(owner[OWNER_PID] in query.pid for owner in entry[1])
 
@@ -179,30 +181,24 @@ def _check_seconds(argument: str, value, allow_none: bool) -> Optional[float]:
 
 def watch(
     *,
-    kind=None,
-    family=None,
-    protocol=None,
-    state=None,
-    pid=None,
-    port=None,
-    netns=None,
     interval: float = 1.0,
     initial: bool = False,
     duration: Optional[float] = None,
     backend: Optional[str] = None,
     registry=None,
+    **filters,
 ) -> "Events":
     """Events of the sockets of this host (every network namespace whose processes hold sockets)
     as they open, change and close, until `duration` seconds pass (None: until closed).
 
-    The filters are those of `snapshot()`; an event is kept when the socket matches them before
-    or after it. `initial` first gives an "open" event (source "baseline") per existing socket.
-    Bad values raise BadArgument (or TypeError) at once. Closing the iterator (or leaving a
-    `with contextlib.closing(...)`) releases every socket and child it holds.
+    `filters` are those of `snapshot()` (kind, state, pid, port, unit, filter="dport = :443", ...);
+    an event is kept when the socket matches them before or after it. `initial` first gives an
+    "open" event (source "baseline") per existing socket. Bad values raise BadArgument (or
+    TypeError) at once. Closing the iterator (or leaving a `with contextlib.closing(...)`)
+    releases every socket and child it holds.
     """
     registry = registry_or_default(registry)
-    query = make_query(kind=kind, family=family, protocol=protocol, state=state, pid=pid, port=port, netns=netns,
-                       registry=registry)
+    query = make_query(registry=registry, **filters)
     interval = _check_seconds("interval", interval, False)
     duration = _check_seconds("duration", duration, True)
     return watch_query(query, registry, backend, interval, initial, duration)
@@ -262,7 +258,9 @@ class _Watch:
                  duration: Optional[float]) -> None:
         self.resolver = resolver
         self.query = query
-        self.poll_query = attrs.evolve(query, states=None, port=None, pid=None)
+        self.poll_query = attrs.evolve(  # context filters and the filter expression are applied to events too
+            query, states=None, port=None, pid=None, filter=None, units=None, containers=None, pods=None, cgroups=None,
+            users=None, context=query.wants_context)
         self.interval = interval
         self.initial = initial
         self.end = None if duration is None else time.monotonic() + duration

@@ -179,6 +179,25 @@ def test_filters_keep_a_socket_leaving_them_from_looking_closed():
         server.close()
 
 
+def test_the_filter_expression_and_its_owner_keys_select_events():
+    """ss's filter (with procsock's pid key, read on the owners) narrows events as it narrows a snapshot."""
+    kept, dropped = socket.socket(), socket.socket()
+    for sock in (kept, dropped):
+        sock.bind(("127.0.0.1", 0))
+    port = kept.getsockname()[1]
+    expression = "sport = :%d and pid = %d" % (port, os.getpid())
+    try:
+        with procsock.watch(kind="tcp", filter=expression, interval=0.05, duration=DEADLINE) as events:
+            dropped.listen()
+            kept.listen()
+            seen = wait_for(events, lambda s: [e for e in s if e.kind in ("open", "change")])
+        inodes = {e.socket.record.inode for e in seen if e.socket is not None}
+        assert inodes == {os.fstat(kept.fileno()).st_ino}
+    finally:
+        kept.close()
+        dropped.close()
+
+
 def test_record_events_reports_what_a_block_opened_and_closed():
     with record_events(kind="tcp") as ev:
         server = socket.create_server(("127.0.0.1", 0))

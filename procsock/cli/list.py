@@ -16,9 +16,7 @@ OPTIONS = {"selection": None, "source": None, "saved": None, "output": None, "pl
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """The words after the options: ss's filter (procsock.filter)."""
-    parser.add_argument("filter", nargs="*", metavar="FILTER",
-                        help="ss's filter: [state STATE | exclude STATE]... [EXPRESSION], e.g. "
-                        "state established '( dport = :443 or sport = :443 )'")
+    options.add_filter(parser)
 
 
 def run(args: argparse.Namespace, out) -> int:

@@ -189,6 +189,13 @@ def add_options(parser: argparse.ArgumentParser, takes: Mapping[str, Optional[Tu
     parser.add_argument("--debug", action="store_true", help="show details of failures")
 
 
+def add_filter(parser: argparse.ArgumentParser) -> None:
+    """The words after the options: ss's filter (procsock.filter), for the commands that select sockets."""
+    parser.add_argument("filter", nargs="*", metavar="FILTER",
+                        help="ss's filter: [state STATE | exclude STATE]... [EXPRESSION], e.g. "
+                        "state established '( dport = :443 or sport = :443 )'")
+
+
 def registry(args: argparse.Namespace) -> "Registry":
     """The plugins the options leave loaded."""
     from procsock.api import default_registry

@@ -12,7 +12,6 @@ HELP = "sockets as they open, change and close, with their owners, one event per
 OPTIONS = {"selection": None, "source": ("backend",), "output": ("jsonl",), "plugins": None}
 # What a table line adds to a socket's owners when they are not those of this moment.
 _OWNERS_NOTE = {"last-seen": " (owners last seen)", "unknown": " (owners unknown: no poll saw it)"}
-# Context columns and filters (owner context, issue 17) go here once Owner.context exists.
 
 
 def _seconds(text: str) -> float:
@@ -23,6 +22,7 @@ def _seconds(text: str) -> float:
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_filter(parser)
     parser.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS",
                         help="seconds between polls (default 1)")
     parser.add_argument("--initial", action="store_true", help="first an open event for each socket that exists")
