@@ -12,6 +12,7 @@ be known is said, never guessed: a `gap` event says what may have been missed (t
 notifications, a table could not be read, a namespace appeared or went, owners we may not read).
 """
 
+import collections
 import selectors
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -215,12 +216,16 @@ def watch_query(query: Query, registry, backend: Optional[str] = None, interval:
 class Events:
     """The events of one watch, an iterator: the baseline is taken (and the destroy listeners
     open) before it is returned. `close()` (or the end of a ``with`` block) releases every
-    socket; `polls` counts the polls done so far."""
+    socket; `polls` counts the polls done so far.
+
+    Each step of the watch (a poll, a read of a listener) is done whole and its events queued:
+    what a step read is never left inside a suspended step, so `poll_now` after some of a step's
+    events were returned still returns the others."""
 
     def __init__(self, watching: "_Watch") -> None:
         self._watch = watching
-        self._started = list(watching.start())
-        self._events = watching.events()
+        self._queued = collections.deque(watching.start())
+        self._steps = watching.events()
 
     @property
     def polls(self) -> int:
@@ -230,18 +235,19 @@ class Events:
         return self
 
     def __next__(self) -> Event:
-        if self._started:
-            return self._started.pop(0)
-        return next(self._events)
+        while not self._queued:
+            self._queued.extend(next(self._steps))
+        return self._queued.popleft()
 
     def poll_now(self) -> List[Event]:
         """Poll at once, with what the destroy listeners hold: the events not yet returned, for
         a caller that does not wait on the iterator (procsock.testing.record_events)."""
-        started, self._started = self._started, []
-        return started + list(self._watch._poll(POLL))
+        queued = list(self._queued)
+        self._queued.clear()
+        return queued + list(self._watch._poll(POLL))
 
     def close(self) -> None:
-        self._events.close()
+        self._steps.close()
         self._watch.close()
 
     def __enter__(self) -> "Events":
@@ -287,8 +293,9 @@ class _Watch:
             self._unlisten(listener)
         self.selector.close()
 
-    def events(self) -> Iterator[Event]:
-        """The events after the baseline, until the end (`duration`) or until closed."""
+    def events(self) -> Iterator[List[Event]]:
+        """The events after the baseline, one list per step (a read of a listener, a poll), until
+        the end (`duration`) or until closed."""
         try:
             next_poll = time.monotonic() + self.interval
             while True:
@@ -298,9 +305,9 @@ class _Watch:
                 wake = next_poll if self.end is None else min(next_poll, self.end)
                 if now < wake:
                     for ready, _ in self.selector.select(wake - now):
-                        yield from self._destroyed(ready.data, self._read(ready.data), self.known, self.destroys)
+                        yield list(self._destroyed(ready.data, self._read(ready.data), self.known, self.destroys))
                     continue
-                yield from self._poll(POLL)
+                yield list(self._poll(POLL))
                 next_poll = time.monotonic() + self.interval
         finally:
             self.close()

@@ -20,6 +20,7 @@ import pytest
 import procsock
 from procsock.plugin import Row
 from procsock.testing import record_events
+from procsock_plugins.netlink import destroy
 from sockzoo import needs_root
 
 DEADLINE = 60.0  # seconds: far beyond what any wait below takes on a quiet host
@@ -276,18 +277,56 @@ def isolated(*args):
     return json.loads(done.stdout)
 
 
+SO_COOKIE = 57
+
+
+def closed_connections(count):
+    """The cookies of `count` TCP connections (both ends) opened and closed at once with a reset."""
+    cookies = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        for _ in range(count):
+            for end in (socket.create_connection(server.getsockname()), None):
+                end = end or server.accept()[0]
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                cookies.append(struct.unpack("Q", end.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0])
+                end.close()
+    return set(cookies)
+
+
+def test_events_read_but_not_yet_returned_are_not_lost_when_the_caller_polls_now():
+    # the kernel's destroys reach every listener at once: a witness of our own says when the
+    # watch's listener holds them all, so that one read of it takes them together
+    witness = destroy.DestroyListener(destroy.open_listener_socket(), None)
+    try:
+        with procsock.watch(kind="tcp", interval=3600, duration=DEADLINE) as events:
+            cookies = closed_connections(3)
+            heard, end = set(), time.monotonic() + DEADLINE
+            while not cookies <= heard:
+                assert select.select([witness], [], [], max(0.0, end - time.monotonic()))[0], "no destroy heard"
+                heard.update(row[Row.COOKIE] for row in witness.read().records)
+            # one of ours, from one read of all six: the others are read but not yet returned
+            seen = wait_for(events, lambda s: [e for e in s if e.kind == "close" and e.socket.record.cookie in cookies])
+            seen += events.poll_now()  # the rest of that read, then a poll
+    finally:
+        witness.close()
+    closed = [e.socket.record.cookie for e in seen if e.kind == "close"]
+    assert sorted(c for c in closed if c in cookies) == sorted(cookies)
+
+
 @needs_root
 def test_a_churn_of_1000_sockets_a_second_invents_nothing_and_loses_nothing_outside_a_gap():
     found = isolated("churn", 1000, 30)
     assert found["repeated"] == [], "a close said twice"
     assert found["closes"] <= found["opened_tcp"]
-    assert found["listener"] == ["open", "close"]
+    # the churner's listener: between its open and its close only owners change (a poll that met
+    # a forked child holding it, and the next one)
+    assert found["listener"][0] == "open" and found["listener"][-1] == "close"
+    assert set(found["listener"][1:-1]) <= {"change owners"}
     assert found["wrong_owners"] == [] and found["invented"] == []
-    if not found["lost"] and found["closes"] != found["opened_tcp"]:  # only a said loss may hide a close
-        # OPEN DEFECT (issue 19): measured here, about 3% of the churner's connections get no close
-        # and no gap is said; not yet known whether the kernel sends no destroy for them or the
-        # watch drops it. Reported as an expected failure with the numbers until it is found.
-        pytest.xfail("closes lost without a gap: %(closes)d of %(opened_tcp)d" % found)
+    # only a said loss may hide a close (the events of a poll cut short by the switch to poll_now
+    # were once lost: test_events_read_but_not_yet_returned_are_not_lost_when_the_caller_polls_now)
+    assert found["lost"] or found["closes"] == found["opened_tcp"], \
+        "closes lost without a gap: %(closes)d of %(opened_tcp)d" % found
     print("churn: %(opened_tcp)d short-lived TCP sockets opened, %(closes)d closes seen (%(from_kernel)d from the "
           "kernel, %(with_owners)d with owners), notifications lost: %(lost)s" % found)
 

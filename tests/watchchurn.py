@@ -90,7 +90,7 @@ def main(mode, rate, polls):
         "with_owners": len([e for e in closes if e.socket.owners]),
         "repeated": [c for c, n in collections.Counter(e.socket.record.cookie for e in closes).items() if n > 1],
         "lost": [e.text for e in seen if e.kind == "gap" and e.source == "destroy"],
-        "listener": [e.kind for e in tcp if e.socket.record.inode == listener],
+        "listener": [" ".join((e.kind,) + e.changed) for e in tcp if e.socket.record.inode == listener],
         "wrong_owners": [repr(e) for e in seen if e.socket is not None for o in e.socket.owners
                          if o.pid == churner.pid and ever.get(e.socket.record.inode) != o.fd],
         "invented": [repr(e) for e in tcp if e.kind == "open" and e.socket.record.inode
