@@ -22,6 +22,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "backends", nargs="*", metavar="BACKEND", help="two backend names (default: per kind, the two best here)"
     )
+    # the shared --from reads saved output too; compare reads a bundle's raw parts only
+    parser._option_string_actions["--from"].help = (
+        "compare a capture bundle's raw parts (procsock capture) instead of this host: its sock_diag, read by "
+        "netlink, against its proc/ tree, read by procnet"
+    )
 
 
 def run(args: argparse.Namespace, out) -> int:
