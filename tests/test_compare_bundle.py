@@ -17,9 +17,11 @@ from procsock.capture import capture
 from procsock.compare import NETLINK_SOCK_DIAG, compare_backends
 from procsock.errors import BadArgument, InputError
 from procsock.model import NetlinkAddress, Source
-from test_bundle import bundle, good_snapshot, other_namespace  # noqa: F401 (a fixture)
+import test_bundle
+from test_bundle import bundle, good_snapshot
 
 ME = os.getpid()
+other_namespace = test_bundle.other_namespace  # the fixture: a process in another network namespace
 
 
 def compare(*args, tmpdir):
