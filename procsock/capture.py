@@ -36,20 +36,24 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import attrs
 
 from procsock.errors import InputError, ProcsockError
-from procsock.inputs import read_tree
+from procsock.inputs import read_tree, readlink_beneath
 from procsock.model import (
-    DEFAULT_MAX_INPUT_BYTES, OWNER_FD, Query, Row, Snapshot, SocketKind, Source, owner_task,
+    DEFAULT_MAX_INPUT_BYTES, OWNER_FD, Netns, Query, Row, Snapshot, SocketKind, Source, owner_task,
 )
 from procsock.outputs import replacing
 from procsock.schema import SCHEMA_VERSION
 from procsock.text import escape_text
 
-__all__ = ["BUNDLE_MEMBERS", "capture", "extract_bundle", "hostname_of", "is_bundle", "read_bundle", "read_input"]
+__all__ = [
+    "BUNDLE_MEMBERS", "bundle_namespaces", "capture", "extract_bundle", "hostname_of", "is_bundle", "read_bundle",
+    "read_input", "unpacked",
+]
 
 SNAPSHOT, FACTS, DIAG, PROC = "snapshot.json", "facts.json", "sock_diag", "proc"
 BUNDLE_MEMBERS = (SNAPSHOT, FACTS, DIAG, PROC)
 MAX_MEMBERS = 1_000_000
 _LINK_TARGET = re.compile(r"(socket|net):\[[0-9]{1,20}\]\Z")
+_NETNS_LINK = re.compile(r"net:\[([0-9]{1,20})\]\Z")
 _PROCESS_FILES = ("comm", "status", "cgroup")
 
 
@@ -350,3 +354,54 @@ def extract_bundle(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) ->
         shutil.rmtree(target, ignore_errors=True)
         raise
     return target
+
+
+@contextlib.contextmanager
+def unpacked(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Iterator[str]:
+    """The bundle `path` as a directory holding `sock_diag` and `proc/`: a bundle directory as it
+    is, an archive extracted (`extract_bundle`) into a temporary directory removed afterwards,
+    even on error. InputError for a saved file or a bundle without both raw parts."""
+    path = os.fspath(path)
+    if not is_bundle(path):
+        raise InputError(path, "not a capture bundle (a saved --json/--jsonl file has no %s or %s/)" % (DIAG, PROC))
+    directory = path if os.path.isdir(path) else extract_bundle(path, max_input_bytes)
+    try:
+        for name, present in ((DIAG, os.path.isfile), (PROC, os.path.isdir)):
+            if os.path.islink(os.path.join(directory, name)) or not present(os.path.join(directory, name)):
+                raise InputError(path, "no %s in it: not a procsock capture bundle" % name)
+        yield directory
+    finally:
+        if directory != path:
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _netns_link(proc_root: str, task: str) -> Optional[int]:
+    """The namespace inode `task/ns/net` links to in a captured tree (never followed), or None."""
+    try:
+        found = _NETNS_LINK.match(readlink_beneath(proc_root, (task, "ns", "net")))
+    except (OSError, ProcsockError):
+        return None
+    return int(found.group(1)) if found else None
+
+
+def bundle_namespaces(proc_root: str) -> List[Netns]:
+    """The network namespaces a bundle's `proc/` tree has socket tables of: ours (`self/ns/net`,
+    tables in `net/`), then each other one through the process whose `PID/net/` holds its tables
+    (as `_proc_tree` wrote them). Read as untrusted: only `net:[N]` links count, each namespace
+    once; without `self/ns/net` the tree is one namespace of unknown inode."""
+    own = _netns_link(proc_root, "self")
+    if own is None:
+        return [Netns()]
+    found = {own: Netns(own)}
+    for name in sorted(os.listdir(proc_root), key=lambda n: (len(n), n)):
+        base = os.path.join(proc_root, name)
+        tables = os.path.join(base, "net")
+        if not (name.isascii() and name.isdigit()) or os.path.islink(base) or os.path.islink(tables) \
+                or not os.path.isdir(tables):
+            continue
+        inode = _netns_link(proc_root, name)
+        if inode is not None and inode not in found:
+            found[inode] = Netns(inode, int(name))
+    return list(found.values())

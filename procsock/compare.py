@@ -5,6 +5,7 @@ Meant for audits and for users' tests. Fields are compared only where both backe
 "no difference this comparison cannot account for".
 """
 
+import os
 from collections import defaultdict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -12,11 +13,15 @@ import attrs
 
 from procsock.api import check_backend
 from procsock.backends import Backend, Registry
+from procsock.capture import DIAG, PROC, bundle_namespaces, unpacked
 from procsock.errors import BackendUnavailable, BadArgument, NothingCompared, ProcsockError
 from procsock.fdscan import scan_fds
-from procsock.model import Netns, SocketKind, SocketRecord, Source
+from procsock.model import DEFAULT_MAX_INPUT_BYTES, Netns, NetlinkAddress, SocketKind, SocketRecord, Source
+from procsock.resolve.plan import served_kinds
 from procsock.resolver import Query, Resolver, ask, deferred_reasons
 from procsock.scope import scope
+
+NETLINK_SOCK_DIAG = 4  # the netlink protocol of sock_diag queries (linux/netlink.h)
 
 COMPARED_FIELDS = (
     "type", "protocol", "state", "local", "remote", "rx_queue", "tx_queue",
@@ -49,6 +54,8 @@ class Comparison:
     not_compared: Tuple[str, ...] = ()
     compared: int = 0  # sockets compared: those both saw, and those only one saw
     explained_only: Tuple[Tuple[SocketRecord, str], ...] = ()  # (record of only_a/only_b, known cause)
+    a_read: str = ""  # what a read of a bundle (its "sock_diag" or its "proc/" tree); "" for the one source
+    b_read: str = ""
 
     @property
     def unexplained(self) -> Tuple[FieldDiff, ...]:
@@ -93,6 +100,14 @@ class Comparisons:
     @property
     def b(self) -> Optional[str]:
         return self.pairs[0].b if len(self.pairs) == 1 else None
+
+    @property
+    def a_read(self) -> Optional[str]:
+        return self.pairs[0].a_read if len(self.pairs) == 1 else None
+
+    @property
+    def b_read(self) -> Optional[str]:
+        return self.pairs[0].b_read if len(self.pairs) == 1 else None
 
     @property
     def kinds(self) -> Tuple[str, ...]:
@@ -155,10 +170,15 @@ def _explainer(first: Backend, second: Backend) -> Explain:
     return explain
 
 
-def _explain_only(record: SocketRecord, saw: Backend, missed: Backend, deferred: Dict[int, str]) -> Optional[str]:
-    """The known reason only `saw` of two faithful backends lists a socket, or None."""
+def _explain_only(record: SocketRecord, saw: Backend, missed: Backend, deferred: Dict[int, str],
+                  read: str = "") -> Optional[str]:
+    """The known reason only `saw` (reading the part `read` of a bundle, if one) of two faithful
+    backends lists a socket, or None."""
     if record.inode in deferred:
         return deferred[record.inode]
+    if read == DIAG and isinstance(record.local, NetlinkAddress) and record.local.protocol == NETLINK_SOCK_DIAG:
+        return ("a sock_diag query socket only in the bundle's sock_diag: the capture's own dump sockets "
+                "close before it reads proc/")
     return saw.explain_difference(None, record, None) or missed.explain_difference(None, None, record)
 
 
@@ -196,23 +216,54 @@ def _held(records: Tuple[SocketRecord, ...], inodes: Optional[frozenset]) -> Tup
     return records if inodes is None else tuple(r for r in records if r.inode in inodes)
 
 
-def _named(resolver: Resolver, name: str) -> Backend:
-    """The backend called `name` if it can read the resolver's source; BackendUnavailable why not."""
-    backend = resolver.registry.backend(name)
-    if backend not in resolver.usable_backends():
-        raise BackendUnavailable(name, backend.unavailable(resolver.source) or "not usable here")
+class _Reading:
+    """The sources one comparison reads (part name, Source): the one source asked for, or a
+    bundle's `sock_diag` and `proc/` tree; each backend reads the first of them it can."""
+
+    def __init__(self, registry: Registry, sources: Sequence[Tuple[str, Source]]) -> None:
+        self.registry = registry
+        self.resolvers = [(part, Resolver(registry, source)) for part, source in sources]
+        usable = {b for _, resolver in self.resolvers for b in resolver.usable_backends()}
+        self.usable = tuple(b for b in registry.backends if b in usable)
+
+    @property
+    def first(self) -> Resolver:
+        return self.resolvers[0][1]
+
+    def usable_backends(self) -> Tuple[Backend, ...]:
+        """The backends that can read one of the sources, highest priority first."""
+        return self.usable
+
+    def kinds(self, query: Query) -> Tuple[SocketKind, ...]:
+        return served_kinds(self.usable, query)
+
+    def source(self, backend: Backend) -> Tuple[str, Source]:
+        """(part, source) `backend` reads: the first it can."""
+        return next((part, r.source) for part, r in self.resolvers if backend in r.usable_backends())
+
+    def unavailable(self, backend: Backend) -> str:
+        """Why `backend` can read none of the sources."""
+        reasons = (backend.unavailable(resolver.source) for _, resolver in self.resolvers)
+        return "; ".join(dict.fromkeys(reason for reason in reasons if reason)) or "not usable here"
+
+
+def _named(reading: _Reading, name: str) -> Backend:
+    """The backend called `name` if it can read a source of the comparison; BackendUnavailable why not."""
+    backend = reading.registry.backend(name)
+    if backend not in reading.usable_backends():
+        raise BackendUnavailable(name, reading.unavailable(backend))
     return backend
 
 
-def _no_partner(resolver: Resolver, alone: Backend, kinds: Sequence[SocketKind]) -> str:
+def _no_partner(reading: _Reading, alone: Backend, kinds: Sequence[SocketKind]) -> str:
     """Why no other backend here can be compared with `alone` on `kinds` (one line)."""
-    usable = set(resolver.usable_backends())
+    usable = set(reading.usable_backends())
     why = []
-    for backend in resolver.registry.backends:
+    for backend in reading.registry.backends:
         if backend.name == alone.name:
             continue
         if backend not in usable:
-            why.append("%s: %s" % (backend.name, backend.unavailable(resolver.source)))
+            why.append("%s: %s" % (backend.name, reading.unavailable(backend)))
         elif backend.info.lookup_only:
             why.append("%s: answers lookups only, name it to compare it on a pid" % backend.name)
         else:
@@ -225,7 +276,7 @@ def _no_partner(resolver: Resolver, alone: Backend, kinds: Sequence[SocketKind])
 Pairs = Dict[Tuple[Backend, Backend], List[SocketKind]]
 
 
-def _pairs(resolver: Resolver, kinds: Sequence[SocketKind], first: Optional[Backend],
+def _pairs(reading: _Reading, kinds: Sequence[SocketKind], first: Optional[Backend],
            second: Optional[Backend]) -> Tuple[Pairs, List[str]]:
     """Which two backends compare each kind: the two named; else, per kind, the named one (if
     any) and the best usable backend reading whole tables of it. Returns the pairs with their
@@ -236,7 +287,7 @@ def _pairs(resolver: Resolver, kinds: Sequence[SocketKind], first: Optional[Back
             raise NothingCompared("%s and %s serve no common kind here (for this query)" % (first.name, second.name))
         return {(first, second): common}, []
     fixed = first or second
-    whole = [b for b in resolver.usable_backends() if not b.info.lookup_only and b is not fixed]
+    whole = [b for b in reading.usable_backends() if not b.info.lookup_only and b is not fixed]
     pairs: Pairs = {}
     alone: Dict[Backend, List[SocketKind]] = {}
     for kind in kinds:
@@ -248,23 +299,27 @@ def _pairs(resolver: Resolver, kinds: Sequence[SocketKind], first: Optional[Back
         elif fixed is not None and serving:
             pairs.setdefault((fixed, serving[0]) if first is not None else (serving[0], fixed), []).append(kind)
         else:  # alone: the named one, the one reading whole tables, or else a lookup-only one
-            usable = [b for b in resolver.usable_backends() if kind in b.info.kinds]
+            usable = [b for b in reading.usable_backends() if kind in b.info.kinds]
             sole = fixed or next(iter(serving), None) or usable[0]
             alone.setdefault(sole, []).append(kind)
-    return pairs, [_no_partner(resolver, backend, kinds_alone) for backend, kinds_alone in alone.items()]
+    return pairs, [_no_partner(reading, backend, kinds_alone) for backend, kinds_alone in alone.items()]
 
 
 @scope()  # one operation: the backends' per-namespace resources serve every kind, then close
 def compare_backends(
     registry: Registry,
-    source: Source,
+    source: Optional[Source] = None,
     a: Optional[str] = None,
     b: Optional[str] = None,
     query: Query = Query(),
+    bundle: Optional[str] = None,
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> "Comparisons":
-    """Compare backends `a` and `b`: one Comparison of the two named; else, for each kind asked
-    for, the named one (if any) and the best other usable backend reading whole tables of it, or
-    the best two, so that kinds served by different backends (a plugin's own) give several pairs.
+    """Compare backends `a` and `b` reading `source` (default: this host), or the raw parts of
+    the capture `bundle` (procsock.capture): one Comparison of the two named; else, for each
+    kind asked for, the named one (if any) and the best other usable backend reading whole
+    tables of it, or the best two, so that kinds served by different backends (a plugin's own)
+    give several pairs.
 
     For each kind of a pair, the two are read back to back so they see nearly the same moment.
     With ``query.pid`` only the sockets those processes hold are compared, asked for by inode
@@ -273,27 +328,59 @@ def compare_backends(
     two disagree). A kind no pair could compare is listed in ``not_compared`` with the reason
     (one backend alone serves it, one side failed, neither saw a socket of it). A comparison
     that compares nothing at all raises NothingCompared: a check that cannot fail is no check.
+
+    A bundle (at most `max_input_bytes` unpacked) is extracted into a temporary directory,
+    removed afterwards: each backend reads the part it can, its `sock_diag` (netlink) or else
+    its `proc/` tree (procnet), namespace by namespace as the tree has tables of them, and
+    each pair's `a_read`/`b_read` name the parts. A hostile bundle is refused (InputError) as
+    ``--from`` refuses it.
     """
-    resolver = Resolver(registry, source)
-    first = _named(resolver, a) if a is not None else None
-    second = _named(resolver, b) if b is not None else None
+    if bundle is None:
+        return _compare(_Reading(registry, [("", source or Source.live())]), a, b, query)
+    if source is not None:
+        raise BadArgument("bundle", "a bundle is the source: give no source with it")
+    with unpacked(bundle, max_input_bytes) as directory:
+        proc_root, diag_file = os.path.join(directory, PROC), os.path.join(directory, DIAG)
+        sources = [(DIAG, Source(proc_root, False, diag_file, max_input_bytes)),
+                   (PROC + "/", Source(proc_root, False, None, max_input_bytes))]
+        renamed = lambda text: text.replace(directory, os.fspath(bundle))  # noqa: E731 (the temporary dir goes)
+        try:
+            result = _compare(_Reading(registry, sources), a, b, query, bundle_namespaces(proc_root))
+        except NothingCompared as exc:
+            raise NothingCompared(renamed(str(exc))) from None
+    pairs = tuple(attrs.evolve(pair, not_compared=tuple(map(renamed, pair.not_compared))) for pair in result.pairs)
+    return Comparisons(pairs, tuple(map(renamed, result.unpaired)))
+
+
+def _compare(reading: _Reading, a: Optional[str], b: Optional[str], query: Query,
+             namespaces: Optional[List[Netns]] = None) -> "Comparisons":
+    """compare_backends on `reading`'s sources; `namespaces`: those a captured bundle has tables of."""
+    registry, source = reading.registry, reading.first.source
+    first = _named(reading, a) if a is not None else None
+    second = _named(reading, b) if b is not None else None
     if first is not None and second is not None and first.name == second.name:
         raise BadArgument("backends", "compare needs two different backends, not %s twice" % first.name)
-    pairs, unpaired = _pairs(resolver, resolver.kinds(query), first, second)
+    pairs, unpaired = _pairs(reading, reading.kinds(query), first, second)
     for backend in dict.fromkeys(backend for pair in pairs for backend in pair):
         check_backend(registry, backend.name, query)
-    plans: List[Tuple[Netns, Optional[frozenset]]] = [(Netns(), None)]
+    wanted: Optional[frozenset] = None
     owners = {}
     if pairs and query.pid is not None:
         if source.proc_root is None:
             raise BadArgument("pid", "pid needs a /proc tree to find its sockets (not only a saved diag file)")
         scan = scan_fds(source.proc_root, sorted(query.pid), captured=not source.kernel, threads=source.kernel)
         owners = scan.owners
-        plans = resolver.namespace_plans(scan, frozenset(owners))
+        wanted = frozenset(owners)
+    if namespaces is not None:  # a bundle: each namespace's own tables (sockfs inodes are unique across them)
+        plans: List[Tuple[Netns, Optional[frozenset]]] = [(netns, wanted) for netns in namespaces]
+    elif wanted is not None:
+        plans = reading.first.namespace_plans(scan, wanted)
+    else:
+        plans = [(Netns(), None)]
     compared, failed = [], []
     for (first, second), kinds in pairs.items():
         try:
-            compared.append(_compare_pair(source, query, first, second, kinds, plans, owners))
+            compared.append(_compare_pair(reading, query, first, second, kinds, plans, owners))
         except NothingCompared as exc:  # this pair compared nothing: said, and the others still count
             failed.append(str(exc))
     if not compared:
@@ -301,7 +388,7 @@ def compare_backends(
     return Comparisons(tuple(compared), tuple(failed + unpaired))
 
 
-def _compare_pair(source: Source, query: Query, first: Backend, second: Backend, kinds: Sequence[SocketKind],
+def _compare_pair(reading: _Reading, query: Query, first: Backend, second: Backend, kinds: Sequence[SocketKind],
                   plans: List[Tuple[Netns, Optional[frozenset]]], owners) -> Comparison:
     """`first` and `second` read back to back on each of `kinds` in each namespace of `plans`;
     NothingCompared when neither could read a kind, or neither saw a socket."""
@@ -313,12 +400,14 @@ def _compare_pair(source: Source, query: Query, first: Backend, second: Backend,
     count = 0
     deferred: Dict[int, str] = {}  # inode → which backend deferred it, and what it said the socket is
     explain = _explainer(first, second)
+    (a_read, a_source), (b_read, b_source) = reading.source(first), reading.source(second)
     for kind in kinds:
         left: List[SocketRecord] = []
         right: List[SocketRecord] = []
         try:
             for netns, inodes in plans:
-                answers = [(b.name, ask(b, kind, source, inodes, False, netns, owners)) for b in (first, second)]
+                answers = [(b.name, ask(b, kind, where, inodes, False, netns, owners))
+                           for b, where in ((first, a_source), (second, b_source))]
                 for name, collected in answers:
                     for inode, why in deferred_reasons(collected).items():
                         deferred[inode] = "%s deferred it: %s" % (name, why)
@@ -343,12 +432,12 @@ def _compare_pair(source: Source, query: Query, first: Backend, second: Backend,
         )
     explained_only = tuple(
         (record, why)
-        for records, saw, missed in ((only_a, first, second), (only_b, second, first))
+        for records, saw, missed, read in ((only_a, first, second, a_read), (only_b, second, first, b_read))
         for record in records
-        for why in (_explain_only(record, saw, missed, deferred),)
+        for why in (_explain_only(record, saw, missed, deferred, read),)
         if why
     )
     return Comparison(
         first.name, second.name, tuple(compared), tuple(only_a), tuple(only_b), tuple(diffs), tuple(not_compared),
-        count, explained_only,
+        count, explained_only, a_read, b_read,
     )

@@ -487,6 +487,7 @@ def _comparison_dict(result: Union["Comparison", "Comparisons"]) -> dict:
         "not_compared": list(result.not_compared),
         "compared": result.compared,
         "explained_only": [{"inode": r.inode, "explained": why} for r, why in result.explained_only],
+        **({"a_read": result.a_read, "b_read": result.b_read} if result.a_read or result.b_read else {}),
     }
 
 
@@ -524,9 +525,10 @@ def _pair_lines(result: "Comparison") -> Iterator[str]:
     for reason in result.not_compared:
         yield "not compared: " + escape_text(reason)
     verdict = "agree" if result.agree else "DISAGREE"
-    yield "%s vs %s on %s: %s (%d sockets compared, %d only in %s, %d only in %s, %d field differences, " \
+    read = tuple(" (%s)" % escape_text(part) if part else "" for part in (result.a_read, result.b_read))
+    yield "%s%s vs %s%s on %s: %s (%d sockets compared, %d only in %s, %d only in %s, %d field differences, " \
         "%d unexplained)" % (
-        a, b, escape_text(",".join(result.kinds)), verdict, result.compared,
+        a, read[0], b, read[1], escape_text(",".join(result.kinds)), verdict, result.compared,
         len(result.only_a), a, len(result.only_b), b,
         len(result.differences), len(result.unexplained),
     )
