@@ -6,6 +6,7 @@ a daemon thread, all of them within one time budget, and an address without an a
 numeric (its thread is left to finish on its own; it never delays the output or the exit).
 """
 
+import ipaddress
 import socket
 import threading
 import time
@@ -27,6 +28,16 @@ def _lookup(packed: bytes) -> Optional[str]:
     return host
 
 
+def _looks_like_an_address(name: str) -> bool:
+    """Whether a name could be read as an address: a PTR record may say "10.0.0.1" for another
+    address, and -r must not show one address as another."""
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def host_names(addresses: Iterable[bytes], budget: float = DEFAULT_BUDGET,
                lookup: Callable[[bytes], Optional[str]] = _lookup) -> Dict[bytes, str]:
     """Packed address -> host name, for the addresses that answer within `budget` seconds (the
@@ -44,7 +55,7 @@ def host_names(addresses: Iterable[bytes], budget: float = DEFAULT_BUDGET,
                 address = queue.pop()
             name = lookup(address)
             with lock:
-                if name:
+                if name and not _looks_like_an_address(name):
                     found[address] = escape_text(name)  # a DNS answer is no one's promise
             done.release()
 

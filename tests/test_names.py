@@ -32,6 +32,13 @@ def test_a_hostile_name_is_escaped():
     assert found == {LOOPBACK: "evil\\x1b[2Jname\\n"}
 
 
+def test_a_name_that_reads_as_another_address_stays_numeric():
+    """A PTR record may answer "10.0.0.1" for 192.0.2.1: -r must not show one address as another."""
+    names = {LOOPBACK: "10.0.0.1", OTHER: "fe80::1%eth0"}
+    assert host_names([LOOPBACK, OTHER], lookup=names.get) == {}
+    assert host_names([LOOPBACK], lookup=lambda packed: "10.0.0.1.example.") == {LOOPBACK: "10.0.0.1.example."}
+
+
 def test_endpoints_with_names_as_ss_r_shows_them():
     names = Names({LOOPBACK: "localhost"})
     ssh = service_name(22, "tcp")
