@@ -16,10 +16,10 @@ import pytest
 import procsock
 from procsock import render
 from procsock.backends import Registry
-from procsock.details import Extended, MemInfo, TcpInfo
+from procsock.details import Extended, MemInfo, NetlinkInfo, PacketInfo, PacketRing, TcpInfo
 from procsock.errors import InputError
 from procsock.saved import load, load_text, selected
-from procsock.model import Family, NoteCode, SockType, State, identity_of_row
+from procsock.model import Context, Family, NoteCode, SockType, State, identity_of_row
 from procsock.schema import SCHEMA_VERSION, schema_document
 from procsock.testing.zoo import SocketZoo
 from sockzoo import needs_root
@@ -105,7 +105,7 @@ def test_every_socket_carries_its_identity(zoo):
     ("unresolved", 0, "owners", 0),
 ])
 def test_a_field_the_schema_does_not_know_fails(where):
-    owner = {"pid": 1, "fd": 3, "process": "x", "process_hex": "78", "uid": 0, "tid": None}
+    owner = {"pid": 1, "fd": 3, "process": "x", "process_hex": "78", "uid": 0, "tid": None, "context": None}
     snap = procsock.snapshot(proc_root=CAPTURE)
     document = document_of(snap)
     document["unresolved"] = [{"inode": 9, "owners": [owner], "reason": "r"}]
@@ -126,7 +126,20 @@ def test_the_schema_lists_what_the_writers_write():
     assert list(defs["socket_fields"]["properties"]) == list(render.entry_dict(entry))
     assert list(schema_document()["properties"]) == list(render.snapshot_to_dict(procsock.snapshot(proc_root=CAPTURE)))
     assert list(defs["owner"]["properties"]) == list(render.owner_row_dict((1, 2, "x", 0, None)))
-    assert list(defs["extended"]["properties"]) == list(Extended().as_dict())
+    everything = Extended(packet=PacketInfo(), netlink=NetlinkInfo(), timer=(1, 2, 3))  # keys present only when set
+    assert list(defs["extended"]["properties"]) == list(everything.as_dict())
+    assert defs["extended"]["required"] == list(Extended().as_dict())
+    assert list(defs["timer"]["properties"]) == list(everything.as_dict()["timer"])
+    assert list(defs["packet_info"]["properties"]) == list(PacketInfo().as_dict())
+    assert list(defs["packet_ring"]["properties"]) == list(PacketRing(*range(7)).as_dict())
+    assert list(defs["netlink_info"]["properties"]) == list(NetlinkInfo().as_dict())
+    assert list(defs["context"]["properties"]) == list(render.context_dict(Context()))
+    from procsock_plugins.more.tipc import TipcAddress
+    from procsock_plugins.more.vsock import VsockAddress
+    from procsock_plugins.more.xdp import XdpAddress
+
+    for name, cls in (("vsock", VsockAddress), ("xdp", XdpAddress), ("tipc", TipcAddress)):
+        assert list(defs[name]["properties"]) == list(cls(1, 2).as_dict())
     tcp = defs["extended"]["properties"]["tcp_info"]["anyOf"][0]["properties"]
     assert list(tcp) == [f.name for f in attrs.fields(TcpInfo)]
     assert list(defs["extended"]["properties"]["meminfo"]["anyOf"][0]["properties"]) == list(MemInfo().as_dict())
@@ -150,9 +163,11 @@ def test_schema_command_prints_both_schemas():
 # --- procsock.load: saved output is an input ---------------------------------------------------
 
 
-@pytest.mark.parametrize("details", [False, True])
-def test_load_gives_back_the_snapshot_saved(full_zoo, tmp_path, details):
-    snap = procsock.snapshot(details=details)
+@pytest.mark.parametrize("details, context", [(False, False), (True, False), (True, True)])
+def test_load_gives_back_the_snapshot_saved(full_zoo, tmp_path, details, context):
+    snap = procsock.snapshot(details=details, context=context)
+    if context:  # every owner came back with its Context (in the owner row's sixth position)
+        assert all(o.context is not None for s in snap.sockets for o in s.owners)
     saved = tmp_path / "snap.json"
     saved.write_text("".join(render.json_document(snap)))
     back = procsock.load(saved)
