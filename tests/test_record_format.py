@@ -19,7 +19,7 @@ from procsock.backends import Registry
 from procsock.details import Extended, MemInfo, NetlinkInfo, PacketInfo, PacketRing, TcpInfo
 from procsock.errors import InputError
 from procsock.saved import load, load_text, selected
-from procsock.model import Context, Family, NoteCode, SockType, State, identity_of_row
+from procsock.model import Context, Family, FrozenDict, NoteCode, Sockets, SockType, State, identity_of_row
 from procsock.schema import SCHEMA_VERSION, schema_document
 from procsock.testing.zoo import SocketZoo
 from sockzoo import needs_root
@@ -242,6 +242,83 @@ def test_load_refuses_a_bad_value_naming_where(tmp_path, change, where):
         load(path)
     message = str(caught.value)
     assert message.startswith(str(path) + ": ") and where in message and "\n" not in message
+
+
+def _first(document, kind):
+    return next(i for i, s in enumerate(document["sockets"]) if s["kind"] == kind and s["owners"])
+
+
+def _set(kind, path, value):
+    """A change that sets the field at `path` of the first `kind` socket with owners."""
+    def change(document):
+        target = document["sockets"][_first(document, kind)]
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+_CONTEXT = ("owners", 0, "context")
+
+
+@pytest.mark.parametrize("change, where", [
+    (_set("tcp", _CONTEXT + ("cgroup",), "/a\x1b[2J"), "owners[0].context.cgroup: not escaped"),
+    (_set("tcp", _CONTEXT + ("cmdline",), "a\\q"), "owners[0].context.cmdline: not escaped"),
+    (_set("tcp", _CONTEXT + ("unit",), 5), "owners[0].context.unit: not a string"),
+    (_set("tcp", _CONTEXT + ("cgroup_id",), -1), "owners[0].context.cgroup_id"),
+    (_set("tcp", _CONTEXT + ("cgroup_id",), "1"), "owners[0].context.cgroup_id"),
+    (_set("tcp", _CONTEXT + ("user",), "x" * 5000), "owners[0].context: not a context"),
+    (_set("tcp", _CONTEXT + ("extra",), {"bad key": "x"}), "owners[0].context: not a context"),
+    (_set("tcp", _CONTEXT + ("extra",), {"unit": "x"}), "owners[0].context.extra"),
+    (_set("tcp", _CONTEXT + ("extra",), {"site": True}), "owners[0].context.extra.site"),
+    (_set("tcp", _CONTEXT + ("extra",), []), "owners[0].context.extra"),
+    (_set("tcp", _CONTEXT + ("added",), 1), "owners[0].context: unknown field"),
+    (_set("tcp", ("owners", 0, "context"), "root"), "owners[0].context: not an object"),
+    (_set("tcp", ("cgroup_moved",), True), "cgroup_moved: does not follow"),
+    (_set("tcp", ("cgroup_moved",), None), "cgroup_moved: does not follow"),
+    (_set("tcp", ("cgroup_moved",), 0), "cgroup_moved: does not follow"),
+    (_set("tcp", ("extended", "timer", "expires_ms"), -1), "extended.timer.expires_ms"),
+    (_set("tcp", ("extended", "timer", "timer"), 256), "extended.timer.timer"),
+    (_set("tcp", ("extended", "timer", "added"), 1), "extended.timer: unknown field"),
+    (_set("tcp", ("extended", "added"), 1), "extended: unknown field"),
+    pytest.param(_set("netlink", ("extended", "netlink", "groups"), [3, 1]), "extended.netlink.groups",
+                 marks=needs_root),
+    pytest.param(_set("netlink", ("extended", "netlink", "flags"), "x"), "extended.netlink.flags", marks=needs_root),
+    pytest.param(_set("packet", ("extended", "packet", "fanout_id"), 70000), "extended.packet.fanout_id",
+                 marks=needs_root),
+    pytest.param(_set("packet", ("extended", "packet", "rx_ring"), {"block_size": 1}), "extended.packet.rx_ring",
+                 marks=needs_root),
+])
+def test_load_refuses_a_bad_context_or_detail_naming_where(full_zoo, tmp_path, change, where):
+    snap = procsock.snapshot(pid=os.getpid(), details=True, context=True)
+    document = document_of(snap)
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(document, indent=1))
+    assert load(path) == snap  # the unchanged document loads: the change alone is refused
+    change(document)
+    path.write_text(json.dumps(document, indent=1))
+    with pytest.raises(InputError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path) + ": sockets[") and where in message and "\n" not in message
+
+
+def test_loaded_context_text_is_the_text_shown(tmp_path):
+    """Escaped context text (a cgroup path with control bytes and bytes that are not UTF-8) comes
+    back as the text it shows, so writing it again writes the same JSON."""
+    from procsock.model import Owner
+
+    odd = Context(cgroup="/a\\b\x1b[2J\udcff\n", cmdline="x\ty", cgroup_id=7,
+                  extra=FrozenDict({"site": "\x00", "n": 3}))
+    snap = procsock.snapshot(proc_root=CAPTURE)
+    entries = [(row, tuple(o + (odd,) for o in owners), peers) for row, owners, peers in snap.sockets.entries]
+    snap = attrs.evolve(snap, sockets=Sockets(entries))
+    text = "".join(render.json_document(snap))
+    assert "\x1b" not in text and "\\x1b[2J" in text
+    back = load_text(text, "t")
+    held = [o for s in back.sockets for o in s.owners]
+    assert held and all(o.context == odd for o in held) and all(isinstance(o, Owner) for o in held)
+    assert "".join(render.json_document(back)) == text
 
 
 @pytest.mark.parametrize("text, reason", [
