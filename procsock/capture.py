@@ -4,7 +4,8 @@ A bundle holds:
 
 * `snapshot.json`: the snapshot as `--json` writes it (record format, `procsock schema`), notes
   included: what `procsock --from BUNDLE`, `snapshot(bundle=...)` and `procsock diff` read back,
-  exactly the records and owners of the run that took it;
+  exactly the records and owners of the run that took it, each owner with its context (always:
+  a capture is kept for later, when the processes and cgroups it names may be gone);
 * `facts.json`: kernel release, hostname, time (unix and UTC text), procsock and schema versions;
 * `sock_diag`: the sock_diag replies of every kind that answers, of every network namespace (the
   `--save-diag` format: `--diag-file` reads it);
@@ -180,7 +181,8 @@ def _proc_tree(write: _Writer, snap: Snapshot, kinds: Iterable[SocketKind], proc
 
 
 def capture(out: str, query: Query = Query(), registry=None) -> Captured:
-    """Capture this host into the bundle `out` (.tar.gz; replaced whole, written beside it first)."""
+    """Capture this host into the bundle `out` (.tar.gz; replaced whole, written beside it first),
+    owners' context always included (`query` with context=True)."""
     from procsock.api import registry_or_default
     from procsock.render import json_document
     from procsock.resolver import Resolver
@@ -189,7 +191,7 @@ def capture(out: str, query: Query = Query(), registry=None) -> Captured:
     resolver = Resolver(registry, Source.live())
     with replacing(out) as f:  # a path that cannot be written fails before any reading
         now = time.time()
-        snap = resolver.snapshot(query)
+        snap = resolver.snapshot(attrs.evolve(query, context=True))
         dumps, dump_notes = resolver.raw_dumps(attrs.evolve(query, details=True))
         facts = dict(_facts(now), notes=dump_notes)
         write = _Writer(now)

@@ -4,16 +4,18 @@ Sockets are matched by identity (`SocketIdentity.same_socket`: namespace, kind, 
 cookie where both sides know it, so a reused inode is a new socket). A socket only in `new` is
 added, only in `old` removed; one in both is changed when its state or an endpoint differs, when
 its owners, compared as (pid, fd) sets, gained or lost one, when its queues moved by more than
-`queue_threshold` (None: queues are not compared), or when its owners' context changed.
+`queue_threshold` (None: queues are not compared), or when its owners' context changed (an
+owner, by (pid, fd), whose Context differs; only where both snapshots computed it: a snapshot
+taken without context says nothing of it).
 """
 
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
 import attrs
 
-from procsock.model import Owner, Snapshot, Socket, SocketIdentity
+from procsock.model import Context, Owner, Snapshot, Socket, SocketIdentity
 
-__all__ = ["Change", "Diff", "diff"]
+__all__ = ["Change", "Diff", "context_changes", "diff"]
 
 Holder = Tuple[int, int]  # (pid, fd)
 
@@ -53,13 +55,17 @@ def _holders(owners: Tuple[Owner, ...]) -> FrozenSet[Holder]:
     return frozenset((owner.pid, owner.fd) for owner in owners)
 
 
-def _context_changed(old: Socket, new: Socket) -> bool:
-    """Whether the owners' context (cgroup, unit, container, pod, user) changed.
-
-    The one place owner context is compared: Owner.context arrives with h17-context; until then
-    there is none to compare.
-    """
-    return False
+def context_changes(old: Socket, new: Socket) -> Dict[Holder, Tuple[Context, Context]]:
+    """The owners, by (pid, fd), in both `old` and `new` whose Context (cgroup, unit, container,
+    pod, user, command line, plugins' fields) differs, with it before and after; owners without
+    a computed context on either side are left out. The one place owner context is compared."""
+    before = {(owner.pid, owner.fd): owner.context for owner in old.owners if owner.context is not None}
+    changed = {}
+    for owner in new.owners:
+        was = before.get((owner.pid, owner.fd))
+        if was is not None and owner.context is not None and was != owner.context:
+            changed[owner.pid, owner.fd] = (was, owner.context)
+    return changed
 
 
 def _changed(old: Socket, new: Socket, queue_threshold: Optional[int]) -> Optional[Change]:
@@ -73,7 +79,7 @@ def _changed(old: Socket, new: Socket, queue_threshold: Optional[int]) -> Option
     was, now = _holders(old.owners), _holders(new.owners)
     if was != now:
         fields.append("owners")
-    if _context_changed(old, new):
+    if context_changes(old, new):
         fields.append("context")
     if not fields:
         return None

@@ -9,9 +9,9 @@ import json
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from procsock.changes import Change, Diff
+from procsock.changes import Change, Diff, context_changes
 from procsock.model import Family, InetAddress, Socket, endpoint_text
-from procsock.render import TABLE_HEADER, socket_to_dict, table_rows
+from procsock.render import TABLE_HEADER, context_label, socket_to_dict, table_rows
 from procsock.schema import SCHEMA_VERSION
 from procsock.text import escape_text
 
@@ -42,9 +42,25 @@ def _change_text(change: Change) -> str:
             shown = ["+" + _holders_text([h]) for h in sorted(change.gained)]
             shown += ["-" + _holders_text([h]) for h in sorted(change.lost)]
             parts.append("owners " + " ".join(shown))
+        elif field == "context":
+            parts.append("context " + _context_text(change))
         else:
             parts.append(field)
     return "; ".join(parts)
+
+
+def _context_text(change: Change) -> str:
+    """Each process whose owners' context changed: `PID LABEL->LABEL` (render.context_label), or
+    `PID (FIELD,...)` naming the fields when the label stayed the same (a command line, a user)."""
+    shown = {}
+    for (pid, _), (was, now) in sorted(context_changes(change.old, change.new).items()):
+        before, after = context_label(was), context_label(now)
+        if before == after:
+            fields = sorted(k for k, v in was.as_dict().items() if v != now.as_dict()[k])
+            shown.setdefault(pid, "%d (%s)" % (pid, ",".join(fields)))
+        else:
+            shown.setdefault(pid, "%d %s->%s" % (pid, before, after))
+    return " ".join(shown.values())
 
 
 def diff_lines(result: Diff, header: bool = True) -> Iterator[str]:

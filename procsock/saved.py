@@ -22,22 +22,22 @@ import attrs
 from procsock.errors import InputError
 from procsock.inputs import read_named_file
 from procsock.model import (
-    BUILTIN_KINDS, DEFAULT_MAX_INPUT_BYTES, OWNER_PID, Family, FrozenDict,
+    BUILTIN_KINDS, CONTEXT_FIELDS, DEFAULT_MAX_INPUT_BYTES, OWNER_PID, Context, Family, FrozenDict,
     InetAddress, Note, NoteCode, Owner, Query, Row,
-    Snapshot, SocketKind, Sockets, SockType, State, UnixAddress, Unresolved, identity_of_row, is_row,
+    Snapshot, SocketKind, Sockets, SockType, State, UnixAddress, Unresolved, cgroup_moved, identity_of_row, is_row,
     netid, owner_row, row_from_record,
 )
 from procsock.schema import SCHEMA_MAJOR
-from procsock.text import escape_text
+from procsock.text import escape_text, unescape_text
 
 __all__ = ["SavedEndpoint", "load", "load_text", "selected"]
 
 _U64 = 2**64 - 1
 _DEPTH = 32  # far more nesting than the format has
-_OWNER_KEYS = ("pid", "fd", "process", "process_hex", "uid", "tid")
+_OWNER_KEYS = ("pid", "fd", "process", "process_hex", "uid", "tid", "context")
 _SOCKET_KEYS = (
     "id", "inode", "kind", "netid", "family", "type", "protocol", "state", "local", "remote", "peer_inode", "recv_q",
-    "send_q", "uid", "netns", "interface", "cookie", "extended", "backend", "owners", "peer_owners",
+    "send_q", "uid", "netns", "interface", "cookie", "extended", "cgroup_moved", "backend", "owners", "peer_owners",
 )
 _DOCUMENT_KEYS = (
     "schema", "sockets", "answered_by", "notes", "skipped", "unreadable_processes", "netns_names", "retries",
@@ -48,6 +48,10 @@ _BUILTIN_ENDPOINTS = {
     Family.PACKET: ("ifindex", "ethertype"), Family.NETLINK: ("protocol", "portid", "groups"),
 }
 _OWN_PROTOCOL = {Family.UNIX: "unix", Family.PACKET: "packet", Family.NETLINK: "netlink"}
+_U32 = 2**32 - 1
+_TIMER_KEYS = (("timer", 0xFF), ("expires_ms", _U32), ("retrans", 0xFF))  # Extended.timer's, in its order
+_PACKET_HIGHS = {"fanout_id": 0xFFFF, "fanout_type": 0xFF, "fanout_flags": 0xFF}  # the others: u32
+_RING_KEYS = ("block_size", "block_nr", "frame_size", "frame_nr", "retire_tmo", "sizeof_priv", "features")
 
 
 class _Bad(Exception):
@@ -99,13 +103,13 @@ def _list(value: Any, where: str) -> list:
     return value
 
 
-def _object(value: Any, where: str, keys: Iterable[str]) -> dict:
-    """`value`, if an object with exactly the `keys`."""
+def _object(value: Any, where: str, keys: Iterable[str], optional: Iterable[str] = ()) -> dict:
+    """`value`, if an object with exactly the `keys`, and any of the `optional` ones."""
     if type(value) is not dict:
         raise _Bad(where, "not an object")
     keys = tuple(keys)
-    if set(value) != set(keys):
-        unknown = sorted(set(value) - set(keys))
+    if set(value) - set(optional) != set(keys):
+        unknown = sorted(set(value) - set(keys) - set(optional))
         missing = [k for k in keys if k not in value]
         raise _Bad(where, "unknown field %s" % escape_text(repr(unknown[0])[:40]) if unknown
                    else "missing field %r" % missing[0])
@@ -129,16 +133,52 @@ def _enum(cls, value: Any, where: str):
         raise _Bad(where, "not a %s name" % cls.__name__) from None
 
 
+def _text(value: Any, where: str) -> Optional[str]:
+    """Escaped text (or null) as the text it shows."""
+    shown = _str(value, where, null=True)
+    try:
+        return None if shown is None else unescape_text(shown)
+    except ValueError as exc:
+        raise _Bad(where, str(exc)) from None
+
+
+def _context(value: Any, where: str) -> Optional[Context]:
+    """An owner's saved context: the fields a context plugin may give (procsock.context's door)."""
+    if value is None:
+        return None
+    from procsock.context import checked_answer
+
+    fields = _object(value, where, CONTEXT_FIELDS + ("extra",))
+    extra = fields["extra"]
+    if type(extra) is not dict or len(extra) > 256:
+        raise _Bad(where + ".extra", "not an object of at most 256 fields")
+    if set(extra) & set(CONTEXT_FIELDS):
+        raise _Bad(where + ".extra", "holds a field of the context itself")
+    given = {key: _int(fields[key], "%s.%s" % (where, key), null=True) if key == "cgroup_id"
+             else _text(fields[key], "%s.%s" % (where, key)) for key in CONTEXT_FIELDS}
+    for key, shown in extra.items():
+        given[key] = shown if type(shown) is int else _text(shown, "%s.extra.%s" % (where, escape_text(key[:64])))
+    try:
+        checked = checked_answer(given)
+    except ValueError as exc:
+        raise _Bad(where, "not a context procsock holds (%s)" % exc) from None
+    return Context(**{key: checked[key] for key in CONTEXT_FIELDS},
+                   extra={key: checked[key] for key in extra})
+
+
 def _owner(value: Any, where: str) -> tuple:
+    """An owner row: with the Context in the sixth position only when the saved owner had one."""
     fields = _object(value, where, _OWNER_KEYS)
     name = os.fsdecode(_hex(fields["process_hex"], where + ".process_hex"))
     if escape_text(name) != _str(fields["process"], where + ".process"):
         raise _Bad(where + ".process", "does not match process_hex")
-    return (
+    owner = (
         _int(fields["pid"], where + ".pid", 1), _int(fields["fd"], where + ".fd", 0, 2**31 - 1), name,
-        _int(fields["uid"], where + ".uid", 0, 2**32 - 1, null=True),
+        _int(fields["uid"], where + ".uid", 0, _U32, null=True),
         _int(fields["tid"], where + ".tid", 1, 2**31 - 1, null=True),
     )
+    context = _context(fields["context"], where + ".context")
+    return owner if context is None else owner + (context,)
 
 
 def _owners(value: Any, where: str) -> Tuple[tuple, ...]:
@@ -148,6 +188,10 @@ def _owners(value: Any, where: str) -> Tuple[tuple, ...]:
 def _endpoint(family: Family, value: Any, where: str):
     """The compact form (a row's) of a saved endpoint of `family`."""
     keys = _BUILTIN_ENDPOINTS.get(family)
+    if keys is None and type(value) is dict and set(value) == {"address", "port"}:  # a plugin's InetAddress (smc)
+        fields = _object(value, where, ("address", "port"))
+        v6 = ":" in _str(fields["address"], where + ".address")
+        return InetAddress(*_inet(Family.INET6 if v6 else Family.INET, fields, where))
     if keys is None:  # a plugin's family: its fields as they were saved
         if type(value) is not dict or not all(
                 type(v) in (str, int, bool, type(None)) for v in value.values()) or len(value) > 64:
@@ -155,14 +199,7 @@ def _endpoint(family: Family, value: Any, where: str):
         return SavedEndpoint(FrozenDict(value))
     fields = _object(value, where, keys)
     if family in (Family.INET, Family.INET6):
-        address = _str(fields["address"], where + ".address")
-        try:
-            packed = socket.inet_pton(socket.AF_INET if family is Family.INET else socket.AF_INET6, address)
-        except (OSError, ValueError):
-            raise _Bad(where + ".address", "not an address of family %s" % family.name) from None
-        if InetAddress.host_of(packed) != address:
-            raise _Bad(where + ".address", "not written as procsock writes it")
-        return (packed, _int(fields["port"], where + ".port", 0, 0xFFFF))
+        return _inet(family, fields, where)
     if family is Family.UNIX:
         name = _hex(fields["name_hex"], where + ".name_hex")
         if len(name) > 108:
@@ -173,12 +210,52 @@ def _endpoint(family: Family, value: Any, where: str):
     return tuple(_int(fields[key], "%s.%s" % (where, key), 0, 2**32 - 1) for key in keys)
 
 
+def _inet(family: Family, fields: dict, where: str) -> tuple:
+    """The (packed, port) of an inet endpoint's fields."""
+    address = _str(fields["address"], where + ".address")
+    try:
+        packed = socket.inet_pton(socket.AF_INET if family is Family.INET else socket.AF_INET6, address)
+    except (OSError, ValueError):
+        raise _Bad(where + ".address", "not an address of family %s" % family.name) from None
+    if InetAddress.host_of(packed) != address:
+        raise _Bad(where + ".address", "not written as procsock writes it")
+    return (packed, _int(fields["port"], where + ".port", 0, 0xFFFF))
+
+
+def _packet(value: Any, where: str):
+    from procsock.details import PacketInfo, PacketRing
+
+    fields = _object(value, where, (f.name for f in attrs.fields(PacketInfo)))
+    rings = {}
+    for key in ("rx_ring", "tx_ring"):
+        ring = None if fields[key] is None else _object(fields[key], "%s.%s" % (where, key), _RING_KEYS)
+        rings[key] = ring and PacketRing(**{k: _int(v, "%s.%s.%s" % (where, key, k), 0, _U32) for k, v in ring.items()})
+    numbers = {k: _int(v, "%s.%s" % (where, k), 0, _PACKET_HIGHS.get(k, _U32), null=True)
+               for k, v in fields.items() if k not in rings}
+    return PacketInfo(**numbers, **rings)
+
+
+def _netlink(value: Any, where: str):
+    from procsock.details import NetlinkInfo
+
+    fields = _object(value, where, ("groups", "flags"))
+    groups = tuple(_int(g, where + ".groups", 1, _U32) for g in _list(fields["groups"], where + ".groups"))
+    if list(groups) != sorted(set(groups)):
+        raise _Bad(where + ".groups", "not ascending group numbers")
+    return NetlinkInfo(groups, _int(fields["flags"], where + ".flags", 0, _U32, null=True))
+
+
+def _timer(value: Any, where: str) -> Tuple[int, int, int]:
+    fields = _object(value, where, (key for key, _ in _TIMER_KEYS))
+    return tuple(_int(fields[key], "%s.%s" % (where, key), 0, high) for key, high in _TIMER_KEYS)
+
+
 def _extended(value: Any, where: str):
     if value is None:
         return None
     from procsock.details import Extended, MemInfo, TcpInfo
 
-    fields = _object(value, where, (f.name for f in attrs.fields(Extended)))
+    fields = _object(value, where, Extended().as_dict(), ("packet", "netlink", "timer"))  # those: only when set
     tcp_info = meminfo = pending = None
     if fields["tcp_info"] is not None:
         info = fields["tcp_info"]
@@ -194,8 +271,10 @@ def _extended(value: Any, where: str):
         pending = tuple(_int(i, where + ".pending") for i in _list(fields["pending"], where + ".pending"))
     numbers = {k: _int(fields[k], "%s.%s" % (where, k), null=True)
                for k in ("shutdown", "mark", "cgroup_id", "vfs_inode", "vfs_dev")}
+    own = {key: read(fields[key], "%s.%s" % (where, key))
+           for key, read in (("packet", _packet), ("netlink", _netlink), ("timer", _timer)) if key in fields}
     return Extended(tcp_info=tcp_info, meminfo=meminfo, pending=pending,
-                    congestion=_str(fields["congestion"], where + ".congestion", null=True), **numbers)
+                    congestion=_str(fields["congestion"], where + ".congestion", null=True), **numbers, **own)
 
 
 class _Reader:
@@ -235,7 +314,10 @@ class _Reader:
             raise _Bad(where, "not a socket procsock can hold")
         if identity_of_row(row).text != fields["id"]:
             raise _Bad(at("id"), "does not name the socket its fields describe")
-        return row, _owners(fields["owners"], at("owners")), _owners(fields["peer_owners"], at("peer_owners"))
+        owners = _owners(fields["owners"], at("owners"))
+        if fields["cgroup_moved"] is not cgroup_moved(row, owners):  # true, false, null: what the writer computes
+            raise _Bad(at("cgroup_moved"), "does not follow from extended.cgroup_id and the owners' context")
+        return row, owners, _owners(fields["peer_owners"], at("peer_owners"))
 
     def snapshot(self, document: Any) -> Snapshot:
         fields = _object(document, "document", _DOCUMENT_KEYS)

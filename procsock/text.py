@@ -40,3 +40,28 @@ def escape_bytes(data: bytes) -> str:
     if _PLAIN_ASCII.match(data):
         return data.decode("ascii")
     return escape_text(data.decode("utf-8", "surrogateescape"))
+
+
+_ESCAPE = re.compile(r"\\(?:([\\ntr])|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
+_UNESCAPES = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def unescape_text(shown: str) -> str:
+    """The text `escape_text` showed as `shown` (saved output read back); ValueError when `shown`
+    is not what it writes. \\xNN from 0x80 comes back as the byte NN (surrogateescape), which
+    is what a non-UTF-8 byte read from /proc is: escape_text writes a C1 control code point the
+    same way, so that one alone comes back in the other form (shown the same)."""
+    if "\\" not in shown:
+        text = shown
+    else:
+        def one(match) -> str:
+            named, byte, short, long = match.groups()
+            if named is not None:
+                return _UNESCAPES[named]
+            code = int(byte or short or long, 16)
+            return chr(0xDC00 + code if byte is not None and code >= 0x80 else code)
+
+        text = _ESCAPE.sub(one, shown)
+    if escape_text(text) != shown:
+        raise ValueError("not escaped as procsock escapes text")
+    return text

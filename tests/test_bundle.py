@@ -11,12 +11,14 @@ import sys
 import tarfile
 import textwrap
 
+import attrs
 import pytest
 
 import procsock
 from procsock import render
 from procsock.capture import capture, extract_bundle, read_bundle
 from procsock.errors import InputError
+from procsock.schema import SCHEMA_VERSION
 from sockzoo import needs_root
 
 ME = os.getpid()
@@ -58,7 +60,7 @@ def test_from_a_bundle_gives_exactly_the_live_run(zoo, other_namespace, tmp_path
     pid, held = other_namespace
     out = tmp_path / "host.tar.gz"
     done = capture(str(out))
-    live = procsock.snapshot()  # the zoo and the namespace's sockets stay as they are meanwhile
+    live = procsock.snapshot(context=True)  # the zoo and the namespace's sockets stay as they are meanwhile
     assert done.size == out.stat().st_size and out.read_bytes()[:2] == b"\x1f\x8b"  # compressed
     snap, facts = read_bundle(str(out))
     assert snap == done.snapshot  # every record, owner, note
@@ -71,7 +73,7 @@ def test_from_a_bundle_gives_exactly_the_live_run(zoo, other_namespace, tmp_path
     assert other == {inode: held["netns"] for inode in held["inodes"]}
     assert {e.sock.fileno() for e in zoo.expected} <= {o.fd for s in snap.sockets for o in s.owners if o.pid == ME}
     assert facts["kernel"] == os.uname().release and facts["procsock"] == procsock.__version__
-    assert facts["schema"] == "1.0" and abs(facts["time"] - live_time(live)) < 3600
+    assert facts["schema"] == SCHEMA_VERSION and abs(facts["time"] - live_time(live)) < 3600
     # the CLI: --from prints what the live run printed, filters apply
     shown = subprocess.run([sys.executable, "-m", "procsock", "--from", out, "--json"], capture_output=True,
                            text=True)
@@ -100,7 +102,8 @@ def test_the_raw_parts_read_back_through_diag_file_and_proc_root(zoo, other_name
         assert os.path.isfile(os.path.join(unpacked, "proc", str(pid), "net", "tcp"))
         raw = procsock.snapshot(diag_file=os.path.join(unpacked, "sock_diag"),
                                 proc_root=os.path.join(unpacked, "proc"), kind=["tcp", "tcp6", "udp", "udp6", "unix"])
-        fields = lambda s: (repr(s.record).replace("backend='netlink'", ""), s.owners)  # noqa: E731
+        fields = lambda s: (repr(s.record).replace("backend='netlink'", ""),  # noqa: E731
+                            tuple(attrs.evolve(o, context=None) for o in s.owners))  # snapshot.json's have context
         kinds = {"tcp", "tcp6", "udp", "udp6", "unix"}
         want = sorted(fields(s) for s in done.snapshot.sockets
                       if s.record.kind.name in kinds and s.record.backend == "netlink" and {o.pid for o in s.owners}
@@ -118,6 +121,13 @@ def test_capture_as_a_user_and_the_cli(zoo, tmp_path):
     assert done.stderr.splitlines()[-1].startswith("procsock: captured ")
     snap = procsock.snapshot(bundle=str(out), pid=ME)
     assert {e.sock.fileno() for e in zoo.expected} <= {o.fd for s in snap.sockets for o in s.owners}
+    # every owner's context is kept (always), and read back as this process's own is now
+    mine = {o.context for s in snap.sockets for o in s.owners if o.pid == ME}
+    assert mine == {o.context for s in procsock.snapshot(pid=ME, context=True).sockets for o in s.owners}
+    assert len(mine) == 1 and None not in mine
+    shown = subprocess.run([sys.executable, "-m", "procsock", "--from", out, "-C", "--pid", str(ME)],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[0].split()[-3:] == ["User", "Context", "Process"]
     same = subprocess.run([sys.executable, "-m", "procsock", "diff", "--pid", str(ME), out, out], capture_output=True,
                           text=True)
     assert same.returncode == 0, same.stderr

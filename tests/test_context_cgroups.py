@@ -209,3 +209,43 @@ def test_cgroup_moved_flags_a_socket_created_in_another_cgroup(cgroups, holder):
     table = subprocess.run([sys.executable, "-m", "procsock", "-C", "-e", "-t", "--pid", str(holder.pid)],
                            capture_output=True, text=True, timeout=60).stdout
     assert "cgroup_moved" in table
+
+
+def test_diff_names_a_process_moved_between_real_cgroups(cgroups, holder, tmp_path):
+    """Two saved snapshots of a real process, before and after it moved from one real cgroup to
+    another: each socket it holds changed in its owners' context alone, in the library, the table
+    and the JSON; a side without context says nothing of it."""
+    from procsock.render import json_document
+    from procsock.saved import load
+
+    first, second = cgroups("system.slice/first.service"), cgroups("system.slice/second.service")
+    saved = {}
+    for name, where in (("before", first), ("after", second)):
+        holder.move(where)
+        saved[name] = tmp_path / (name + ".json")
+        saved[name].write_text("".join(json_document(procsock.snapshot(pid=holder.pid, context=True))))
+    plain = tmp_path / "plain.json"
+    plain.write_text("".join(json_document(procsock.snapshot(pid=holder.pid))))
+    old, new = load(saved["before"]), load(saved["after"])
+    held = {s.record.identity.text for s in new.sockets}
+    assert len(held) >= 3 and {o.pid for s in new.sockets for o in s.owners} == {holder.pid}
+    changes = procsock.diff(old, new)
+    assert not changes.added and not changes.removed
+    assert {c.identity.text for c in changes.changed} == held
+    assert {c.fields for c in changes.changed} == {("context",)}
+    assert {o.context.unit for c in changes.changed for o in c.new.owners} == {"second.service"}
+    assert procsock.diff(new, load(saved["after"])).same  # the same moment: nothing changed
+    assert procsock.diff(load(plain), new).same  # no context on one side: nothing to compare
+
+    def diff(*argv):
+        done = subprocess.run([sys.executable, "-m", "procsock", "diff", *map(str, argv)], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 1, done.stderr  # something differs
+        return done.stdout
+
+    table = diff(saved["before"], saved["after"]).splitlines()
+    assert table.count("\t context %d first.service->second.service" % holder.pid) == len(held)
+    assert table[-1] == "0 added, 0 removed, %d changed" % len(held)
+    shown = json.loads(diff("--json", saved["before"], saved["after"]))
+    assert [c["fields"] for c in shown["changed"]] == [["context"]] * len(held)
+    assert {o["context"]["unit"] for c in shown["changed"] for o in c["old"]["owners"]} == {"first.service"}

@@ -16,10 +16,10 @@ import pytest
 import procsock
 from procsock import render
 from procsock.backends import Registry
-from procsock.details import Extended, MemInfo, TcpInfo
+from procsock.details import Extended, MemInfo, NetlinkInfo, PacketInfo, PacketRing, TcpInfo
 from procsock.errors import InputError
 from procsock.saved import load, load_text, selected
-from procsock.model import Family, NoteCode, SockType, State, identity_of_row
+from procsock.model import Context, Family, FrozenDict, NoteCode, Sockets, SockType, State, identity_of_row
 from procsock.schema import SCHEMA_VERSION, schema_document
 from procsock.testing.zoo import SocketZoo
 from sockzoo import needs_root
@@ -105,7 +105,7 @@ def test_every_socket_carries_its_identity(zoo):
     ("unresolved", 0, "owners", 0),
 ])
 def test_a_field_the_schema_does_not_know_fails(where):
-    owner = {"pid": 1, "fd": 3, "process": "x", "process_hex": "78", "uid": 0, "tid": None}
+    owner = {"pid": 1, "fd": 3, "process": "x", "process_hex": "78", "uid": 0, "tid": None, "context": None}
     snap = procsock.snapshot(proc_root=CAPTURE)
     document = document_of(snap)
     document["unresolved"] = [{"inode": 9, "owners": [owner], "reason": "r"}]
@@ -126,7 +126,20 @@ def test_the_schema_lists_what_the_writers_write():
     assert list(defs["socket_fields"]["properties"]) == list(render.entry_dict(entry))
     assert list(schema_document()["properties"]) == list(render.snapshot_to_dict(procsock.snapshot(proc_root=CAPTURE)))
     assert list(defs["owner"]["properties"]) == list(render.owner_row_dict((1, 2, "x", 0, None)))
-    assert list(defs["extended"]["properties"]) == list(Extended().as_dict())
+    everything = Extended(packet=PacketInfo(), netlink=NetlinkInfo(), timer=(1, 2, 3))  # keys present only when set
+    assert list(defs["extended"]["properties"]) == list(everything.as_dict())
+    assert defs["extended"]["required"] == list(Extended().as_dict())
+    assert list(defs["timer"]["properties"]) == list(everything.as_dict()["timer"])
+    assert list(defs["packet_info"]["properties"]) == list(PacketInfo().as_dict())
+    assert list(defs["packet_ring"]["properties"]) == list(PacketRing(*range(7)).as_dict())
+    assert list(defs["netlink_info"]["properties"]) == list(NetlinkInfo().as_dict())
+    assert list(defs["context"]["properties"]) == list(render.context_dict(Context()))
+    from procsock_plugins.more.tipc import TipcAddress
+    from procsock_plugins.more.vsock import VsockAddress
+    from procsock_plugins.more.xdp import XdpAddress
+
+    for name, cls in (("vsock", VsockAddress), ("xdp", XdpAddress), ("tipc", TipcAddress)):
+        assert list(defs[name]["properties"]) == list(cls(1, 2).as_dict())
     tcp = defs["extended"]["properties"]["tcp_info"]["anyOf"][0]["properties"]
     assert list(tcp) == [f.name for f in attrs.fields(TcpInfo)]
     assert list(defs["extended"]["properties"]["meminfo"]["anyOf"][0]["properties"]) == list(MemInfo().as_dict())
@@ -150,9 +163,11 @@ def test_schema_command_prints_both_schemas():
 # --- procsock.load: saved output is an input ---------------------------------------------------
 
 
-@pytest.mark.parametrize("details", [False, True])
-def test_load_gives_back_the_snapshot_saved(full_zoo, tmp_path, details):
-    snap = procsock.snapshot(details=details)
+@pytest.mark.parametrize("details, context", [(False, False), (True, False), (True, True)])
+def test_load_gives_back_the_snapshot_saved(full_zoo, tmp_path, details, context):
+    snap = procsock.snapshot(details=details, context=context)
+    if context:  # every owner came back with its Context (in the owner row's sixth position)
+        assert all(o.context is not None for s in snap.sockets for o in s.owners)
     saved = tmp_path / "snap.json"
     saved.write_text("".join(render.json_document(snap)))
     back = procsock.load(saved)
@@ -227,6 +242,83 @@ def test_load_refuses_a_bad_value_naming_where(tmp_path, change, where):
         load(path)
     message = str(caught.value)
     assert message.startswith(str(path) + ": ") and where in message and "\n" not in message
+
+
+def _first(document, kind):
+    return next(i for i, s in enumerate(document["sockets"]) if s["kind"] == kind and s["owners"])
+
+
+def _set(kind, path, value):
+    """A change that sets the field at `path` of the first `kind` socket with owners."""
+    def change(document):
+        target = document["sockets"][_first(document, kind)]
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+_CONTEXT = ("owners", 0, "context")
+
+
+@pytest.mark.parametrize("change, where", [
+    (_set("tcp", _CONTEXT + ("cgroup",), "/a\x1b[2J"), "owners[0].context.cgroup: not escaped"),
+    (_set("tcp", _CONTEXT + ("cmdline",), "a\\q"), "owners[0].context.cmdline: not escaped"),
+    (_set("tcp", _CONTEXT + ("unit",), 5), "owners[0].context.unit: not a string"),
+    (_set("tcp", _CONTEXT + ("cgroup_id",), -1), "owners[0].context.cgroup_id"),
+    (_set("tcp", _CONTEXT + ("cgroup_id",), "1"), "owners[0].context.cgroup_id"),
+    (_set("tcp", _CONTEXT + ("user",), "x" * 5000), "owners[0].context: not a context"),
+    (_set("tcp", _CONTEXT + ("extra",), {"bad key": "x"}), "owners[0].context: not a context"),
+    (_set("tcp", _CONTEXT + ("extra",), {"unit": "x"}), "owners[0].context.extra"),
+    (_set("tcp", _CONTEXT + ("extra",), {"site": True}), "owners[0].context.extra.site"),
+    (_set("tcp", _CONTEXT + ("extra",), []), "owners[0].context.extra"),
+    (_set("tcp", _CONTEXT + ("added",), 1), "owners[0].context: unknown field"),
+    (_set("tcp", ("owners", 0, "context"), "root"), "owners[0].context: not an object"),
+    (_set("tcp", ("cgroup_moved",), True), "cgroup_moved: does not follow"),
+    (_set("tcp", ("cgroup_moved",), None), "cgroup_moved: does not follow"),
+    (_set("tcp", ("cgroup_moved",), 0), "cgroup_moved: does not follow"),
+    (_set("tcp", ("extended", "timer", "expires_ms"), -1), "extended.timer.expires_ms"),
+    (_set("tcp", ("extended", "timer", "timer"), 256), "extended.timer.timer"),
+    (_set("tcp", ("extended", "timer", "added"), 1), "extended.timer: unknown field"),
+    (_set("tcp", ("extended", "added"), 1), "extended: unknown field"),
+    pytest.param(_set("netlink", ("extended", "netlink", "groups"), [3, 1]), "extended.netlink.groups",
+                 marks=needs_root),
+    pytest.param(_set("netlink", ("extended", "netlink", "flags"), "x"), "extended.netlink.flags", marks=needs_root),
+    pytest.param(_set("packet", ("extended", "packet", "fanout_id"), 70000), "extended.packet.fanout_id",
+                 marks=needs_root),
+    pytest.param(_set("packet", ("extended", "packet", "rx_ring"), {"block_size": 1}), "extended.packet.rx_ring",
+                 marks=needs_root),
+])
+def test_load_refuses_a_bad_context_or_detail_naming_where(full_zoo, tmp_path, change, where):
+    snap = procsock.snapshot(pid=os.getpid(), details=True, context=True)
+    document = document_of(snap)
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps(document, indent=1))
+    assert load(path) == snap  # the unchanged document loads: the change alone is refused
+    change(document)
+    path.write_text(json.dumps(document, indent=1))
+    with pytest.raises(InputError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path) + ": sockets[") and where in message and "\n" not in message
+
+
+def test_loaded_context_text_is_the_text_shown(tmp_path):
+    """Escaped context text (a cgroup path with control bytes and bytes that are not UTF-8) comes
+    back as the text it shows, so writing it again writes the same JSON."""
+    from procsock.model import Owner
+
+    odd = Context(cgroup="/a\\b\x1b[2J\udcff\n", cmdline="x\ty", cgroup_id=7,
+                  extra=FrozenDict({"site": "\x00", "n": 3}))
+    snap = procsock.snapshot(proc_root=CAPTURE)
+    entries = [(row, tuple(o + (odd,) for o in owners), peers) for row, owners, peers in snap.sockets.entries]
+    snap = attrs.evolve(snap, sockets=Sockets(entries))
+    text = "".join(render.json_document(snap))
+    assert "\x1b" not in text and "\\x1b[2J" in text
+    back = load_text(text, "t")
+    held = [o for s in back.sockets for o in s.owners]
+    assert held and all(o.context == odd for o in held) and all(isinstance(o, Owner) for o in held)
+    assert "".join(render.json_document(back)) == text
 
 
 @pytest.mark.parametrize("text, reason", [

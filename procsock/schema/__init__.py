@@ -8,7 +8,7 @@ bumped when a field is added, the major when one changes or goes.
 
 from typing import Optional
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]
 
 __all__ = ["SCHEMA_MAJOR", "SCHEMA_VERSION", "schema_document", "schema_text"]
