@@ -54,7 +54,8 @@ def test_captured_tree_context_of_each_convention():
     pause = found[404]
     assert (pause.pod_uid, pause.pod_qos, pause.container_id, pause.container_runtime) == (
         "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "besteffort", "4b1d" * 16, None)
-    assert (found[505].unit, found[505].slice, found[505].user) == ("run-u42.scope", "app.slice", "alice")
+    assert (found[505].unit, found[505].slice, found[505].user) == (
+        "user@1000.service/app.slice/run-u42.scope", "user-1000.slice", "alice")
     legacy = found[606]  # v1 name=systemd line with the cgroupfs docker layout, v2 at the root
     assert (legacy.cgroup, legacy.cgroup_v1, legacy.container_id) == ("/", "/docker/" + "e5f6" * 16, "e5f6" * 16)
     # one Context per process, shared by its owners
@@ -237,7 +238,8 @@ def test_one_truth_describe_fd_describe_inode_and_snapshots_agree():
 @pytest.mark.parametrize("expression, pids", [
     ("unit = nginx.service", {101}),
     ("unit = nginx", {101}),
-    ("unit = 'run-*'", {505}),
+    ("unit = 'user@1000.service/*run-*'", {505}),  # a unit of a user's manager: qualified
+    ("unit = user@1000.service", {505}),  # or by its manager's system unit
     ("container = %s" % DOCKER[:12], {202}),
     ("pod = %s" % POD, {303}),
     ("not unit = nginx and comm = nginx", set()),
