@@ -91,6 +91,38 @@ def test_context_filters(filters, pids):
     assert not snap.unresolved  # a filter narrows: nothing is "unresolved" for it
 
 
+def captured_with_passwd(tmp_path, passwd):
+    """A copy of the captured tree whose etc/passwd is `passwd`: bytes, or a callable making it."""
+    import shutil
+
+    shutil.copytree(ROOT, tmp_path / "tree", symlinks=True)
+    os.unlink(tmp_path / "tree" / "etc" / "passwd")
+    passwd(tmp_path / "tree" / "etc" / "passwd")
+    return str(tmp_path / "tree" / "proc")
+
+
+def test_etc_passwd_beside_a_tree_is_not_followed_out_of_it(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"mallory:x:1000:1000::/:/\n")
+    proc = captured_with_passwd(tmp_path, lambda path: os.symlink(outside, path))
+    found = {o.pid: o.context for s in procsock.snapshot(proc_root=proc, context=True).sockets for o in s.owners}
+    assert found[505].user is None and found[101].user is None  # no names rather than the link's
+    assert not procsock.snapshot(proc_root=proc, user="mallory").sockets
+
+
+def test_a_user_name_of_digits_never_stands_for_another_uid(tmp_path):
+    proc = captured_with_passwd(tmp_path, lambda path: path.write_bytes(
+        b"0:x:1000:1000::/:/\nroot:x:0:0::/:/\n33:x:0:0::/:/\n"))
+    found = {o.pid: o.context for s in procsock.snapshot(proc_root=proc, context=True).sockets for o in s.owners}
+    assert found[505].user is None and found[101].user is None
+    for asked, pids in (("0", {606}), ("1000", {505}), ("33", {101})):  # by uid only
+        snap = procsock.snapshot(proc_root=proc, user=asked)
+        assert {o.pid for s in snap.sockets for o in s.owners} == pids, asked
+    out = subprocess.run([sys.executable, "-m", "procsock", "--proc-root", proc, "-C", "--user", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "worker" not in out.stdout  # uid 1000's process is not user 0's
+
+
 @pytest.mark.parametrize("argument, value", [
     ("cgroup", "system.slice"), ("unit", "a/b"), ("pod", "Bad Pod"), ("container", "x\x1b"), ("user", "-1"),
     ("user", -1), ("unit", []),
