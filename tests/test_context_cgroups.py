@@ -262,3 +262,56 @@ def test_cgroup_moved_flags_a_socket_created_in_another_cgroup(cgroups, holder):
     table = subprocess.run([sys.executable, "-m", "procsock", "-C", "-e", "-t", "--pid", str(holder.pid)],
                            capture_output=True, text=True, timeout=60).stdout
     assert "cgroup_moved" in table
+
+
+FORKER = """
+import os, socket, sys
+shared = socket.create_server(("127.0.0.1", 0))  # one listener every child holds
+pids = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        os.read(0, 1)  # until the test closes stdin
+        os._exit(0)
+    pids.append(pid)
+print(*pids, flush=True)
+os.read(0, 1)
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_metrics_context_series_are_capped_however_many_cgroups_a_user_makes(cgroups):
+    """Processes in more cgroups than CONTEXT_SERIES_MAX: at most that many context series, the
+    rest summed into unit="other" and counted by procsock_context_series_dropped."""
+    pytest.importorskip("prometheus_client")
+    from procsock import metrics
+    from procsock.api import default_registry, make_query
+    from procsock.model import Source
+
+    many = metrics.CONTEXT_SERIES_MAX + 5
+    forker = subprocess.Popen([sys.executable, "-c", FORKER, str(many)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        children = forker.stdout.readline().split()
+        assert len(children) == many
+        for index, pid in enumerate(children):
+            with open(os.path.join(cgroups("%s.slice/%s-%d.service" % (TOKEN, TOKEN, index)), "cgroup.procs"),
+                      "w") as f:
+                f.write(pid)
+        query = make_query(cgroup="/%s.slice" % TOKEN)
+        snap = procsock.snapshot(cgroup="/%s.slice" % TOKEN)
+        held = {metrics.owner_context_labels(o) for row, owners, _ in entries(snap.sockets) for o in owners} - {None}
+        assert len(held) > metrics.CONTEXT_SERIES_MAX  # more label sets than a scrape may show
+        collector = metrics.SnapshotCollector(default_registry(), Source.live(), query)
+        families = {f.name: f for f in collector.collect()}
+        by_context = {tuple(s.labels[k] for k in ("unit", "container", "pod")): s.value
+                      for s in families["procsock_sockets_by_context"].samples}
+        dropped = families["procsock_context_series_dropped"].samples[0].value
+        assert len(by_context) == metrics.CONTEXT_SERIES_MAX
+        assert dropped == len(held) - (metrics.CONTEXT_SERIES_MAX - 1)
+        assert by_context[metrics.OTHER_CONTEXT] == dropped  # each of them holds the one socket
+        assert set(by_context) - {metrics.OTHER_CONTEXT} < held
+    finally:
+        forker.stdin.close()
+        forker.wait(timeout=60)
