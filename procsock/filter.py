@@ -29,7 +29,8 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, U
 
 import attrs
 
-from procsock.model import OWNER_NAME, OWNER_PID, Context, Family, Row, State, endpoint_port, owner_context
+from procsock.model import (OWNER_NAME, OWNER_PID, Context, Family, Row, State, endpoint_port, owner_context,
+                            unit_and_manager)
 
 __all__ = ["Filter", "FilterError", "Lookups", "parse", "starts_filter"]
 
@@ -219,7 +220,7 @@ KEYS: Dict[str, Tuple[Callable[[tuple, Sequence[tuple]], object], bool]] = {
     "comm": (lambda row, owners: tuple(owner[OWNER_NAME] for owner in owners), False),
     "fwmark": (_extended("mark"), True),
     "cgroup": (_extended("cgroup_id"), True),
-    "unit": (_context_values(lambda c: (c.unit,)), False),
+    "unit": (_context_values(lambda c: unit_and_manager(c.unit)), False),
     "container": (_context_values(lambda c: (c.container_id,)), False),
     "pod": (_context_values(lambda c: (c.pod_uid, c.pod_name, c.pod_name and "%s/%s" % (c.pod_namespace, c.pod_name))),
             False),

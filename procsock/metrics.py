@@ -20,6 +20,11 @@ from procsock.render import entries
 from procsock.text import escape_text
 
 PREFIX = "procsock_"
+# context labels come from cgroup names processes choose (a user may make thousands of cgroups):
+# at most this many context series a scrape; the rest are summed into one unit="other" series
+# (no real unit is named without a suffix) and counted by procsock_context_series_dropped
+CONTEXT_SERIES_MAX = 100
+OTHER_CONTEXT = ("other", "", "")
 
 
 def owner_context_labels(owner: tuple) -> Optional[Tuple[str, str, str]]:
@@ -36,7 +41,9 @@ def owner_context_labels(owner: tuple) -> Optional[Tuple[str, str, str]]:
 def counts(snap: Snapshot) -> Dict[str, Dict[tuple, int]]:
     """The counts a scrape exposes, by series name and label values: sockets by (kind, state),
     listeners by (kind, local port), sockets by owner context (unit, container, pod; a socket
-    counted once per context that holds it)."""
+    counted once per context that holds it; at most CONTEXT_SERIES_MAX series, the most sockets
+    first, the rest summed into OTHER_CONTEXT), and "context_series_dropped": {(): how many
+    context label sets were summed so}."""
     by_state: Dict[tuple, int] = {}
     listeners: Dict[tuple, int] = {}
     by_context: Dict[tuple, int] = {}
@@ -53,7 +60,20 @@ def counts(snap: Snapshot) -> Dict[str, Dict[tuple, int]]:
                 listeners[key] = listeners.get(key, 0) + 1
         for context in {owner_context_labels(owner) for owner in owners} - {None}:
             by_context[context] = by_context.get(context, 0) + 1
-    return {"sockets": by_state, "listeners": listeners, "sockets_by_context": by_context}
+    by_context, dropped = _capped(by_context, CONTEXT_SERIES_MAX)
+    return {"sockets": by_state, "listeners": listeners, "sockets_by_context": by_context,
+            "context_series_dropped": {(): dropped}}
+
+
+def _capped(counted: Dict[tuple, int], most: int) -> Tuple[Dict[tuple, int], int]:
+    """`counted` with at most `most` keys: the largest counts (then the first labels) kept, the
+    others summed under OTHER_CONTEXT; and how many keys were summed so."""
+    if len(counted) <= most:
+        return counted, 0
+    ranked = sorted(counted.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[:most - 1])
+    kept[OTHER_CONTEXT] = kept.get(OTHER_CONTEXT, 0) + sum(count for _, count in ranked[most - 1:])
+    return kept, len(ranked) - (most - 1)
 
 
 _SERIES = (  # name, help, label names
@@ -61,6 +81,8 @@ _SERIES = (  # name, help, label names
     ("listeners", "Listening sockets by kind and local port", ("kind", "port")),
     ("sockets_by_context", "Sockets by the systemd unit, container and pod of their owners",
      ("unit", "container", "pod")),
+    ("context_series_dropped", "Context label sets summed into unit=\"other\" this scrape (more than %d)"
+     % CONTEXT_SERIES_MAX, ()),
 )
 
 

@@ -394,6 +394,15 @@ class Context:
         return {**attrs.asdict(self, recurse=False), "extra": dict(self.extra)}
 
 
+def unit_and_manager(unit: Optional[str]) -> Tuple[str, ...]:
+    """The unit names a Context's `unit` answers to: itself and, for a unit of a user's manager
+    (`user@1000.service/app.slice/x.scope`), that manager's system unit (user@1000.service)."""
+    if unit is None:
+        return ()
+    manager = unit.split("/", 1)[0]
+    return (unit,) if manager == unit else (unit, manager)
+
+
 CONTEXT_FIELDS = tuple(f.name for f in attrs.fields(Context) if f.name != "extra")
 
 
@@ -625,8 +634,8 @@ class Query:
 
     def _owner_matches(self, owner: tuple) -> bool:
         context = owner_context(owner) or Context()
-        if self.units is not None and not (context.unit in self.units or
-                                           (context.unit or "").rsplit(".", 1)[0] in self.units):
+        if self.units is not None and not any(name in self.units for unit in unit_and_manager(context.unit)
+                                              for name in (unit, unit.rsplit(".", 1)[0])):
             return False
         if self.containers is not None and not any(
                 context.container_id is not None and context.container_id.startswith(c) for c in self.containers):
@@ -638,8 +647,9 @@ class Query:
                 path is not None and (path == prefix or path.startswith(prefix.rstrip("/") + "/"))
                 for path in (context.cgroup, context.cgroup_v1) for prefix in self.cgroups):
             return False
-        if self.users is not None and context.user not in self.users and str(owner[OWNER_UID]) not in self.users:
-            return False
+        if self.users is not None and str(owner[OWNER_UID]) not in self.users and (
+                context.user is None or context.user.isdigit() or context.user not in self.users):
+            return False  # a user name of digits only (a hostile passwd line) never stands for another uid
         return True
 
     def wants_kind(self, kind: SocketKind) -> bool:

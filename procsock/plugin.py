@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from procsock.errors import BackendUnavailable, InputError, NotApplicable, ParseError, ProcsockError
 from procsock.hookspecs import hookimpl
-from procsock.inputs import decimal, hexadecimal, protocol_names, read_file, read_named_file
+from procsock.inputs import decimal, hexadecimal, protocol_names, read_file, read_named_file, read_tree
 from procsock import model
 from procsock.model import (
     DETAIL_CLASSES,
@@ -113,6 +113,7 @@ __all__ = [
     "protocol_names",
     "read_file",
     "read_named_file",
+    "read_tree",
     "record_from_row",
     "row_from_record",
     "scope",

@@ -54,7 +54,8 @@ def test_captured_tree_context_of_each_convention():
     pause = found[404]
     assert (pause.pod_uid, pause.pod_qos, pause.container_id, pause.container_runtime) == (
         "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "besteffort", "4b1d" * 16, None)
-    assert (found[505].unit, found[505].slice, found[505].user) == ("run-u42.scope", "app.slice", "alice")
+    assert (found[505].unit, found[505].slice, found[505].user) == (
+        "user@1000.service/app.slice/run-u42.scope", "user-1000.slice", "alice")
     legacy = found[606]  # v1 name=systemd line with the cgroupfs docker layout, v2 at the root
     assert (legacy.cgroup, legacy.cgroup_v1, legacy.container_id) == ("/", "/docker/" + "e5f6" * 16, "e5f6" * 16)
     # one Context per process, shared by its owners
@@ -88,6 +89,38 @@ def test_context_filters(filters, pids):
     snap, found = contexts(**filters)
     assert set(found) == pids
     assert not snap.unresolved  # a filter narrows: nothing is "unresolved" for it
+
+
+def captured_with_passwd(tmp_path, passwd):
+    """A copy of the captured tree whose etc/passwd is `passwd`: bytes, or a callable making it."""
+    import shutil
+
+    shutil.copytree(ROOT, tmp_path / "tree", symlinks=True)
+    os.unlink(tmp_path / "tree" / "etc" / "passwd")
+    passwd(tmp_path / "tree" / "etc" / "passwd")
+    return str(tmp_path / "tree" / "proc")
+
+
+def test_etc_passwd_beside_a_tree_is_not_followed_out_of_it(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"mallory:x:1000:1000::/:/\n")
+    proc = captured_with_passwd(tmp_path, lambda path: os.symlink(outside, path))
+    found = {o.pid: o.context for s in procsock.snapshot(proc_root=proc, context=True).sockets for o in s.owners}
+    assert found[505].user is None and found[101].user is None  # no names rather than the link's
+    assert not procsock.snapshot(proc_root=proc, user="mallory").sockets
+
+
+def test_a_user_name_of_digits_never_stands_for_another_uid(tmp_path):
+    proc = captured_with_passwd(tmp_path, lambda path: path.write_bytes(
+        b"0:x:1000:1000::/:/\nroot:x:0:0::/:/\n33:x:0:0::/:/\n"))
+    found = {o.pid: o.context for s in procsock.snapshot(proc_root=proc, context=True).sockets for o in s.owners}
+    assert found[505].user is None and found[101].user is None
+    for asked, pids in (("0", {606}), ("1000", {505}), ("33", {101})):  # by uid only
+        snap = procsock.snapshot(proc_root=proc, user=asked)
+        assert {o.pid for s in snap.sockets for o in s.owners} == pids, asked
+    out = subprocess.run([sys.executable, "-m", "procsock", "--proc-root", proc, "-C", "--user", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "worker" not in out.stdout  # uid 1000's process is not user 0's
 
 
 @pytest.mark.parametrize("argument, value", [
@@ -237,7 +270,8 @@ def test_one_truth_describe_fd_describe_inode_and_snapshots_agree():
 @pytest.mark.parametrize("expression, pids", [
     ("unit = nginx.service", {101}),
     ("unit = nginx", {101}),
-    ("unit = 'run-*'", {505}),
+    ("unit = 'user@1000.service/*run-*'", {505}),  # a unit of a user's manager: qualified
+    ("unit = user@1000.service", {505}),  # or by its manager's system unit
     ("container = %s" % DOCKER[:12], {202}),
     ("pod = %s" % POD, {303}),
     ("not unit = nginx and comm = nginx", set()),

@@ -6,16 +6,20 @@ directory names; sock_diag's cgroup id against the holders' (cgroup_moved)."""
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 import procsock
 from procsock.render import entries, table_lines
 
-HEX = "0123456789abcdef" * 4
-UID = "3e2b1c0d-9f8e-4d7c-8b6a-5f4e3d2c1b0a"
+HEX = secrets.token_hex(32)  # container ids of this run, so no test uses a directory it did not make
+HEX_B, HEX_C = secrets.token_hex(32), secrets.token_hex(32)
+TOKEN = "pstest%d" % os.getpid()  # in the name of every unit this run makes
+UID = str(uuid.uuid4())
 HOLDER = """
 import os, socket, sys
 keep = []
@@ -39,26 +43,27 @@ def cgroup2_mount():
 
 @pytest.fixture
 def cgroups():
-    """make(relative path) -> the new cgroup directory under a test-owned parent of the cgroup2
-    mount; everything made is emptied (its processes moved back to the root) and removed after."""
+    """make(path) -> the cgroup directory `path` under the cgroup2 mount's root (where systemd,
+    runtimes and the kubelet put theirs, and where procsock reads conventions from), made as
+    needed: the last component must be new (every test names its own with TOKEN or a random id);
+    what exists is used as is. Everything made is emptied (its processes moved back to the root)
+    and removed after."""
     if os.geteuid() != 0:
         pytest.skip("needs root: creates cgroups and moves processes into them")
     mount = cgroup2_mount()
     if mount is None:
         pytest.skip("no cgroup2 mount here")
-    parent = os.path.join(mount, "procsock-test-%d" % os.getpid())
-    try:
-        os.mkdir(parent)
-    except OSError as exc:
-        pytest.skip("cgroup2 at %s is not writable: %s" % (mount, exc))
-    made = [parent]
+    if not os.access(mount, os.W_OK):
+        pytest.skip("cgroup2 at %s is not writable" % mount)
+    made = []
 
     def make(relative):
-        path = parent
-        for part in relative.split("/"):
+        path = mount
+        parts = relative.split("/")
+        for index, part in enumerate(parts):
             path = os.path.join(path, part)
-            if path not in made:
-                os.mkdir(path)
+            if index == len(parts) - 1 or not os.path.isdir(path):
+                os.mkdir(path)  # the leaf existing already is an error: never a directory not ours
                 made.append(path)
         return path
 
@@ -112,11 +117,14 @@ def holder():
     made.close()
 
 
-CONVENTIONS = [  # (path under the test's parent, expected fields)
-    ("system.slice/nginx.service", {"unit": "nginx.service", "slice": "system.slice", "container_id": None}),
-    ("user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", {"unit": "x.scope", "slice": "app.slice"}),
-    ("system.slice/run-u42.scope", {"unit": "run-u42.scope", "slice": "system.slice"}),
-    ("init.scope", {"unit": "init.scope"}),
+USER = "user.slice/user-%d.slice/user@%d.service" % (3000000000 + os.getpid(), 3000000000 + os.getpid())
+MANAGER = USER.rsplit("/", 1)[1]  # a user's systemd manager, a uid no one has
+CONVENTIONS = [  # (path under the cgroup2 root, expected fields)
+    ("system.slice/%s.service" % TOKEN, {"unit": TOKEN + ".service", "slice": "system.slice", "container_id": None}),
+    (USER + "/app.slice/%s.scope" % TOKEN, {"unit": "%s/app.slice/%s.scope" % (MANAGER, TOKEN),
+                                           "slice": USER.split("/")[1]}),
+    ("system.slice/run-%s.scope" % TOKEN, {"unit": "run-%s.scope" % TOKEN, "slice": "system.slice"}),
+    ("%s.scope" % TOKEN, {"unit": TOKEN + ".scope", "slice": "-.slice"}),
     ("system.slice/docker-%s.scope" % HEX, {"container_runtime": "docker", "container_id": HEX}),
     ("docker/%s" % HEX, {"container_runtime": "docker", "container_id": HEX, "unit": None}),
     ("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%s.scope"
@@ -127,15 +135,29 @@ CONVENTIONS = [  # (path under the test's parent, expected fields)
     ("kubepods/besteffort/pod%s/%s" % (UID, HEX),
      {"container_runtime": None, "container_id": HEX, "pod_uid": UID, "pod_qos": "besteffort"}),
     ("machine.slice/libpod-%s.scope" % HEX, {"container_runtime": "podman", "container_id": HEX}),
-    ("machine.slice/machine-web1.scope", {"container_runtime": "systemd-nspawn", "container_id": "web1"}),
-    ("lxc.payload.web1", {"container_runtime": "lxc", "container_id": "web1"}),
+    ("machine.slice/machine-%s.scope" % TOKEN, {"container_runtime": "systemd-nspawn", "container_id": TOKEN}),
+    ("lxc.payload.%s" % TOKEN, {"container_runtime": "lxc", "container_id": TOKEN}),
     # near misses: no id rather than a wrong one
     ("system.slice/docker-%s.scope" % HEX[:63], {"container_id": None}),
     ("system.slice/crio-conmon-%s.scope" % HEX, {"container_id": None}),
+    # hostile: what lies below a unit or a container is its own (a delegate names it), and a user's
+    # manager lays out its units itself: neither may pass for a container or a system unit
+    ("system.slice/docker-%s.scope/docker-%s.scope" % (HEX, HEX_B),
+     {"container_runtime": "docker", "container_id": HEX, "unit": "docker-%s.scope" % HEX}),
+    ("system.slice/docker-%s.scope/sshd.service" % HEX,
+     {"container_id": HEX, "unit": "docker-%s.scope" % HEX, "slice": "system.slice"}),
+    (USER + "/app.slice/docker/%s" % HEX_C, {"container_id": None, "container_runtime": None, "unit": MANAGER}),
+    (USER + "/app.slice/sshd.service", {"unit": MANAGER + "/app.slice/sshd.service", "container_id": None}),
+    (USER + "/kubepods/pod%s/%s" % (UID, HEX_C), {"pod_uid": None, "container_id": None, "unit": MANAGER}),
 ]
 
 
-@pytest.mark.parametrize("path, expected", CONVENTIONS, ids=[c[0].split("/")[-1][:40] for c in CONVENTIONS])
+def _case_id(path):
+    return path.replace(HEX, "A").replace(HEX_B, "B").replace(HEX_C, "C").replace(TOKEN, "T").replace(
+        USER, "USER").replace(UID, "UID")
+
+
+@pytest.mark.parametrize("path, expected", CONVENTIONS, ids=[_case_id(c[0]) for c in CONVENTIONS])
 def test_real_cgroup_of_each_convention(cgroups, holder, path, expected):
     where = cgroups(path)
     holder.move(where)
@@ -151,7 +173,7 @@ def test_filters_select_the_moved_process_on_every_path(cgroups, holder):
                     % (UID.replace("-", "_"), HEX))
     holder.move(where)
     listener = holder.listeners[0]
-    for asked in ({"container": HEX[:12]}, {"pod": UID}, {"cgroup": where[where.index("/procsock-test-"):]}):
+    for asked in ({"container": HEX[:12]}, {"pod": UID}, {"cgroup": where[len(cgroup2_mount()):]}):
         full = procsock.snapshot(**asked)  # the whole walk (in a forked child)
         assert {o.pid for s in full.sockets for o in s.owners} == {holder.pid}, asked
         assert listener in {s.record.inode for s in full.sockets}
@@ -163,6 +185,37 @@ def test_filters_select_the_moved_process_on_every_path(cgroups, holder):
     owners = [o for line in out.stdout.splitlines() for o in json.loads(line)["owners"]]
     assert owners and {o["pid"] for o in owners} == {holder.pid}
     assert {o["context"]["container_id"] for o in owners} == {HEX}
+
+
+def test_filters_and_summary_believe_no_delegate(cgroups, holder):
+    """--container, --unit and -s on the hostile layouts: a container's own sub-cgroup named as
+    another container, a user's cgroups named as a docker container and as a system unit."""
+    nested, user = holder, Holder()
+    try:
+        nested.move(cgroups("system.slice/docker-%s.scope/docker-%s.scope" % (HEX, HEX_B)))
+        user.move(cgroups(USER + "/app.slice/%s.service" % TOKEN))
+        system = Holder()
+        try:
+            system.move(cgroups("system.slice/%s.service" % TOKEN))
+            for asked, pids in (({"container": HEX_B}, set()), ({"container": HEX[:12]}, {nested.pid}),
+                                ({"unit": TOKEN}, {system.pid}), ({"unit": TOKEN + ".service"}, {system.pid}),
+                                ({"unit": MANAGER}, {user.pid})):
+                found = {o.pid for s in procsock.snapshot(**asked).sockets for o in s.owners}
+                assert found & {nested.pid, user.pid, system.pid} == pids, asked
+            out = subprocess.run([sys.executable, "-m", "procsock", "-s", "--unit", TOKEN, "--unit", MANAGER],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            user_unit = "%s/app.slice/%s.service" % (MANAGER, TOKEN)
+            lines = out.stdout.splitlines()
+            assert [line for line in lines if user_unit in line]  # the user's own, qualified
+            held = len(procsock.snapshot(pid=system.pid).sockets)  # the system unit's, not the user's too
+            counted = [line.split()[1] for line in lines if line.split()[:1] == [TOKEN + ".service"] and
+                       "tcp" not in line.split()]
+            assert counted == [str(held)], lines
+        finally:
+            system.close()
+    finally:
+        user.close()
 
 
 def test_hostile_cgroup_name_is_kept_exact_and_shown_escaped(cgroups, holder):
@@ -180,16 +233,16 @@ def test_hostile_cgroup_name_is_kept_exact_and_shown_escaped(cgroups, holder):
 
 def test_process_that_exits_has_no_context_and_no_traceback(cgroups):
     gone = Holder()
-    gone.move(cgroups("system.slice/gone.service"))
-    snap = procsock.snapshot(context=True, unit="gone.service")
+    gone.move(cgroups("system.slice/%s-gone.service" % TOKEN))
+    snap = procsock.snapshot(context=True, unit="%s-gone.service" % TOKEN)
     assert {o.pid for s in snap.sockets for o in s.owners} == {gone.pid}
     gone.close()
-    snap = procsock.snapshot(context=True, unit="gone.service")
+    snap = procsock.snapshot(context=True, unit="%s-gone.service" % TOKEN)
     assert not snap.sockets
 
 
 def test_cgroup_moved_flags_a_socket_created_in_another_cgroup(cgroups, holder):
-    first, second = cgroups("system.slice/first.service"), cgroups("system.slice/second.service")
+    first, second = cgroups("system.slice/%s-1.service" % TOKEN), cgroups("system.slice/%s-2.service" % TOKEN)
     holder.move(first)
     made_here = holder.more()  # created in first.service
     snap = procsock.snapshot(pid=holder.pid, context=True, details=True, kind="tcp")
@@ -249,3 +302,56 @@ def test_diff_names_a_process_moved_between_real_cgroups(cgroups, holder, tmp_pa
     shown = json.loads(diff("--json", saved["before"], saved["after"]))
     assert [c["fields"] for c in shown["changed"]] == [["context"]] * len(held)
     assert {o["context"]["unit"] for c in shown["changed"] for o in c["old"]["owners"]} == {"first.service"}
+
+
+FORKER = """
+import os, socket, sys
+shared = socket.create_server(("127.0.0.1", 0))  # one listener every child holds
+pids = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        os.read(0, 1)  # until the test closes stdin
+        os._exit(0)
+    pids.append(pid)
+print(*pids, flush=True)
+os.read(0, 1)
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_metrics_context_series_are_capped_however_many_cgroups_a_user_makes(cgroups):
+    """Processes in more cgroups than CONTEXT_SERIES_MAX: at most that many context series, the
+    rest summed into unit="other" and counted by procsock_context_series_dropped."""
+    pytest.importorskip("prometheus_client")
+    from procsock import metrics
+    from procsock.api import default_registry, make_query
+    from procsock.model import Source
+
+    many = metrics.CONTEXT_SERIES_MAX + 5
+    forker = subprocess.Popen([sys.executable, "-c", FORKER, str(many)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        children = forker.stdout.readline().split()
+        assert len(children) == many
+        for index, pid in enumerate(children):
+            with open(os.path.join(cgroups("%s.slice/%s-%d.service" % (TOKEN, TOKEN, index)), "cgroup.procs"),
+                      "w") as f:
+                f.write(pid)
+        query = make_query(cgroup="/%s.slice" % TOKEN)
+        snap = procsock.snapshot(cgroup="/%s.slice" % TOKEN)
+        held = {metrics.owner_context_labels(o) for row, owners, _ in entries(snap.sockets) for o in owners} - {None}
+        assert len(held) > metrics.CONTEXT_SERIES_MAX  # more label sets than a scrape may show
+        collector = metrics.SnapshotCollector(default_registry(), Source.live(), query)
+        families = {f.name: f for f in collector.collect()}
+        by_context = {tuple(s.labels[k] for k in ("unit", "container", "pod")): s.value
+                      for s in families["procsock_sockets_by_context"].samples}
+        dropped = families["procsock_context_series_dropped"].samples[0].value
+        assert len(by_context) == metrics.CONTEXT_SERIES_MAX
+        assert dropped == len(held) - (metrics.CONTEXT_SERIES_MAX - 1)
+        assert by_context[metrics.OTHER_CONTEXT] == dropped  # each of them holds the one socket
+        assert set(by_context) - {metrics.OTHER_CONTEXT} < held
+    finally:
+        forker.stdin.close()
+        forker.wait(timeout=60)

@@ -14,7 +14,19 @@ STATIC_POD = "5b6f1d3e9c8a7b6f5e4d3c2b1a0f9e8d"
 
 @pytest.mark.parametrize("path, unit, slice_", [
     ("/system.slice/nginx.service", "nginx.service", "system.slice"),
-    ("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", "x.scope", "app.slice"),
+    # a user's manager lays out its own units: qualified, never a system unit's name
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", "user@1000.service/app.slice/x.scope",
+     "user-1000.slice"),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/sshd.service",
+     "user@1000.service/app.slice/sshd.service", "user-1000.slice"),
+    ("/user.slice/user-1000.slice/user@1000.service/init.scope", "user@1000.service/init.scope", "user-1000.slice"),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/docker/%s" % DOCKER_ID, "user@1000.service",
+     "user-1000.slice"),
+    ("/user.slice/user-1000.slice/user@1000.service", "user@1000.service", "user-1000.slice"),
+    # below the outermost unit is the unit's own (a delegate, a container's tree)
+    ("/system.slice/docker-%s.scope/sshd.service" % DOCKER_ID, "docker-%s.scope" % DOCKER_ID, "system.slice"),
+    ("/system.slice/x.service/y.slice/z.service", "x.service", "system.slice"),
+    ("/mine/system.slice/sshd.service", None, None),  # not under slices from the root: not systemd's
     ("/user.slice/user-1000.slice/session-3.scope", "session-3.scope", "user-1000.slice"),
     ("/init.scope", "init.scope", "-.slice"),
     ("/system.slice/run-u123.scope", "run-u123.scope", "system.slice"),
@@ -54,6 +66,16 @@ def test_systemd_unit(path, unit, slice_):
     ("/docker/%s\x1b[31m" % DOCKER_ID, None, None),
     ("/system.slice/docker.service", None, None),
     ("/", None, None),
+    # hostile: the outermost container stands, cgroupfs shapes count at the root only
+    ("/system.slice/docker-%s.scope/docker-%s.scope" % (DOCKER_ID, CONTAINERD_ID), "docker", DOCKER_ID),
+    ("/system.slice/docker-%s.scope/lxc.payload.web1" % DOCKER_ID, "docker", DOCKER_ID),
+    ("/docker/%s/docker/%s" % (DOCKER_ID, CONTAINERD_ID), "docker", DOCKER_ID),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/docker/%s" % DOCKER_ID, None, None),
+    ("/user.slice/user-1000.slice/user@1000.service/app.slice/docker-%s.scope" % DOCKER_ID, None, None),
+    ("/system.slice/sshd.service/docker-%s.scope" % DOCKER_ID, None, None),
+    ("/system.slice/lxc.payload.web1", None, None),
+    ("/mine/lxc/web1", None, None),
+    ("/mine/kubepods/pod%s/%s" % (POD, CONTAINERD_ID), None, None),
 ])
 def test_container(path, runtime, ident):
     assert parse.container(path) == (runtime, ident)
@@ -74,6 +96,10 @@ def test_container(path, runtime, ident):
     ("/other/burstable/pod%s" % POD, None, None),
     ("/kubepods/burstable/pod%s" % POD[:-1], None, None),
     ("/kubepods/burstable/pod%s" % POD.replace("-", "_"), None, None),
+    # a pod's name below a unit or under a user's tree is that tree's own
+    ("/user.slice/user-1000.slice/user@1000.service/kubepods/pod%s" % POD, None, None),
+    ("/system.slice/x.service/kubepods.slice/kubepods-pod%s.slice" % POD.replace("-", "_"), None, None),
+    ("/mine/kubepods/pod%s" % POD, None, None),
 ])
 def test_kubernetes_pod(path, uid, qos):
     assert parse.kubernetes_pod(path) == (uid, qos)
@@ -108,3 +134,5 @@ def test_command_line_and_user_names():
     assert parse.command_line(b"") is None
     passwd = b"root:x:0:0:root:/root:/bin/bash\nbad line\nwww-data:x:33:33::/var/www:/bin/false\nalias:x:0:0::/:/\n"
     assert parse.user_names(passwd) == {0: "root", 33: "www-data"}
+    # a name of digits only would pass for a uid: uid 1000 is not user "0"
+    assert parse.user_names(b"0:x:1000:1000::/:/\n1000:x:0:0::/:/\nalice:x:1000:1000::/:/\n") == {1000: "alice"}

@@ -13,7 +13,7 @@ import os
 import pwd
 from typing import Dict, Optional
 
-from procsock.plugin import InputError, Process, Source, hookimpl, read_named_file
+from procsock.plugin import InputError, Process, Source, hookimpl, read_tree
 
 from procsock_plugins.context import parse
 
@@ -74,12 +74,13 @@ def _live_user_name(uid: int) -> Optional[str]:
 
 @functools.lru_cache(maxsize=8)
 def _captured_user_names(source: Source) -> Dict[int, str]:
-    """The user names of the etc/passwd beside a captured tree; none when absent or unreadable."""
+    """The user names of the etc/passwd beside a captured tree, read as every file of a tree is
+    (no link followed out of it, no FIFO, bounded); none when absent or unreadable."""
     if source.proc_root is None:
         return {}
-    path = os.path.join(os.path.dirname(os.path.abspath(source.proc_root)), "etc", "passwd")
+    beside = os.path.dirname(os.path.abspath(source.proc_root))
     try:
-        return parse.user_names(read_named_file(path, source.max_input_bytes))
+        return parse.user_names(read_tree(beside, ("etc", "passwd"), True, source.max_input_bytes))
     except (InputError, OSError):
         return {}
 
