@@ -535,6 +535,19 @@ def test_memory_stays_flat_over_a_soak_of_observed_polls():
     assert found["grown"] < 256 * 1024, "memory grew by %(grown)d bytes over %(polls)d polls" % found
 
 
+@needs_root
+def test_a_flood_of_destroys_neither_stretches_the_duration_nor_grows_memory():
+    # a child closes UDP sockets faster than destroys are decoded: reads must yield to the
+    # watch's clock. The end may lag the duration by a poll under way (measured in the flood),
+    # an interval's wake-up and one read slice of the listener.
+    duration, interval = 3.0, 0.5
+    found = isolated("flood", duration, interval)
+    assert found["counts"].get("close", 0) > 0, found
+    late = found["took"] - duration
+    assert late <= interval + destroy.READ_SLICE + 2 * found["poll"], found
+    assert found["grown_kib"] < 64 * 1024, found
+
+
 def test_the_netlink_destroy_listener_hears_a_close_and_a_saved_source_has_none():
     netlink = procsock.api.default_registry().by_name()["netlink"]
     assert netlink.hooks.procsock_destroy_listener(source=procsock.Source.saved_diag("/dev/null"),

@@ -4,20 +4,28 @@ churner (tests/churner.py) opens and closes sockets while procsock.watch looks o
 Usage: watchchurn.py churn|soak RATE POLLS. Prints one JSON object: what the test asserts on.
 churn: the events of POLLS polls of the churn, then of two more after the churner ended.
 soak: tracemalloc's growth over POLLS polls, after 20 polls of warming up.
+Or watchchurn.py flood DURATION INTERVAL: a watch of DURATION seconds while a child opens and closes
+UDP sockets as fast as it can (faster than destroys are decoded): how long the watch took, how long
+a poll takes in the flood, how far the resident memory grew, the events counted.
 """
 
 import collections
 import gc
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 import tracemalloc
 
 import procsock
+import procsock.api
 
 CHURNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "churner.py")
+FLOODER = ("import socket, sys\nprint('ready', flush=True)\nwhile True:\n"
+           "    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()\n")
 
 
 def until(events, polls, seen=None):
@@ -98,5 +106,32 @@ def main(mode, rate, polls):
     }))
 
 
+def flood(duration, interval):
+    flooder = subprocess.Popen([sys.executable, "-c", FLOODER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert flooder.stdout.readline() == "ready\n"
+        counts = collections.Counter()
+        procsock.api.default_registry()  # the plugins load before the clock starts
+        grown_from = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.monotonic()
+        with procsock.watch(kind="udp", interval=interval, duration=duration) as events:
+            for event in events:  # counted, not kept: what the watch itself holds is measured
+                counts[event.kind] += 1
+            took = time.monotonic() - start
+            grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grown_from
+        polls = []
+        for _ in range(3):  # what one poll of the flooded namespace takes here, now
+            begin = time.monotonic()
+            procsock.snapshot(kind="udp")
+            polls.append(time.monotonic() - begin)
+    finally:
+        flooder.kill()
+        flooder.wait()
+    print(json.dumps({"took": took, "poll": max(polls), "grown_kib": grown, "counts": counts}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[1] == "flood":
+        flood(float(sys.argv[2]), float(sys.argv[3]))
+    else:
+        main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
