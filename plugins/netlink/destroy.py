@@ -25,7 +25,7 @@ GROUPS = (1, 2, 3, 4)
 _READ_SIZE = 1 << 16
 SO_RCVBUFFORCE = 33
 LISTENER_BUFFER = 16 << 20  # about 200,000 destroy messages
-READ_BATCH = 1024  # datagrams (one destroy message each) at most per read
+READ_BATCH = 1024  # datagrams (the kernel's: one destroy message each; or forgeries) at most per read
 READ_SLICE = 0.05  # seconds at most per read
 
 
@@ -81,6 +81,8 @@ class DestroyListener:
                     continue
                 raise BackendUnavailable(transport.NAME, "reading destroy messages failed %s"
                                          % codec.errno_text(exc.errno or 0)) from None
+            if size is None:  # another's, dropped: counted in the batch all the same
+                continue
             decoded = codec.decode(bytes(self._buffer[:size]), netns=self._netns)
             skipped.extend(decoded.skipped)
             for row in decoded.records:  # the kernel reports TCP's CLOSE, which the dump codec reads as bound-inactive
