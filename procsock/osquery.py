@@ -272,7 +272,7 @@ class Extension(ExtensionService.Iface):
         try:
             context = json.loads(request.get("context") or "{}")
             rows = list(generate(self, context))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             return _failed("bad query context: %s" % escape_text(str(exc)))
         except (ProcsockError, OSError) as exc:
             return _failed(escape_text(str(exc)))

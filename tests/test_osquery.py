@@ -266,6 +266,14 @@ def test_unknown_tables_and_actions_are_refused_in_the_answer(running):
     assert client.ping().code == 0  # and it still serves
 
 
+def test_a_context_nested_too_deep_is_a_bad_query_context(running):
+    _, client = running
+    deep = '{"constraints": ' + "[" * 5000 + "]" * 5000 + "}"
+    bad = client.call("table", "procsock_sockets", {"action": "generate", "context": deep})
+    assert bad.status.code == 1 and bad.status.message.startswith("bad query context"), bad.status.message
+    assert client.ping().code == 0  # and it still serves
+
+
 def test_shutdown_ends_the_extension(running):
     proc, client = running
     client.shutdown()  # void in osquery's Thrift IDL
