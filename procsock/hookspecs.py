@@ -166,7 +166,9 @@ def procsock_destroy_listener(source: Source, netns: Netns) -> Optional[object]:
     None), then each other namespace whose processes hold sockets, reached through ``netns.pid``
     as for ``procsock_collect``. The listener has ``fileno()`` (readable when notifications are
     waiting), ``read()`` returning a ``procsock.plugin.Destroyed`` with what is waiting now,
-    without blocking, and ``close()``; the caller closes it when done. Believe only the kernel:
+    without blocking, and ``close()``; the caller closes it when done. A read returns soon
+    however fast notifications come (a bounded part of them; the caller reads again while
+    the listener stays readable). Believe only the kernel:
     what any other process sends to the listener goes in ``Destroyed.skipped``, never in its
     records. Raise BackendUnavailable when the namespace cannot be entered or listened to: the
     next backend is asked, and the watch says it may miss those closes.

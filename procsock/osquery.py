@@ -175,10 +175,12 @@ def backend_rows(registry: Registry, source: Source) -> Iterator[Dict[str, str]]
 
 
 def _argument(name: str, expr: str):
-    """The make_query value of one equality's text, None when it is not one (left to osquery)."""
+    """The make_query value of one equality's text, None when it is not one (left to osquery).
+    Text columns show escaped values (escape_text) and the filters compare raw ones: they are equal
+    but for a backslash, which every escape holds, so a value holding one is left to osquery."""
     if name in ("pid", "netns", "port"):
         return int(expr) if expr.isdigit() else None
-    return expr
+    return None if "\\" in expr else expr
 
 
 def pushed_down(context: Mapping, columns: Iterable[str], registry: Registry) -> Query:
@@ -270,7 +272,7 @@ class Extension(ExtensionService.Iface):
         try:
             context = json.loads(request.get("context") or "{}")
             rows = list(generate(self, context))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             return _failed("bad query context: %s" % escape_text(str(exc)))
         except (ProcsockError, OSError) as exc:
             return _failed(escape_text(str(exc)))

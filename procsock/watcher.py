@@ -276,6 +276,8 @@ class _Watch:
         self.selector = selectors.DefaultSelector()
         self.problems: frozenset = frozenset()  # the unreadable tables of the last poll
         self.said_owners: set = set()
+        self.said_destroy_gap = False  # a destroy read's gap was said since the last poll
+        self.held_first, self.held_count = "", 0  # the destroy gaps held back since: the first, how many
         self.polls = 0
         self.own = Netns(netns_inode(resolver.source.proc_root, "self"))
 
@@ -353,8 +355,13 @@ class _Watch:
             yield Event(GAP, when, DESTROY, text="destroy notifications stopped (%s): closes of sockets living "
                         "less than an interval may be missed" % (getattr(read, "reason", None) or read))
             return
-        for text in read.lost + read.skipped:
-            yield Event(GAP, when, DESTROY, text=text)
+        for text in read.lost + read.skipped:  # one said at once, the rest once per poll (a flood of forgeries)
+            if not self.said_destroy_gap:
+                self.said_destroy_gap = True
+                yield Event(GAP, when, DESTROY, text=text)
+            else:
+                self.held_first = self.held_first or text
+                self.held_count += 1
         for row in read.records:
             if not self.query.wants_kind(row[Row.KIND]):
                 continue
@@ -368,9 +375,17 @@ class _Watch:
 
     # --- polls -------------------------------------------------------------------------------
 
+    def _held_gaps(self, when: float) -> Iterator[Event]:
+        """The destroy reads' gaps held back since the last poll, as one."""
+        if self.held_count:
+            yield Event(GAP, when, DESTROY, text="%d more destroy gaps since the last poll, the first: %s"
+                        % (self.held_count, self.held_first))
+        self.said_destroy_gap, self.held_first, self.held_count = False, "", 0
+
     def _poll(self, source: str) -> Iterator[Event]:
         when = time.time()
         self.polls += 1
+        yield from self._held_gaps(when)
         try:
             snap = self.resolver.snapshot(self.poll_query)
         except ProcsockError as exc:

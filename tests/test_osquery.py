@@ -21,8 +21,11 @@ from thrift.transport import TSocket, TTransport  # noqa: E402
 
 from procsock import osquery as extension  # noqa: E402
 from procsock.fdscan import netns_inode  # noqa: E402
+import test_context_cgroups  # noqa: E402
 
 EQUALS, GREATER_THAN = 2, 4
+cgroups = test_context_cgroups.cgroups  # the fixtures: real cgroups, a process holding sockets moved into them
+holder = test_context_cgroups.holder
 UUID = 4242
 
 
@@ -220,6 +223,22 @@ def test_what_cannot_be_pushed_down_is_left_to_osquery_never_dropped(running, he
         assert steady(generate(client, "procsock_sockets", constraint, me), held) == mine, constraint
 
 
+@pytest.mark.parametrize("name, column", [
+    ("evil\\back\x1b[31m.service", "cgroup"),  # a backslash and a control byte, shown escaped
+    ("evil\\x2dback.service", "unit"),  # systemd's own escape: a unit name holding a backslash
+])
+def test_an_equality_on_a_context_column_as_shown_keeps_its_rows(running, cgroups, holder, name, column):
+    # the columns show the context escaped, the filters compare the raw text: a value holding a
+    # backslash is not pushed down (osquery's SQLite compares what the table showed)
+    holder.move(cgroups("system.slice/" + name))
+    _, client = running
+    me = ("pid", EQUALS, str(holder.pid))
+    mine = sorted(generate(client, "procsock_sockets", me), key=lambda r: r["fd"])
+    shown = mine[0][column]
+    assert "\\\\" in shown and all(row[column] == shown for row in mine), mine
+    assert sorted(generate(client, "procsock_sockets", (column, EQUALS, shown), me), key=lambda r: r["fd"]) == mine
+
+
 def test_a_pid_that_holds_nothing_answers_no_rows(running):
     _, client = running
     with open("/proc/sys/kernel/pid_max") as f:
@@ -244,6 +263,14 @@ def test_unknown_tables_and_actions_are_refused_in_the_answer(running):
     assert client.call("table", "procsock_sockets", {"action": "dance"}).status.code == 1
     bad = client.call("table", "procsock_sockets", {"action": "generate", "context": "{not json"})
     assert bad.status.code == 1 and bad.status.message.startswith("bad query context")
+    assert client.ping().code == 0  # and it still serves
+
+
+def test_a_context_nested_too_deep_is_a_bad_query_context(running):
+    _, client = running
+    deep = '{"constraints": ' + "[" * 5000 + "]" * 5000 + "}"
+    bad = client.call("table", "procsock_sockets", {"action": "generate", "context": deep})
+    assert bad.status.code == 1 and bad.status.message.startswith("bad query context"), bad.status.message
     assert client.ping().code == 0  # and it still serves
 
 

@@ -22,6 +22,7 @@ from procsock.plugin import Row
 from procsock.testing import record_events
 from procsock_plugins.netlink import destroy
 from sockzoo import needs_root
+from watchchurn import forged_destroy
 
 DEADLINE = 60.0  # seconds: far beyond what any wait below takes on a quiet host
 CHURNER = os.path.join(os.path.dirname(__file__), "churner.py")
@@ -376,15 +377,6 @@ def test_notifications_the_kernel_dropped_are_a_gap():
     assert "ENOBUFS" in gap.text
 
 
-def forged_destroy(cookie):
-    """A destroy message as the kernel would send it, of a TCP socket 127.0.0.1:1 -> 127.0.0.1:2."""
-    sockid = struct.pack(">HH", 1, 2) + socket.inet_aton("127.0.0.1") + bytes(12) + socket.inet_aton("127.0.0.1") \
-        + bytes(12) + struct.pack("=III", 0, cookie & 0xFFFFFFFF, cookie >> 32)
-    payload = struct.pack("=BBBB", socket.AF_INET, 7, 0, 0) + sockid + struct.pack("=IIIII", 0, 0, 0, 0, 0)
-    payload += struct.pack("=HHB3x", 5, 5, 6)  # INET_DIAG_PROTOCOL: TCP
-    return struct.pack("=IHHII", 16 + len(payload), 20, 0, 0, 0) + payload
-
-
 def test_a_forged_destroy_message_is_never_believed():
     cookie = 0x5EED00000000 + os.getpid()
     with procsock.watch(kind="tcp", interval=0.05, duration=DEADLINE) as events:
@@ -397,6 +389,17 @@ def test_a_forged_destroy_message_is_never_believed():
                     pass  # the kernel refuses senders other than itself to a socket connected to it
         seen = events.poll_now()  # what the listeners hold, and a poll
     assert not [e for e in seen if e.socket is not None and e.socket.record.cookie == cookie]
+
+
+@needs_root
+def test_a_flood_of_forged_destroys_is_one_gap_per_poll_at_most():
+    # root of a namespace may send to its destroy groups: every read of the listener then drops
+    # forgeries. Said at once, then counted until the next poll: at most two gaps a poll.
+    found = isolated("forge", 0.1, 10)
+    assert found["invented"] == [], found
+    assert any("not from the kernel" in text for text in found["gaps"]), found
+    assert len(found["gaps"]) <= 2 * found["polls"], found
+    assert found["reads"] > 2 * found["polls"], "the forgeries came too slowly to test anything: %r" % found
 
 
 NOBODY = 65534
@@ -533,6 +536,19 @@ def test_a_closing_socket_line_says_whose_owners_it_shows():
 def test_memory_stays_flat_over_a_soak_of_observed_polls():
     found = isolated("soak", 300, 100)
     assert found["grown"] < 256 * 1024, "memory grew by %(grown)d bytes over %(polls)d polls" % found
+
+
+@needs_root
+def test_a_flood_of_destroys_neither_stretches_the_duration_nor_grows_memory():
+    # a child closes UDP sockets faster than destroys are decoded: reads must yield to the
+    # watch's clock. The end may lag the duration by a poll under way (measured in the flood),
+    # an interval's wake-up and one read slice of the listener.
+    duration, interval = 3.0, 0.5
+    found = isolated("flood", duration, interval)
+    assert found["counts"].get("close", 0) > 0, found
+    late = found["took"] - duration
+    assert late <= interval + destroy.READ_SLICE + 2 * found["poll"], found
+    assert found["grown_kib"] < 64 * 1024, found
 
 
 def test_the_netlink_destroy_listener_hears_a_close_and_a_saved_source_has_none():

@@ -4,20 +4,32 @@ churner (tests/churner.py) opens and closes sockets while procsock.watch looks o
 Usage: watchchurn.py churn|soak RATE POLLS. Prints one JSON object: what the test asserts on.
 churn: the events of POLLS polls of the churn, then of two more after the churner ended.
 soak: tracemalloc's growth over POLLS polls, after 20 polls of warming up.
+Or watchchurn.py flood DURATION INTERVAL: a watch of DURATION seconds while a child opens and closes
+UDP sockets as fast as it can (faster than destroys are decoded): how long the watch took, how long
+a poll takes in the flood, how far the resident memory grew, the events counted.
+Or watchchurn.py forge INTERVAL POLLS: a watch of POLLS polls while a child sends forged destroy
+messages to the destroy groups as fast as it can: the gaps said, the sockets invented.
 """
 
 import collections
 import gc
 import json
 import os
+import resource
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import tracemalloc
 
 import procsock
+import procsock.api
 
 CHURNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "churner.py")
+FLOODER = ("import socket, sys\nprint('ready', flush=True)\nwhile True:\n"
+           "    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()\n")
 
 
 def until(events, polls, seen=None):
@@ -98,5 +110,78 @@ def main(mode, rate, polls):
     }))
 
 
+def forged_destroy(cookie):
+    """A destroy message as the kernel would send it, of a TCP socket 127.0.0.1:1 -> 127.0.0.1:2."""
+    sockid = struct.pack(">HH", 1, 2) + socket.inet_aton("127.0.0.1") + bytes(12) + socket.inet_aton("127.0.0.1") \
+        + bytes(12) + struct.pack("=III", 0, cookie & 0xFFFFFFFF, cookie >> 32)
+    payload = struct.pack("=BBBB", socket.AF_INET, 7, 0, 0) + sockid + struct.pack("=IIIII", 0, 0, 0, 0, 0)
+    payload += struct.pack("=HHB3x", 5, 5, 6)  # INET_DIAG_PROTOCOL: TCP
+    return struct.pack("=IHHII", 16 + len(payload), 20, 0, 0, 0) + payload
+
+
+def forge(interval, polls):
+    cookie = 0x5EED00000000 + os.getpid()
+    stop_r, stop_w = os.pipe()
+    with procsock.watch(kind="tcp", interval=interval, duration=600) as events:
+        reads = []
+        listeners = list(events._watch.listeners.values())
+        for listener in listeners:  # count the reads: each drops forgeries
+            listener.read = (lambda read: lambda: reads.append(1) or read())(listener.read)
+        child = os.fork()
+        if child == 0:  # sends to SKNLGRP_INET_TCP_DESTROY (root of this namespace may) until told to stop
+            os.close(stop_w)
+            os.set_blocking(stop_r, False)
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4) as forger:
+                message = forged_destroy(cookie)
+                while True:
+                    for _ in range(100):
+                        forger.sendto(message, (0, 1))
+                    try:
+                        if os.read(stop_r, 1) == b"":
+                            os._exit(0)
+                    except BlockingIOError:
+                        pass
+        os.close(stop_r)
+        seen = []
+        until(events, polls, seen)
+        os.close(stop_w)
+        os.waitpid(child, 0)
+    print(json.dumps({
+        "polls": events.polls,
+        "reads": len(reads),
+        "gaps": [e.text for e in seen if e.kind == "gap" and e.source == "destroy"],
+        "invented": [repr(e) for e in seen if e.socket is not None and e.socket.record.cookie == cookie],
+    }))
+
+
+def flood(duration, interval):
+    flooder = subprocess.Popen([sys.executable, "-c", FLOODER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert flooder.stdout.readline() == "ready\n"
+        counts = collections.Counter()
+        procsock.api.default_registry()  # the plugins load before the clock starts
+        grown_from = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.monotonic()
+        with procsock.watch(kind="udp", interval=interval, duration=duration) as events:
+            for event in events:  # counted, not kept: what the watch itself holds is measured
+                counts[event.kind] += 1
+            took = time.monotonic() - start
+            grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grown_from
+        polls = []
+        for _ in range(3):  # what one poll of the flooded namespace takes here, now
+            begin = time.monotonic()
+            procsock.snapshot(kind="udp")
+            polls.append(time.monotonic() - begin)
+    finally:
+        flooder.kill()
+        flooder.wait()
+    print(json.dumps({"took": took, "poll": max(polls), "grown_kib": grown, "counts": counts}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[1] == "flood":
+        flood(float(sys.argv[2]), float(sys.argv[3]))
+    elif sys.argv[1] == "forge":
+        forge(float(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))

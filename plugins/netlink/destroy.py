@@ -4,11 +4,14 @@ Any user may join them (linux/sock_diag.h SKNLGRP_*). A message is an inet_diag_
 as it was destroyed: state CLOSE, inode 0 once released (its cookie says which socket). The socket
 is connected to the kernel, which then refuses unicast from other senders, and every datagram's
 sender is checked all the same (`transport.receive`). A reader too slow for the kernel loses
-messages: the kernel says so with ENOBUFS, and `read` says so in `Destroyed.lost`.
+messages: the kernel says so with ENOBUFS, and `read` says so in `Destroyed.lost`. A read takes at
+most READ_BATCH datagrams or READ_SLICE seconds, so that a flood of closes (faster than they are
+decoded) never holds the watch: the rest waits in the socket, or the kernel drops it and says so.
 """
 
 import errno
 import socket
+import time
 from typing import List, Optional
 
 from procsock.plugin import BackendUnavailable, Destroyed, Row, State
@@ -22,6 +25,8 @@ GROUPS = (1, 2, 3, 4)
 _READ_SIZE = 1 << 16
 SO_RCVBUFFORCE = 33
 LISTENER_BUFFER = 16 << 20  # about 200,000 destroy messages
+READ_BATCH = 1024  # datagrams (the kernel's: one destroy message each; or forgeries) at most per read
+READ_SLICE = 0.05  # seconds at most per read
 
 
 def open_listener_socket() -> socket.socket:
@@ -55,13 +60,17 @@ class DestroyListener:
         return self._sock.fileno()
 
     def read(self) -> Destroyed:
-        """Every notification waiting now, without blocking."""
+        """The notifications waiting now, without blocking: at most READ_BATCH datagrams or
+        READ_SLICE seconds of them (the socket stays readable while more wait)."""
         rows: List[tuple] = []
         lost: List[str] = []
         skipped: List[str] = []
         dropped = {}
         closed = State.CLOSE
-        while True:
+        until = time.monotonic() + READ_SLICE
+        for _ in range(READ_BATCH):
+            if time.monotonic() >= until:
+                break
             try:
                 size = transport.receive(self._sock, self._buffer, dropped, None)
             except BlockingIOError:
@@ -72,6 +81,8 @@ class DestroyListener:
                     continue
                 raise BackendUnavailable(transport.NAME, "reading destroy messages failed %s"
                                          % codec.errno_text(exc.errno or 0)) from None
+            if size is None:  # another's, dropped: counted in the batch all the same
+                continue
             decoded = codec.decode(bytes(self._buffer[:size]), netns=self._netns)
             skipped.extend(decoded.skipped)
             for row in decoded.records:  # the kernel reports TCP's CLOSE, which the dump codec reads as bound-inactive

@@ -121,13 +121,15 @@ def open_diag_socket_in(proc_root: str, pid: int, opener=open_diag_socket) -> so
     return outcome["socket"]
 
 
-def receive(sock: socket.socket, view: memoryview, dropped: Dict[int, int], deadline: Optional[float]) -> int:
+def receive(sock: socket.socket, view: memoryview, dropped: Dict[int, int],
+            deadline: Optional[float]) -> Optional[int]:
     """Read the next datagram the kernel sent into `view` and return its size.
 
     Datagrams from any other port id are dropped unread and counted in `dropped` (port id →
     count). Raises socket.timeout once `deadline` (time.monotonic) passes, however many others
-    keep arriving; with `deadline` None it only reads what is there (BlockingIOError when nothing
-    is). Every read of a netlink socket goes through here.
+    keep arriving; with `deadline` None it reads one datagram that is there (BlockingIOError when
+    none is) and returns None when it was another's, so that the caller bounds a flood of them.
+    Every read of a netlink socket goes through here.
     """
     while True:
         if deadline is None:
@@ -142,6 +144,8 @@ def receive(sock: socket.socket, view: memoryview, dropped: Dict[int, int], dead
         if port == KERNEL:
             return size
         dropped[port] = dropped.get(port, 0) + 1
+        if deadline is None:
+            return None
 
 
 def dropped_note(dropped: Dict[int, int]) -> str:
