@@ -134,9 +134,9 @@ def test_the_schema_lists_what_the_writers_write():
     assert list(defs["packet_ring"]["properties"]) == list(PacketRing(*range(7)).as_dict())
     assert list(defs["netlink_info"]["properties"]) == list(NetlinkInfo().as_dict())
     assert list(defs["context"]["properties"]) == list(render.context_dict(Context()))
-    from procsock_plugins.more.tipc import TipcAddress
-    from procsock_plugins.more.vsock import VsockAddress
-    from procsock_plugins.more.xdp import XdpAddress
+    from procsock_plugins.netlink.families.tipc import TipcAddress
+    from procsock_plugins.netlink.families.vsock import VsockAddress
+    from procsock_plugins.netlink.families.xdp import XdpAddress
 
     for name, cls in (("vsock", VsockAddress), ("xdp", XdpAddress), ("tipc", TipcAddress)):
         assert list(defs[name]["properties"]) == list(cls(1, 2).as_dict())
