@@ -79,6 +79,11 @@ def _key(row: tuple) -> Key:
     return identity.key, identity.cookie
 
 
+def _cookie(row: tuple) -> tuple:
+    """(namespace, kind, cookie) of a row: what a destroy notification names."""
+    return row[Row.NETNS], row[Row.KIND].name, row[Row.COOKIE]
+
+
 def _keyed(entries) -> Dict[Key, Entry]:
     return {_key(entry[0]): entry for entry in entries}
 
@@ -117,7 +122,8 @@ class _Destroys:
 def _diff(old: Dict[Key, Entry], new: Dict[Key, Entry], kept: frozenset):
     """(opened, changed, closed) from one poll to the next: keys of `new`, (old entry, new entry,
     what changed) and keys of `old`. A socket whose cookie only one of the polls knows (another
-    backend answered) is matched by the rest of its identity. Sockets of the (namespace, kind)
+    backend answered) is matched by the rest of its identity; one that lost its inode when its last
+    fd closed (orphaned, still in FIN-WAIT or LAST-ACK) by its cookie. Sockets of the (namespace, kind)
     tables in `kept` (unreadable this time) are not closed: they are carried into `new`."""
     unmatched = dict(old)
     opened, changed = [], []
@@ -139,6 +145,17 @@ def _diff(old: Dict[Key, Entry], new: Dict[Key, Entry], kept: frozenset):
                 still.append(key)
             else:
                 candidates.remove(found)
+                _compare(unmatched.pop(found), new[key], changed)
+        opened = still
+    if opened and unmatched:  # a socket closed by its last fd lives on orphaned (FIN-WAIT...): inode 0, same cookie
+        by_cookie = {(k[0][0], k[0][1], k[1]): k for k in unmatched if k[1] is not None and k[0][2]}
+        still = []
+        for key in opened:
+            orphan = key[1] is not None and not key[0][2]
+            found = by_cookie.pop((key[0][0], key[0][1], key[1]), None) if orphan else None
+            if found is None:
+                still.append(key)
+            else:
                 _compare(unmatched.pop(found), new[key], changed)
         opened = still
     closed = []
@@ -279,6 +296,9 @@ class _Watch:
         self.said_destroy_gap = False  # a destroy read's gap was said since the last poll
         self.held_first, self.held_count = "", 0  # the destroy gaps held back since: the first, how many
         self.polls = 0
+        # (namespace, kind, cookie) of sockets a destroy closed whose remnant (a TIME-WAIT or
+        # FIN-WAIT-2 mini socket with the same cookie) the last poll still listed
+        self.destroyed: set = set()
         self.own = Netns(netns_inode(resolver.source.proc_root, "self"))
 
     def start(self) -> Iterator[Event]:
@@ -367,6 +387,7 @@ class _Watch:
                 continue
             key = index.find(row)
             entry = known.pop(key, None) if key is not None else None
+            self.destroyed.add(_cookie(row))
             if entry is not None:
                 if _wanted(self.query, entry):
                     yield Event(CLOSE, when, DESTROY, _socket(entry), LAST_SEEN)
@@ -398,6 +419,11 @@ class _Watch:
         # notifications read now may be of sockets this poll saw: matched with it, not the last
         pending = [(listener, self._read(listener)) for listener in list(self.listeners.values())]
         opened, changed, closed = _diff(self.known, new, self.problems)
+        if self.destroyed:  # what the kernel left of a socket it said it destroyed is no socket of its own
+            opened = [key for key in opened if _cookie(new[key][0]) not in self.destroyed]
+            changed = [change for change in changed if _cookie(change[1][0]) not in self.destroyed]
+            closed = [key for key in closed if _cookie(self.known[key][0]) not in self.destroyed]
+            self.destroyed &= {_cookie(entry[0]) for entry in new.values()}  # only while a remnant is listed
         old, self.known = self.known, new
         self.destroys = _Destroys(new)
         if source == BASELINE:
@@ -420,6 +446,7 @@ class _Watch:
                 key = gone_index.find(row)
                 entry = gone.pop(key, None) if key is not None else None
                 if entry is not None:
+                    self.destroyed.add(_cookie(row))
                     if _wanted(self.query, entry):
                         yield Event(CLOSE, when, DESTROY, _socket(entry), LAST_SEEN)
                 else:

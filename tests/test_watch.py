@@ -200,6 +200,37 @@ def test_the_filter_expression_and_its_owner_keys_select_events():
         dropped.close()
 
 
+def test_what_the_kernel_leaves_of_a_closed_socket_is_not_another_socket():
+    """close() of an ESTAB socket whose peer stays open: the kernel frees the socket (a destroy)
+    and lists a FIN-WAIT-2 mini socket with the same cookie and inode 0 until the peer's FIN and
+    TIME-WAIT. That remnant is no socket of its own: one close, and no open or close of it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted = server.accept()[0]
+    cookie = struct.unpack("=Q", client.getsockopt(socket.SOL_SOCKET, 57, 8))[0]  # SO_COOKIE
+
+    def mine(seen):
+        return [e for e in seen if e.socket is not None and e.socket.record.cookie == cookie]
+
+    try:
+        with procsock.watch(kind="tcp", port=port, interval=0.05, duration=DEADLINE, initial=True) as events:
+            seen = wait_for(events, mine)
+            client.close()
+            seen = wait_for(events, lambda s: [e for e in mine(s) if e.kind == "close"], seen)
+            remnant = lambda: [r for r in procsock.snapshot(kind="tcp", port=port).sockets  # noqa: E731
+                               if r.record.cookie == cookie and r.record.inode == 0]
+            assert remnant(), "the kernel lists the FIN-WAIT-2 remnant"
+            seen += events.poll_now() + events.poll_now()
+            accepted.close()  # the peer's FIN: the remnant moves to TIME-WAIT
+            seen += events.poll_now() + events.poll_now()
+        kinds = [e.kind for e in mine(seen)]
+        assert kinds.count("close") == 1 and kinds.count("open") == 1, kinds  # the baseline's open
+    finally:
+        for sock in (client, accepted, server):
+            sock.close()
+
+
 def test_record_events_reports_what_a_block_opened_and_closed():
     with record_events(kind="tcp") as ev:
         server = socket.create_server(("127.0.0.1", 0))
