@@ -18,11 +18,15 @@ A bundle is untrusted when read: `read_bundle` reads `snapshot.json` and `facts.
 of the archive and writes nothing; every member must be a plain relative name (no absolute path,
 no `..`), a regular file, a directory or, under `proc/`, a link whose target is `socket:[N]` or
 `net:[N]` (nothing a link could lead out through); the sizes are capped (max_input_bytes in all),
-and so is the number of members. `extract_bundle` (for --proc-root/--diag-file use) unpacks into
+and so is the number of members. The archive is read as a stream, once, through a reader that
+stops past the bound: its own bytes (headers, padding) count too, a long-name or pax header larger
+than MAX_HEADER is refused before it is read, members are not kept, a name may appear only once.
+`extract_bundle` (for --proc-root/--diag-file use) unpacks into
 a new temporary directory with tarfile's `data` filter on top of the same checks.
 """
 
 import contextlib
+import gzip
 import json
 import os
 import re
@@ -52,7 +56,13 @@ __all__ = [
 
 SNAPSHOT, FACTS, DIAG, PROC = "snapshot.json", "facts.json", "sock_diag", "proc"
 BUNDLE_MEMBERS = (SNAPSHOT, FACTS, DIAG, PROC)
-MAX_MEMBERS = 1_000_000
+# A capture holds a member per socket fd plus ~7 per process holding one and a table per kind per
+# namespace (a host of 281 sockets: 59 members); 250,000 is a host of ~200,000 socket fds.
+MAX_MEMBERS = 250_000
+MAX_HEADER = 64 * 1024  # a long name or pax header: a capture writes names of at most ~60 bytes
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+             tarfile.SOLARIS_XHDTYPE)
+_SLACK = 1 << 20  # archive bytes beyond max_input_bytes: end blocks, tarfile's read-ahead
 _LINK_TARGET = re.compile(r"(socket|net):\[[0-9]{1,20}\]\Z")
 _NETNS_LINK = re.compile(r"net:\[([0-9]{1,20})\]\Z")
 _PROCESS_FILES = ("comm", "status", "cgroup")
@@ -206,44 +216,87 @@ def capture(out: str, query: Query = Query(), registry=None) -> Captured:
 # --- Reading a bundle: untrusted ------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """A bundle refused while tarfile reads it (raised through tarfile, made an InputError by `_open_tar`)."""
+
+
+def _too_large(limit: int) -> str:
+    return "larger than %d bytes or %d members, the bound on one input (see --max-input-bytes)" % (limit, MAX_MEMBERS)
+
+
+class _Bounded:
+    """The decompressed bytes of a bundle, at most `limit` of them: reading past raises _Refused,
+    so whatever the headers claim, a bundle costs the reading of no more."""
+
+    def __init__(self, source, limit: int) -> None:
+        self.source, self.limit, self.left = source, limit, limit + _SLACK
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(self.left + 1 if size < 0 or size > self.left else size)
+        self.left -= len(data)
+        if self.left < 0:
+            raise _Refused(_too_large(self.limit))
+        return data
+
+
+class _Header(tarfile.TarInfo):
+    """A tar header whose long-name or pax payload (which tarfile reads whole, into memory, before
+    returning the member) is refused unread when larger than MAX_HEADER."""
+
+    def _proc_member(self, tarfile):  # tarfile's documented hook for subclasses
+        if self.type in _EXTENDED and self.size > MAX_HEADER:
+            raise _Refused("a long-name or pax header of %d bytes (at most %d)" % (self.size, MAX_HEADER))
+        return super()._proc_member(tarfile)
+
+
+def _shown(text: str) -> str:
+    """A member's name or link in a message, quoted, unescaped: the CLI escapes the whole line, once."""
+    return "'%s'" % text[:80]
+
+
 def _check_member(member: tarfile.TarInfo, bundle: str) -> None:
     name = member.name
     parts = name.split("/")
     if name.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\0" in name or len(name) > 4096:
-        raise InputError(bundle, "member %s is not a plain relative name" % escape_text(repr(name)[:80]))
+        raise InputError(bundle, "member %s is not a plain relative name" % _shown(name))
     if member.isdir():
         return
     if member.issym():
         if parts[0] != PROC or not _LINK_TARGET.match(member.linkname):
             raise InputError(bundle, "member %s: a link to %s (only proc/ links to socket:[N] or net:[N])"
-                             % (escape_text(repr(name)[:80]), escape_text(repr(member.linkname)[:80])))
+                             % (_shown(name), _shown(member.linkname)))
         return
     if not member.isreg():
-        raise InputError(bundle, "member %s is neither a file, a directory nor a link" % escape_text(repr(name)[:80]))
+        raise InputError(bundle, "member %s is neither a file, a directory nor a link" % _shown(name))
 
 
 def _members(tar: tarfile.TarFile, bundle: str, limit: int) -> Iterable[tarfile.TarInfo]:
-    """The members of `tar`, each checked, until their sizes add up past `limit` (refused)."""
-    total = count = 0
+    """The members of `tar` (read as a stream), each checked and none kept, until their sizes add
+    up past `limit` or their number past MAX_MEMBERS (refused); a name seen twice is refused."""
+    total = 0
+    seen = set()
     while True:
         try:
             member = tar.next()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except (tarfile.TarError, EOFError, OSError, ValueError, RecursionError) as exc:
             raise InputError(bundle, "not a readable bundle (%s)" % escape_text(str(exc)[:120])) from None
         if member is None:
             return
-        count += 1
+        tar.members.clear()  # tarfile keeps every member read: a stream needs none of them
         total += member.size
-        if count > MAX_MEMBERS or total > limit:
-            raise InputError(bundle, "larger than %d bytes or %d members, the bound on one input (see "
-                             "--max-input-bytes)" % (limit, MAX_MEMBERS))
+        if len(seen) >= MAX_MEMBERS or total > limit:
+            raise InputError(bundle, _too_large(limit))
         _check_member(member, bundle)
+        if member.name in seen:
+            raise InputError(bundle, "member %s is there more than once" % _shown(member.name))
+        seen.add(member.name)
         yield member
 
 
 @contextlib.contextmanager
-def _open_tar(path: str) -> Iterator[tarfile.TarFile]:
-    """The archive at `path`, if a regular file (a FIFO or a device is refused before any read)."""
+def _open_tar(path: str, limit: int) -> Iterator[tarfile.TarFile]:
+    """The archive at `path` (tar, or tar.gz), if a regular file (a FIFO or a device is refused
+    before any read), as a stream of at most `limit` bytes (see `_Bounded`)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -251,16 +304,22 @@ def _open_tar(path: str) -> Iterator[tarfile.TarFile]:
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InputError(path, "not a regular file or a bundle directory")
+        compressed = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        source = _Bounded(gzip.GzipFile(fileobj=f, mode="rb") if compressed else f, limit)
         try:
-            tar = tarfile.open(fileobj=f, mode="r:*")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise InputError(path, "not a bundle (%s)" % escape_text(str(exc)[:120])) from None
-        try:
-            yield tar
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise InputError(path, "not a readable bundle (%s)" % escape_text(str(exc)[:120])) from None
-        finally:
-            tar.close()
+            try:
+                tar = tarfile.open(fileobj=source, mode="r|", tarinfo=_Header)
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise InputError(path, "not a bundle (%s)" % escape_text(str(exc)[:120])) from None
+            try:
+                yield tar
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+                raise InputError(path, "not a readable bundle (%s)" % escape_text(str(exc)[:120])) from None
+            finally:
+                tar.close()
+        except _Refused as exc:
+            raise InputError(path, str(exc)) from None
 
 
 def _bundle_files(path: str, wanted: Tuple[str, ...], limit: int) -> Dict[str, bytes]:
@@ -275,13 +334,15 @@ def _bundle_files(path: str, wanted: Tuple[str, ...], limit: int) -> Dict[str, b
                     raise
         return found
     found = {}
-    with _open_tar(path) as tar:
+    with _open_tar(path, limit) as tar:
         for member in _members(tar, path, limit):
             if member.name in wanted and member.isreg():
                 data = tar.extractfile(member).read(member.size + 1)
                 if len(data) != member.size:
-                    raise InputError(path, "member %s is not the size its header says" % member.name)
+                    raise InputError(path, "member %s is not the size its header says" % _shown(member.name))
                 found[member.name] = data
+                if len(found) == len(wanted):  # the rest is not needed: not read
+                    break
     return found
 
 
@@ -346,10 +407,10 @@ def extract_bundle(path: str, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) ->
     filter where Python has it: nothing lands outside that directory, no link leads out."""
     target = tempfile.mkdtemp(prefix="procsock-bundle-")
     try:
-        with _open_tar(path) as tar:
-            members: List[tarfile.TarInfo] = list(_members(tar, path, max_input_bytes))
+        with _open_tar(path, max_input_bytes) as tar:
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(target, members=members, **extra)
+            for member in _members(tar, path, max_input_bytes):  # a stream: each as it comes
+                tar.extract(member, target, **extra)
     except BaseException:
         import shutil
 

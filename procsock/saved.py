@@ -409,8 +409,8 @@ def load_text(text: str, source: str = "<text>", kinds: Iterable[SocketKind] = B
     errors); `kinds` are the kinds known by name (others are taken as the text describes them)."""
     reader = _Reader(kinds)
     stripped = text.lstrip()
-    if not stripped:
-        return Snapshot(sockets=(), answered_by={})
+    if not stripped:  # a truncated file must not read as a host without sockets
+        raise InputError(source, "empty: neither a --json document nor --jsonl lines (truncated?)")
     # a document: --json writes its opening brace alone on a line; one line may be either form
     if stripped.split("\n", 1)[0].strip() == "{" or "\n" not in stripped.rstrip():
         try:

@@ -244,3 +244,135 @@ def test_bad_bundles_say_why_in_one_line(tmp_path):
     with pytest.raises(InputError, match="symbolic link"):
         read_bundle(str(directory))
 
+
+
+# --- Bounded reading: headers, member counts, empty snapshots ------------------------------------------
+
+
+def peak_kib_of(args):
+    """Run procsock; its exit, stderr lines and peak memory (kB: wait4's, the child's and its own children's)."""
+    proc = subprocess.Popen([sys.executable, "-m", "procsock"] + [str(a) for a in args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    proc.stderr.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err.splitlines(), usage.ru_maxrss
+
+
+def gzip_of(path, blocks):
+    """A .tar.gz at `path` from raw tar bytes given in pieces (a generator: nothing held whole)."""
+    import gzip
+
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        for block in blocks:
+            out.write(block)
+    return str(path)
+
+
+def long_header(kind, size):
+    """A GNU long-name (L) or pax (x/g) header announcing `size` bytes, and those bytes in 1 MiB pieces."""
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size = kind, size
+    yield info.tobuf(tarfile.USTAR_FORMAT)
+    for start in range(0, size, 1 << 20):
+        yield b"a" * min(1 << 20, size - start)
+    yield bytes(-size % 512)
+
+
+def snapshot_member():
+    info = tarfile.TarInfo("snapshot.json")
+    info.size = len(good_snapshot())
+    return info.tobuf(tarfile.USTAR_FORMAT) + good_snapshot() + bytes(-info.size % 512) + bytes(1024)
+
+
+def normal_peak(tmp_path):
+    path = bundle(tmp_path / "normal.tar.gz", [({"name": "snapshot.json"}, good_snapshot())])
+    code, _, peak = peak_kib_of(["--from", path, "--max-input-bytes", 1_000_000])
+    assert code == 0
+    return peak
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                                  tarfile.XGLTYPE])
+def test_a_huge_long_name_or_pax_header_is_refused_before_it_is_read(tmp_path, kind):
+    size = 64 << 20  # read whole, it would cost 64 MiB at least
+    path = gzip_of(tmp_path / "long.tar.gz", [*long_header(kind, size), snapshot_member()])
+    normal = normal_peak(tmp_path)
+    for limit in (1_000_000, None):  # a small bound, and the default one (256 MiB: the header check alone)
+        code, err, peak = peak_kib_of(["--from", path] + ([] if limit is None else ["--max-input-bytes", limit]))
+        assert code == 1 and len(err) == 1 and err[0].startswith("procsock: " + path), err
+        assert "header" in err[0] or "larger than" in err[0], err
+        assert peak < normal + (size >> 10) // 4, (peak, normal)  # far less than the header's size
+
+
+def test_a_long_name_within_the_bound_still_reads(tmp_path):
+    name = "proc/" + "/".join(["d" * 60] * 5) + "/comm"  # a GNU long name, as capture writes one
+    path = bundle(tmp_path / "ok.tar.gz", [({"name": "snapshot.json"}, good_snapshot()), ({"name": name}, b"x\n")])
+    assert isinstance(read_bundle(path)[0], procsock.Snapshot)
+    unpacked = extract_bundle(path)
+    try:
+        assert open(os.path.join(unpacked, name)).read() == "x\n"
+    finally:
+        shutil.rmtree(unpacked)
+
+
+def directories(count):
+    for number in range(count):
+        info = tarfile.TarInfo("proc/%d" % number)
+        info.type = tarfile.DIRTYPE
+        yield info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def test_a_flood_of_members_is_refused_in_bounded_memory(tmp_path):
+    from procsock.capture import MAX_MEMBERS
+
+    count = 300_000  # the review's flood: above the cap; read whole it cost 25 s and 155 MB, then an empty table
+    assert MAX_MEMBERS < count
+    empty = tarfile.TarInfo("snapshot.json").tobuf(tarfile.USTAR_FORMAT)
+    path = gzip_of(tmp_path / "flood.tar.gz", [*directories(count), empty, bytes(1024)])
+    normal = normal_peak(tmp_path)
+    for limit in (1_000_000, None):
+        code, err, peak = peak_kib_of(["--from", path] + ([] if limit is None else ["--max-input-bytes", limit]))
+        assert code == 1 and len(err) == 1 and "larger than" in err[0], err
+        # a small bound stops the reading (headers count): memory in proportion to the bound, not the members;
+        # at the default one, members are not kept: half the ~0.5 kB a member kept costs (a name remembered ~0.1)
+        extra = 4 * (limit + (1 << 20)) // 1024 if limit else count * 256 // 1024
+        assert peak < normal + extra, (peak, normal, limit)
+    with pytest.raises(InputError, match="larger than"):
+        extract_bundle(path, max_input_bytes=1_000_000)
+
+
+def test_a_member_twice_is_refused(tmp_path):
+    path = bundle(tmp_path / "twice.tar.gz", [({"name": "snapshot.json"}, good_snapshot()),
+                                              ({"name": "snapshot.json"}, b"{}")])
+    for read in (read_bundle, extract_bundle):
+        with pytest.raises(InputError, match="more than once"):
+            read(path)
+
+
+def test_reading_stops_once_snapshot_and_facts_are_read(tmp_path):
+    # what follows them is never read: here, a member refused wherever it is read
+    path = bundle(tmp_path / "b.tar.gz", [({"name": "snapshot.json"}, good_snapshot()), ({"name": "facts.json"}, b"{}"),
+                                          ({"name": "proc/dev", "type": tarfile.CHRTYPE}, None)])
+    assert read_bundle(path)[1] == {}
+    with pytest.raises(InputError, match="neither a file"):
+        extract_bundle(path)
+
+
+def test_an_empty_snapshot_or_saved_file_is_refused(tmp_path):
+    path = bundle(tmp_path / "empty.tar.gz", [({"name": "snapshot.json"}, b"")])
+    for empty in (path, tmp_path / "e.json", tmp_path / "e.jsonl"):
+        if not str(empty).endswith(".gz"):
+            empty.write_bytes(b"\n \n")
+        done = subprocess.run([sys.executable, "-m", "procsock", "--from", empty], capture_output=True, text=True)
+        assert done.returncode == 1 and done.stdout == "", done.stdout
+        assert len(done.stderr.splitlines()) == 1 and "empty" in done.stderr, done.stderr
+
+
+def test_a_hostile_member_name_is_escaped_once(tmp_path):
+    path = bundle(tmp_path / "esc.tar.gz", [({"name": "snapshot.json"}, good_snapshot()),
+                                            ({"name": "proc/\x1b[31m/../x"}, b"x")])
+    done = subprocess.run([sys.executable, "-m", "procsock", "--from", path], capture_output=True, text=True)
+    assert done.returncode == 1 and "\x1b" not in done.stderr
+    assert "'proc/\\x1b[31m/../x'" in done.stderr, done.stderr
