@@ -77,50 +77,46 @@ def words(line):
     return dict(re.findall(r"(?:^|\s)(\w+):(\([^)]*\)|[\w./,]+)", line))
 
 
+@pytest.fixture
+def keepalive_connection():
+    """(listener, client with SO_KEEPALIVE, accepted server side), closed afterwards."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    server, _ = listener.accept()
+    yield listener, client, server
+    for sock in (client, server, listener):
+        sock.close()
+
+
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's ss")
-def test_the_same_words_as_ss_for_the_same_socket():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    client = socket.create_connection(listener.getsockname())
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    server, _ = listener.accept()
+def test_the_same_words_as_ss_for_the_same_socket(keepalive_connection):
+    listener, client, server = keepalive_connection
     port = client.getsockname()[1]
-    try:
-        chosen = ["sport", "=", str(port), "dport", "=", str(listener.getsockname()[1])]  # one 4-tuple: one socket
-        ss = subprocess.run(["ss", "-Htnoiem", *chosen], capture_output=True, text=True, check=True, timeout=60).stdout
-        proc = subprocess.run([sys.executable, "-m", "procsock", "-Htoiem", "--pid", str(os.getpid()), *chosen],
-                              capture_output=True, text=True, timeout=60)
-        ours = proc.stdout.splitlines()
-        assert proc.returncode == 0 and len(ours) == 2 and ours[1].startswith("\t "), proc.stderr
-        assert len(ss.strip().splitlines()) == 2, ss
-        theirs, mine = words(" ".join(ss.split("\n"))), words(ours[1])
-        stable = ("timer", "wscale", "mss", "pmtu", "rcvmss", "advmss", "cwnd", "sk", "rto")
-        assert {k: mine.get(k) for k in stable} == {k: theirs.get(k) for k in stable}
-        assert mine["timer"].startswith("(keepalive,") and re.fullmatch(r"[\d.]+/[\d.]+", mine["rtt"])
-        assert re.fullmatch(r"\(r\d+,rb\d+,t\d+,tb\d+,f\d+,w\d+,o\d+,bl\d+,d\d+\)", mine["skmem"])
-        assert re.search(r" send [\d.]+[kMGT]?bps ", ours[1]) and re.search(r" pacing_rate [\d.]+[kMGT]?bps", ours[1])
-    finally:
-        for sock in (client, server, listener):
-            sock.close()
+    chosen = ["sport", "=", str(port), "dport", "=", str(listener.getsockname()[1])]  # one 4-tuple: one socket
+    ss = subprocess.run(["ss", "-Htnoiem", *chosen], capture_output=True, text=True, check=True, timeout=60).stdout
+    proc = subprocess.run([sys.executable, "-m", "procsock", "-Htoiem", "--pid", str(os.getpid()), *chosen],
+                          capture_output=True, text=True, timeout=60)
+    ours = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(ours) == 2 and ours[1].startswith("\t "), proc.stderr
+    assert len(ss.strip().splitlines()) == 2, ss
+    theirs, mine = words(" ".join(ss.split("\n"))), words(ours[1])
+    stable = ("timer", "wscale", "mss", "pmtu", "rcvmss", "advmss", "cwnd", "sk", "rto")
+    assert {k: mine.get(k) for k in stable} == {k: theirs.get(k) for k in stable}
+    assert mine["timer"].startswith("(keepalive,") and re.fullmatch(r"[\d.]+/[\d.]+", mine["rtt"])
+    assert re.fullmatch(r"\(r\d+,rb\d+,t\d+,tb\d+,f\d+,w\d+,o\d+,bl\d+,d\d+\)", mine["skmem"])
+    assert re.search(r" send [\d.]+[kMGT]?bps ", ours[1]) and re.search(r" pacing_rate [\d.]+[kMGT]?bps", ours[1])
 
 
-def test_json_keeps_raw_numbers():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    client = socket.create_connection(listener.getsockname())
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    server, _ = listener.accept()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "procsock", "-io", "--json", "--backend", "netlink", "--pid",
-                               str(os.getpid())], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        found = {s["inode"]: s["extended"] for s in json.loads(proc.stdout)["sockets"]}
-        mine = found[os.fstat(client.fileno()).st_ino]
-        assert mine["tcp_info"]["rto"] >= 200000 and isinstance(mine["tcp_info"]["rtt"], int)  # µs, as the kernel
-        assert mine["timer"]["timer"] == 2 and mine["timer"]["expires_ms"] > 60000 and mine["timer"]["retrans"] == 0
-        assert found[os.fstat(listener.fileno()).st_ino]["tcp_info"]["pacing_rate"] == UNLIMITED
-    finally:
-        for sock in (client, server, listener):
-            sock.close()
+def test_json_keeps_raw_numbers(keepalive_connection):
+    listener, client, server = keepalive_connection
+    proc = subprocess.run([sys.executable, "-m", "procsock", "-io", "--json", "--backend", "netlink", "--pid",
+                           str(os.getpid())], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    found = {s["inode"]: s["extended"] for s in json.loads(proc.stdout)["sockets"]}
+    mine = found[os.fstat(client.fileno()).st_ino]
+    assert mine["tcp_info"]["rto"] >= 200000 and isinstance(mine["tcp_info"]["rtt"], int)  # µs, as the kernel
+    assert mine["timer"]["timer"] == 2 and mine["timer"]["expires_ms"] > 60000 and mine["timer"]["retrans"] == 0
+    assert found[os.fstat(listener.fileno()).st_ino]["tcp_info"]["pacing_rate"] == UNLIMITED
