@@ -1,5 +1,5 @@
 """Owner context: who each process holding sockets is (user, unit, container, pod), asked of the
-context plugins once per process and attached to its owner rows.
+context plugins once per process and kept by pid (owner rows stay as the walk made them).
 
 The fd walk read each process's raw facts (`FdScan.facts`); the plugins implementing
 ``procsock_owner_context`` turn them into fields; their answers are checked here, at the door, so
@@ -14,7 +14,7 @@ import attrs
 
 from procsock.backends import Registry
 from procsock.fdscan import FdScan, with_facts
-from procsock.model import CONTEXT_FIELDS, Context, Note, Process, Source
+from procsock.model import CONTEXT_FIELDS, Context, FrozenDict, Note, Process, Source
 from procsock.resolve.explain import context_failure
 from procsock.text import escape_text
 
@@ -44,46 +44,35 @@ def checked_answer(answer) -> Dict[str, object]:
 def contexts(registry: Registry, source: Source, scan: FdScan) -> Tuple[Dict[int, Context], Tuple[Note, ...]]:
     """The Context of every process holding sockets in `scan` (which has its facts), and a note
     per plugin that failed or answered badly (with how many processes it failed for)."""
-    facts = scan.facts or {}
-    seen: Dict[int, tuple] = {}
-    for held in scan.owner_rows.values():
-        for owner in held:
-            if owner[0] not in seen:
-                seen[owner[0]] = owner
     failed: Dict[str, List] = {}
     found = {}
-    for pid, owner in seen.items():
-        cgroup, cmdline = facts.get(pid, (None, None))
-        process = Process(pid, owner[2], owner[3], cgroup, cmdline, source)
+    for pid, (name, uid, cgroup, cmdline) in (scan.facts or {}).items():
+        process = Process(pid, name, uid, cgroup, cmdline, source)
         fields: Dict[str, object] = {}
         extra: Dict[str, object] = {}
-        for name, hook in registry.context_hooks:
+        for plugin, hook in registry.context_hooks:
             try:
                 answers = hook(process=process, source=source)
                 answer = checked_answer(answers[0] if answers else None)
             except Exception as exc:
-                failed.setdefault(name, [0, "%s: %s" % (type(exc).__name__, exc)])[0] += 1
+                failed.setdefault(plugin, [0, "%s: %s" % (type(exc).__name__, exc)])[0] += 1
                 continue
             for key, value in answer.items():
                 target = fields if key in CONTEXT_FIELDS else extra
                 if target.get(key) is None:
                     target[key] = value
         found[pid] = Context(**fields, extra=extra)
-    notes = tuple(context_failure(escape_text(name), count, escape_text(reason))
-                  for name, (count, reason) in failed.items())
+    notes = tuple(context_failure(escape_text(plugin), count, escape_text(reason))
+                  for plugin, (count, reason) in failed.items())
     return found, notes
 
 
 def with_context(registry: Registry, source: Source, scan: FdScan) -> Tuple[FdScan, Tuple[Note, ...]]:
-    """`scan` with each owner row carrying its process's Context (sixth position), and the notes
-    of context plugins that failed. Facts the walk did not read are read now."""
+    """`scan` with the Context of each process holding sockets (`FdScan.contexts`: one per
+    process, looked up by pid where shown), and the notes of context plugins that failed. Facts
+    the walk did not read are read now."""
     if source.proc_root is None:
         return scan, ()
     scan = with_facts(scan, source.proc_root, not source.kernel)
     found, notes = contexts(registry, source, scan)
-    get = found.get
-    rows = {  # one pass over every owner: most sockets have one (no comprehension per socket then)
-        inode: (held[0] + (get(held[0][0]),),) if len(held) == 1 else tuple([o + (get(o[0]),) for o in held])
-        for inode, held in scan.owner_rows.items()
-    }
-    return attrs.evolve(scan, owner_rows=rows), notes
+    return attrs.evolve(scan, contexts=FrozenDict(found)), notes

@@ -22,7 +22,7 @@ import attrs
 
 from procsock.errors import AccessDenied, InputError, NoSuchProcess, NotASocket, ProcsockError
 from procsock.inputs import DIRECTORY, INT_MAX, decimal, open_beneath, read_tree, readlink_beneath
-from procsock.model import Holders
+from procsock.model import NO_CONTEXTS, Contexts, Holders
 
 _SOCKET_PREFIX = "socket:["
 _INODE_START = len(_SOCKET_PREFIX)  # where the inode begins in a socket link's target
@@ -41,8 +41,10 @@ class FdScan:
     `unreadable_names` names the first few unreadable pids (comm, untrusted: escape to show).
     `malformed` counts socket fd entries of a captured tree that were skipped: an fd name or
     socket inode that is not a bounded ASCII decimal, a link not ending in "]".
-    `facts` maps each pid holding a socket to the raw (cgroup, cmdline) texts of its PROC/PID
-    files (None where unreadable), read only when the walk was asked for context; else None.
+    `facts` maps each pid holding a socket to what its Process is made of: (name, uid, cgroup,
+    cmdline), the last two the raw texts of its PROC/PID files (None where unreadable), read only
+    when the walk was asked for context; else None. `contexts` maps each pid to its Context once
+    computed (procsock.context); its Owners (`owners`) carry it.
     """
 
     owner_rows: Dict[int, Tuple[tuple, ...]]
@@ -53,11 +55,12 @@ class FdScan:
     hidden: Optional[str] = None
     unreadable_names: Dict[int, str] = attrs.field(factory=dict)
     malformed: int = 0
-    facts: Optional[Dict[int, Tuple[Optional[bytes], Optional[bytes]]]] = None
+    facts: Optional[Dict[int, Tuple[str, Optional[int], Optional[bytes], Optional[bytes]]]] = None
+    contexts: Contexts = NO_CONTEXTS
     owners: Holders = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "owners", Holders(self.owner_rows))
+        object.__setattr__(self, "owners", Holders(self.owner_rows, self.contexts))
 
 
 NAMED_UNREADABLE = 3  # how many unreadable processes the note names
@@ -130,8 +133,9 @@ def with_facts(scan: "FdScan", proc_root: str, captured: bool = False) -> "FdSca
     """`scan` with the facts of every process holding sockets, read now if the walk did not."""
     if scan.facts is not None:
         return scan
-    pids = {owner[0] for held in scan.owner_rows.values() for owner in held}
-    return attrs.evolve(scan, facts={pid: process_facts(proc_root, pid, captured) for pid in sorted(pids)})
+    named = {owner[0]: owner[2:4] for held in scan.owner_rows.values() for owner in held}
+    return attrs.evolve(scan, facts={pid: named[pid] + process_facts(proc_root, pid, captured)
+                                     for pid in sorted(named)})
 
 
 def process_name(proc_root: str, pid: int, captured: bool = False) -> str:
@@ -301,7 +305,7 @@ def scan_fds(
         if namespace is not None:
             netns[pid] = namespace
         if facts is not None:
-            facts[pid] = process_facts(proc_root, pid, captured)
+            facts[pid] = (name, uid) + process_facts(proc_root, pid, captured)
         for tid, (sockets, _) in tables:
             for fd, target in sockets:
                 if not captured:  # the kernel's own links: the hot path of a live snapshot

@@ -29,8 +29,8 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, U
 
 import attrs
 
-from procsock.model import (OWNER_NAME, OWNER_PID, Context, Family, Row, State, endpoint_port, owner_context,
-                            unit_and_manager)
+from procsock.model import (OWNER_NAME, OWNER_PID, Context, Contexts, Family, Row, State, endpoint_port,
+                            owner_contexts, unit_and_manager)
 
 __all__ = ["Filter", "FilterError", "Lookups", "parse", "starts_filter"]
 
@@ -172,11 +172,12 @@ class Filter:
         """Whether it reads the owners' context (unit, container, pod)."""
         return any(isinstance(n, Compare) and n.key in CONTEXT_KEYS for n in _nodes(self.expression))
 
-    def wants(self, row: tuple, owners: Sequence[tuple] = ()) -> bool:
-        """Whether the socket of `row`, held by `owners` (owner rows), passes."""
+    def wants(self, row: tuple, owners: Sequence[tuple] = (), contexts: Optional[Contexts] = None) -> bool:
+        """Whether the socket of `row`, held by `owners` (owner rows) whose processes have
+        `contexts` (pid → Context, when computed), passes."""
         if self.states is not None and row[Row.STATE] not in self.states:
             return False
-        return self.expression is None or matches(self.expression, row, owners)
+        return self.expression is None or matches(self.expression, row, owners, contexts)
 
 
 def _nodes(node: Optional[Node]):
@@ -194,7 +195,7 @@ _OPS = {"=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt,
 
 
 def _extended(name: str):
-    def value(row: tuple, owners: Sequence[tuple]):
+    def value(row: tuple, owners: Sequence[tuple], contexts: Optional[Contexts]):
         extended = row[Row.EXTENDED]
         return None if extended is None else getattr(extended, name)
     return value
@@ -202,22 +203,22 @@ def _extended(name: str):
 
 def _context_values(pick: Callable[[Context], tuple]):
     """An accessor of the values `pick` takes from each owner's Context (None left out)."""
-    def values(row: tuple, owners: Sequence[tuple]) -> tuple:
-        contexts = [c for c in map(owner_context, owners) if c is not None]
-        return tuple(value for context in contexts for value in pick(context) if value is not None)
+    def values(row: tuple, owners: Sequence[tuple], contexts: Optional[Contexts]) -> tuple:
+        return tuple(value for context in owner_contexts(owners, contexts) for value in pick(context)
+                     if value is not None)
     return values
 
 
 # key -> (the socket's value(s): one value, or a tuple of values any of which may match; whether it
 # needs details). The context keys (CONTEXT_KEYS) read the owners' Context.
-KEYS: Dict[str, Tuple[Callable[[tuple, Sequence[tuple]], object], bool]] = {
-    "sport": (lambda row, owners: endpoint_port(row[Row.KIND].family, row[Row.LOCAL]), False),
-    "dport": (lambda row, owners: endpoint_port(row[Row.KIND].family, row[Row.REMOTE]), False),
-    "dev": (lambda row, owners: row[Row.INTERFACE], False),
-    "inode": (lambda row, owners: row[Row.INODE], False),
-    "uid": (lambda row, owners: row[Row.UID], False),
-    "pid": (lambda row, owners: tuple(owner[OWNER_PID] for owner in owners), False),
-    "comm": (lambda row, owners: tuple(owner[OWNER_NAME] for owner in owners), False),
+KEYS: Dict[str, Tuple[Callable[[tuple, Sequence[tuple], Optional[Contexts]], object], bool]] = {
+    "sport": (lambda row, owners, contexts: endpoint_port(row[Row.KIND].family, row[Row.LOCAL]), False),
+    "dport": (lambda row, owners, contexts: endpoint_port(row[Row.KIND].family, row[Row.REMOTE]), False),
+    "dev": (lambda row, owners, contexts: row[Row.INTERFACE], False),
+    "inode": (lambda row, owners, contexts: row[Row.INODE], False),
+    "uid": (lambda row, owners, contexts: row[Row.UID], False),
+    "pid": (lambda row, owners, contexts: tuple(owner[OWNER_PID] for owner in owners), False),
+    "comm": (lambda row, owners, contexts: tuple(owner[OWNER_NAME] for owner in owners), False),
     "fwmark": (_extended("mark"), True),
     "cgroup": (_extended("cgroup_id"), True),
     "unit": (_context_values(lambda c: unit_and_manager(c.unit)), False),
@@ -270,15 +271,16 @@ def _host(node: Host, row: tuple) -> bool:
     return address.version == network.version and address in network
 
 
-def matches(node: Node, row: tuple, owners: Sequence[tuple] = ()) -> bool:
-    """Whether the expression holds for a row (see procsock.model.Row) held by `owners`."""
+def matches(node: Node, row: tuple, owners: Sequence[tuple] = (), contexts: Optional[Contexts] = None) -> bool:
+    """Whether the expression holds for a row (see procsock.model.Row) held by `owners`, whose
+    processes have `contexts` (pid → Context, when computed)."""
     kind = type(node)
     if kind is And:
-        return matches(node.left, row, owners) and matches(node.right, row, owners)
+        return matches(node.left, row, owners, contexts) and matches(node.right, row, owners, contexts)
     if kind is Or:
-        return matches(node.left, row, owners) or matches(node.right, row, owners)
+        return matches(node.left, row, owners, contexts) or matches(node.right, row, owners, contexts)
     if kind is Not:
-        return not matches(node.inner, row, owners)
+        return not matches(node.inner, row, owners, contexts)
     if kind is Host:
         return _host(node, row)
     if kind is Autobound:
@@ -289,7 +291,7 @@ def matches(node: Node, row: tuple, owners: Sequence[tuple] = ()) -> bool:
             return not name or (len(name) == 6 and name[:1] == b"\0" and name[1:].strip(b"0123456789abcdef") == b"")
         port = endpoint_port(family, local)
         return port is not None and node.low <= port <= node.high
-    value = KEYS[node.key][0](row, owners)
+    value = KEYS[node.key][0](row, owners, contexts)
     if type(value) is tuple:
         return any(_compare(node, one) for one in value)
     return _compare(node, value)

@@ -15,8 +15,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from procsock import log
 from procsock.errors import ProcsockError
-from procsock.model import NoteCode, Query, Row, Snapshot, Source, State, endpoint_port, owner_context
-from procsock.render import entries
+from procsock.model import (Context, NoteCode, Query, Row, Snapshot, Sockets, Source, State, endpoint_port,
+                            owner_contexts)
 from procsock.text import escape_text
 
 PREFIX = "procsock_"
@@ -27,10 +27,9 @@ CONTEXT_SERIES_MAX = 100
 OTHER_CONTEXT = ("other", "", "")
 
 
-def owner_context_labels(owner: tuple) -> Optional[Tuple[str, str, str]]:
-    """(systemd unit, container id, pod uid) of an owner row ("" for each unknown), or None where
-    no context is known: the one place context series take their labels from (values escaped)."""
-    context = owner_context(owner)
+def context_labels(context: Optional[Context]) -> Optional[Tuple[str, str, str]]:
+    """(systemd unit, container id, pod uid) of an owner's Context ("" for each unknown), or None
+    where no context is known: the one place context series take their labels from (escaped)."""
     if context is None:
         return None
     labels = tuple("" if value is None else escape_text(value)
@@ -48,7 +47,8 @@ def counts(snap: Snapshot) -> Dict[str, Dict[tuple, int]]:
     listeners: Dict[tuple, int] = {}
     by_context: Dict[tuple, int] = {}
     listen = State.LISTEN
-    for row, owners, _ in entries(snap.sockets):
+    sockets = Sockets.of(snap.sockets)
+    for row, owners, _ in sockets.entries:
         kind = row[Row.KIND]
         state = row[Row.STATE]
         key = (kind.name, state.name)
@@ -58,7 +58,7 @@ def counts(snap: Snapshot) -> Dict[str, Dict[tuple, int]]:
             if port is not None:
                 key = (kind.name, str(port))
                 listeners[key] = listeners.get(key, 0) + 1
-        for context in {owner_context_labels(owner) for owner in owners} - {None}:
+        for context in {context_labels(c) for c in owner_contexts(owners, sockets.contexts)} - {None}:
             by_context[context] = by_context.get(context, 0) + 1
     by_context, dropped = _capped(by_context, CONTEXT_SERIES_MAX)
     return {"sockets": by_state, "listeners": listeners, "sockets_by_context": by_context,

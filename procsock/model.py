@@ -7,9 +7,8 @@ the kernel holds; conversions to text happen only when something is displayed.
 
 import collections.abc
 import enum
-import operator
 import socket
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
@@ -628,12 +627,11 @@ class Query:
         """Whether owners' context must be computed: asked for, or a context filter needs it."""
         return self.context or self.filters_context
 
-    def wants_owners(self, owners: Sequence[tuple]) -> bool:
-        """Whether one of these owner rows (with their context) meets every context filter."""
-        return any(self._owner_matches(owner) for owner in owners)
+    def wants_owners(self, owners: Sequence[tuple], contexts: "Contexts") -> bool:
+        """Whether one of these owner rows (with their processes' `contexts`) meets every context filter."""
+        return any(self._owner_matches(owner, contexts.get(owner[OWNER_PID]) or Context()) for owner in owners)
 
-    def _owner_matches(self, owner: tuple) -> bool:
-        context = owner_context(owner) or Context()
+    def _owner_matches(self, owner: tuple, context: Context) -> bool:
         if self.units is not None and not any(name in self.units for unit in unit_and_manager(context.unit)
                                               for name in (unit, unit.rsplit(".", 1)[0])):
             return False
@@ -663,12 +661,13 @@ class Query:
     def filters_records(self) -> bool:
         return self.states is not None or self.port is not None or self.netns is not None or self.filter is not None
 
-    def wants(self, record: SocketRecord, owners: Sequence[tuple] = ()) -> bool:
-        return self.wants_row(row_from_record(record), owners)
+    def wants(self, record: SocketRecord, owners: Sequence[tuple] = (), contexts: Optional["Contexts"] = None) -> bool:
+        return self.wants_row(row_from_record(record), owners, contexts)
 
-    def wants_row(self, row: tuple, owners: Sequence[tuple] = ()) -> bool:
-        """Whether the query keeps the socket of this row (see `Row`), held by `owners` (owner rows)."""
-        if self.filter is not None and not self.filter.wants(row, owners):
+    def wants_row(self, row: tuple, owners: Sequence[tuple] = (), contexts: Optional["Contexts"] = None) -> bool:
+        """Whether the query keeps the socket of this row (see `Row`), held by `owners` (owner rows)
+        whose processes have `contexts` (pid → Context, when computed)."""
+        if self.filter is not None and not self.filter.wants(row, owners, contexts):
             return False
         if self.netns is not None and row[Row.NETNS] not in self.netns:
             return False
@@ -850,9 +849,9 @@ _ENDPOINT_MAKERS = {family: _maker(cls) for family, cls in _ENDPOINT_CLASSES.ite
 _make_full_owner, _make_socket = _maker(Owner), _maker(Socket)
 
 
-def _make_owner(row: tuple) -> Owner:
-    """The Owner of an owner row, with or without its context position."""
-    return _make_full_owner(row if len(row) > OWNER_CONTEXT else row + (None,))
+def _make_owner(row: tuple, context: Optional[Context]) -> Owner:
+    """The Owner of an owner row, with its process's Context (None when not computed)."""
+    return _make_full_owner(row + (context,))
 
 
 def compact_endpoint(family: Family, endpoint):
@@ -924,22 +923,23 @@ def is_row(value) -> bool:
     (or an object that is no tuple: a plugin's own endpoint class). A plugin's answer is checked
     here before anything uses it: a value of another type could crash a writer or carry control
     bytes to a terminal."""
-    if not (type(value) is tuple and len(value) == ROW_SIZE and isinstance(value[Row.KIND], SocketKind)
-            and isinstance(value[Row.TYPE], SockType) and isinstance(value[Row.STATE], State)
-            and type(value[Row.INODE]) is int and set(map(type, _numbers(value))) <= _INT_OR_NONE):
+    if type(value) is not tuple or len(value) != ROW_SIZE:
         return False
-    shape = _COMPACT_SHAPES.get(value[Row.KIND].family)
-    for endpoint in (value[Row.LOCAL], value[Row.REMOTE]):
+    (kind, inode, sock_type, protocol, state, local, remote, rx_queue, tx_queue, uid, _backend, peer_inode, netns,
+     interface, cookie, extended) = value  # unpacked once: this runs for every row a backend gives
+    if not (isinstance(kind, SocketKind) and type(inode) is int and isinstance(sock_type, SockType)
+            and isinstance(state, State)):
+        return False
+    for number in (protocol, rx_queue, tx_queue, uid, peer_inode, netns, interface, cookie):
+        if number is not None and type(number) is not int:
+            return False
+    shape = _COMPACT_SHAPES.get(kind.family)
+    for endpoint in (local, remote):
         if type(endpoint) is tuple and (shape is None or tuple(map(type, endpoint)) != shape):
             return False
-    extended = value[Row.EXTENDED]
     return extended is None or isinstance(extended, __getattr__("Extended"))
 
 
-_numbers = operator.itemgetter(
-    Row.PROTOCOL, Row.RX_QUEUE, Row.TX_QUEUE, Row.UID, Row.PEER_INODE, Row.NETNS, Row.INTERFACE, Row.COOKIE
-)
-_INT_OR_NONE = frozenset((int, type(None)))
 # The types of each family's compact endpoint: its class's fields.
 _COMPACT_SHAPES = {
     Family.INET: (bytes, int), Family.INET6: (bytes, int), Family.UNIX: (bytes,),
@@ -947,19 +947,28 @@ _COMPACT_SHAPES = {
 }
 
 
-# An owner row: an Owner's fields (pid, fd, name, uid, tid) as a plain tuple, as the fd walk makes them;
-# a sixth position holds the process's Context when it was asked for.
-OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID, OWNER_CONTEXT = range(6)
+# An owner row: an Owner's fields but its context (pid, fd, name, uid, tid) as a plain tuple, as the fd
+# walk makes them. The context is one per process: `Contexts` maps each pid to it, when it was asked for.
+OWNER_PID, OWNER_FD, OWNER_NAME, OWNER_UID, OWNER_TID = range(5)
+Contexts = Mapping[int, Context]
+NO_CONTEXTS: Contexts = FrozenDict()
 
 
 def owner_row(owner: Owner) -> tuple:
-    """The row form of an Owner (its context in the sixth position)."""
-    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid, owner.context)
+    """The row form of an Owner (its context is kept by pid: see `Sockets.contexts`)."""
+    return (owner.pid, owner.fd, owner.name, owner.uid, owner.tid)
 
 
-def owner_context(owner: tuple) -> Optional[Context]:
-    """The Context of an owner row; None when not computed."""
-    return owner[OWNER_CONTEXT] if len(owner) > OWNER_CONTEXT else None
+def owner_contexts(owners: Sequence[tuple], contexts: Optional[Contexts]) -> List[Context]:
+    """The Contexts of these owner rows' processes that are known, each process's once, in order."""
+    if not contexts:
+        return []
+    found = {}
+    for owner in owners:
+        context = contexts.get(owner[OWNER_PID])
+        if context is not None:
+            found[owner[OWNER_PID]] = context
+    return list(found.values())
 
 
 @attrs.frozen
@@ -1012,7 +1021,7 @@ def identity_of_row(row: tuple) -> SocketIdentity:
     return SocketIdentity(row[Row.NETNS], kind.name, inode, cookie, endpoints)
 
 
-def cgroup_moved(row: tuple, owners: Sequence[tuple]) -> Optional[bool]:
+def cgroup_moved(row: tuple, owners: Sequence[tuple], contexts: Optional[Contexts]) -> Optional[bool]:
     """Whether the cgroup the kernel says a socket was created in (sock_diag's cgroup id, in its
     details) is none of its owners' cgroups now: passed over a unix socket or inherited, then held
     only by a process of another cgroup (or every holder moved). None when either side is unknown
@@ -1021,7 +1030,7 @@ def cgroup_moved(row: tuple, owners: Sequence[tuple]) -> Optional[bool]:
     created = None if extended is None else extended.cgroup_id
     if not created:
         return None
-    held = {c.cgroup_id for c in map(owner_context, owners) if c is not None and c.cgroup_id is not None}
+    held = {c.cgroup_id for c in owner_contexts(owners, contexts) if c.cgroup_id is not None}
     return None if not held else created not in held
 
 
@@ -1034,24 +1043,43 @@ def owner_task(owner: tuple) -> int:
 class Sockets(collections.abc.Sequence):
     """`Snapshot.sockets`: the Socket objects of the joined rows, built all at once on first access.
 
-    Writers read `entries` instead: (row, owner rows, peer owner rows) per socket, in order.
+    Writers read `entries` instead: (row, owner rows, peer owner rows) per socket, in order, and
+    `contexts`: pid → its process's Context, when computed (one per process, not per owner).
     Compares, hashes and pickles as the tuple of its Sockets.
     """
 
-    __slots__ = ("entries", "_built")
+    __slots__ = ("entries", "contexts", "_built")
 
-    def __init__(self, entries: Sequence[Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]]) -> None:
+    def __init__(self, entries: Sequence[Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]],
+                 contexts: Contexts = NO_CONTEXTS) -> None:
         self.entries = tuple(entries)
+        self.contexts = contexts
         self._built: Optional[Tuple[Socket, ...]] = None
+
+    @classmethod
+    def of(cls, sockets: Iterable[Socket]) -> "Sockets":
+        """`sockets` as Sockets: a snapshot's as they are, other Socket objects as rows, their
+        owners' contexts by pid (a process's first one, should objects made by hand disagree)."""
+        if isinstance(sockets, Sockets):
+            return sockets
+        found, contexts = [], {}
+        for sock in sockets:
+            for owner in sock.owners + sock.peer_owners:
+                if owner.context is not None:
+                    contexts.setdefault(owner.pid, owner.context)
+            found.append((row_from_record(sock.record), tuple(map(owner_row, sock.owners)),
+                          tuple(map(owner_row, sock.peer_owners))))
+        return cls(found, FrozenDict(contexts))
 
     def _sockets(self) -> Tuple[Socket, ...]:
         if self._built is None:
             owners: Dict[tuple, Owner] = {}  # one Owner per holder, shared by its socket and the peer's
+            contexts = self.contexts
 
             def made(held):
                 if not held:
                     return ()
-                return tuple([owners.get(o) or owners.setdefault(o, _make_owner(o)) for o in held])
+                return tuple([owners.get(o) or owners.setdefault(o, _make_owner(o, contexts.get(o[0]))) for o in held])
 
             self._built = tuple([
                 _make_socket((record_from_row(row), made(held), made(peer_held)))
@@ -1070,7 +1098,8 @@ class Sockets(collections.abc.Sequence):
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Sockets):
-            return self.entries == other.entries or self._sockets() == other._sockets()
+            return (self.entries == other.entries and self.contexts == other.contexts
+                    or self._sockets() == other._sockets())
         return isinstance(other, tuple) and self._sockets() == other
 
     def __add__(self, other):
@@ -1090,19 +1119,22 @@ class Sockets(collections.abc.Sequence):
 
 
 class Holders(collections.abc.Mapping):
-    """Socket inode → the Owners holding it, read from owner rows; each tuple is built on first
-    access (backends that look sockets up through their fds ask for a few of them)."""
+    """Socket inode → the Owners holding it, read from owner rows (with their processes' `contexts`,
+    when computed); each tuple is built on first access (backends that look sockets up through
+    their fds ask for a few of them)."""
 
-    __slots__ = ("rows", "_built")
+    __slots__ = ("rows", "contexts", "_built")
 
-    def __init__(self, rows: Mapping[int, Tuple[tuple, ...]]) -> None:
+    def __init__(self, rows: Mapping[int, Tuple[tuple, ...]], contexts: Contexts = NO_CONTEXTS) -> None:
         self.rows = rows
+        self.contexts = contexts
         self._built: Dict[int, Tuple[Owner, ...]] = {}
 
     def __getitem__(self, inode: int) -> Tuple[Owner, ...]:
         built = self._built.get(inode)
         if built is None:
-            built = self._built[inode] = tuple([_make_owner(row) for row in self.rows[inode]])
+            get = self.contexts.get
+            built = self._built[inode] = tuple([_make_owner(row, get(row[0])) for row in self.rows[inode]])
         return built
 
     def __iter__(self):

@@ -21,7 +21,6 @@ import socket
 import threading
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
-import attrs
 from osquery import ExtensionClient
 from osquery.extensions import Extension as ExtensionService
 from osquery.extensions.ttypes import ExtensionResponse, ExtensionStatus, InternalExtensionInfo
@@ -34,9 +33,9 @@ from procsock.api import make_query
 from procsock.backends import Registry
 from procsock.errors import AccessDenied, BadArgument, NoSuchProcess, ProcsockError
 from procsock.model import (
-    Family, InetAddress, Query, Row, Snapshot, Source, UnixAddress, endpoint_text, identity_of_row, owner_context,
+    OWNER_PID, Context, Family, InetAddress, Query, Row, Snapshot, Sockets, Source, UnixAddress, endpoint_text,
+    identity_of_row, owner_row,
 )
-from procsock.render import entries
 from procsock.resolver import Resolver
 from procsock.text import escape_text
 
@@ -82,10 +81,9 @@ PUSHDOWN = {
 }
 
 
-def owner_context_columns(owner: Optional[tuple]) -> Dict[str, str]:
-    """The context columns of an owner row, escaped: its systemd unit, container id, pod UID and
-    cgroup (v2 path, else the v1 name=systemd one); "" where unknown or for no holder."""
-    context = None if owner is None else owner_context(owner)
+def owner_context_columns(context: Optional[Context]) -> Dict[str, str]:
+    """The context columns of an owner's Context, escaped: its systemd unit, container id, pod UID
+    and cgroup (v2 path, else the v1 name=systemd one); "" where unknown or for no holder."""
     if context is None:
         return {name: "" for name, _ in CONTEXT_COLUMNS}
     values = (context.unit, context.container_id, context.pod_uid, context.cgroup or context.cgroup_v1)
@@ -97,13 +95,13 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def owner_columns(owner: Optional[tuple]) -> Dict[str, str]:
-    """pid, fd, tid, name (escaped), uid and the context of one owner row (all "" for none)."""
-    columns = owner_context_columns(owner)
+def owner_columns(owner: Optional[tuple], context: Optional[Context]) -> Dict[str, str]:
+    """pid, fd, tid, name (escaped), uid of one owner row and its process's `context` (all "" for none)."""
+    columns = owner_context_columns(context)
     if owner is None:
         columns.update({name: "" for name, _ in OWNER_COLUMNS[:5]})
     else:
-        pid, fd, name, uid, tid = owner[:5]
+        pid, fd, name, uid, tid = owner
         columns.update(pid=_text(pid), fd=_text(fd), tid=_text(tid), name=escape_text(name), uid=_text(uid))
     return columns
 
@@ -142,17 +140,20 @@ def socket_columns(row: tuple) -> Dict[str, str]:
 
 def socket_rows(snap: Snapshot) -> Iterator[Dict[str, str]]:
     """One row per (socket, holder) of a snapshot."""
-    for row, owners, _ in entries(snap.sockets):
+    sockets = Sockets.of(snap.sockets)
+    contexts = sockets.contexts
+    for row, owners, _ in sockets.entries:
         columns = socket_columns(row)
         for owner in owners or (None,):
-            yield dict(columns, **owner_columns(owner))
+            yield dict(columns, **owner_columns(owner, owner and contexts.get(owner[OWNER_PID])))
 
 
 def unresolved_rows(snap: Snapshot) -> Iterator[Dict[str, str]]:
     """One row per (held socket no backend reported, holder), with the reason."""
     for inode, unresolved in sorted(snap.unresolved.items()):
         for owner in unresolved.owners or (None,):
-            yield dict(owner_columns(owner and attrs.astuple(owner)), socket=_text(inode), inode=_text(inode),
+            yield dict(owner_columns(owner and owner_row(owner), owner and owner.context), socket=_text(inode),
+                       inode=_text(inode),
                        reason=escape_text(unresolved.reason))
 
 

@@ -14,9 +14,9 @@ if TYPE_CHECKING:  # imported by `procsock compare` only; -r's names
     from procsock.compare import Comparison, Comparisons, FieldDiff
     from procsock.names import Names
 from procsock.model import (
-    Context, Family, InetAddress, NetlinkAddress, Owner, PacketAddress, Row, Snapshot, Socket, SocketRecord,
-    Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text, identity_of_row, netid, owner_context,
-    owner_row, row_from_record,
+    NO_CONTEXTS, OWNER_PID, OWNER_UID, Context, Contexts, Family, InetAddress, NetlinkAddress, Owner, PacketAddress,
+    Row, Snapshot, Socket, SocketRecord, Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text,
+    identity_of_row, netid, owner_row,
 )
 from procsock.schema import SCHEMA_VERSION
 from procsock.ssdetails import details_text
@@ -32,23 +32,20 @@ Entry = Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]  # a row, its owner r
 
 def entries(sockets: Iterable[Socket]) -> Sequence[Entry]:
     """The (row, owner rows, peer owner rows) of each socket: a snapshot's as they are, other
-    Sockets converted (the writers work on rows: see procsock.model.Row)."""
-    if isinstance(sockets, Sockets):
-        return sockets.entries
-    return [
-        (row_from_record(s.record), tuple(map(owner_row, s.owners)), tuple(map(owner_row, s.peer_owners)))
-        for s in sockets
-    ]
+    Sockets converted (the writers work on rows: see procsock.model.Row; the owners' contexts
+    are in `Sockets.of(sockets).contexts`)."""
+    return Sockets.of(sockets).entries
 
 
 def owner_to_dict(owner: Owner) -> dict:
-    return owner_row_dict(owner_row(owner))
+    return owner_row_dict(owner_row(owner), owner.context)
 
 
-def owner_row_dict(owner: tuple) -> dict:
-    pid, fd, name, uid, tid = owner[:5]
+def owner_row_dict(owner: tuple, context: Optional[Context] = None) -> dict:
+    """The JSON object of an owner row, with its process's Context (None when not computed)."""
+    pid, fd, name, uid, tid = owner
     return {"pid": pid, "fd": fd, "process": escape_text(name), "process_hex": os.fsencode(name).hex(),
-            "uid": uid, "tid": tid, "context": context_dict(owner_context(owner))}
+            "uid": uid, "tid": tid, "context": context_dict(context)}
 
 
 def context_dict(context: Optional[Context]) -> Optional[dict]:
@@ -82,17 +79,27 @@ def context_label(context: Optional[Context]) -> str:
 
 
 def socket_to_dict(sock: Socket) -> dict:
-    return entry_dict(entries((sock,))[0])
+    found = Sockets.of((sock,))
+    return entry_dict(found.entries[0], contexts=found.contexts)
 
 
-def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None) -> dict:
-    """The JSON object of one socket. `owner_dicts` caches each owner's object across sockets (a
-    process's name is escaped once)."""
+def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None,
+               contexts: Contexts = NO_CONTEXTS) -> dict:
+    """The JSON object of one socket, its owners with their processes' `contexts` (pid →
+    Context). `owner_dicts` caches each owner's object across sockets (a process's name is
+    escaped once)."""
     row, owners, peer_owners = entry
     kind, family = row[Row.KIND], row[Row.KIND].family
     extended = row[Row.EXTENDED]
     if owner_dicts is None:
         owner_dicts = {}
+
+    def shown(owner: tuple) -> dict:
+        found = owner_dicts.get(owner)
+        if found is None:
+            found = owner_dicts[owner] = owner_row_dict(owner, contexts.get(owner[OWNER_PID]))
+        return found
+
     return {
         "id": identity_of_row(row).text,
         "inode": row[Row.INODE],
@@ -112,18 +119,19 @@ def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None) ->
         "interface": row[Row.INTERFACE],
         "cookie": row[Row.COOKIE],
         "extended": None if extended is None else extended.as_dict(),
-        "cgroup_moved": cgroup_moved(row, owners),
+        "cgroup_moved": cgroup_moved(row, owners, contexts),
         "backend": row[Row.BACKEND],
-        "owners": [owner_dicts.get(o) or owner_dicts.setdefault(o, owner_row_dict(o)) for o in owners],
-        "peer_owners": [owner_dicts.get(o) or owner_dicts.setdefault(o, owner_row_dict(o)) for o in peer_owners],
+        "owners": [shown(o) for o in owners],
+        "peer_owners": [shown(o) for o in peer_owners],
     }
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict:
     owner_dicts: Dict[tuple, dict] = {}
+    found = Sockets.of(snap.sockets)
     return {
         "schema": SCHEMA_VERSION,
-        "sockets": [entry_dict(entry, owner_dicts) for entry in entries(snap.sockets)],
+        "sockets": [entry_dict(entry, owner_dicts, found.contexts) for entry in found.entries],
         **_snapshot_fields(snap),
     }
 
@@ -150,8 +158,8 @@ _CHUNK = 512  # sockets per piece of JSON text handed to the writer
 def _encoded_sockets(snap: Snapshot, separator: str) -> Iterator[str]:
     """The sockets' JSON objects, `separator` after each but the last, joined in chunks, so memory
     holds a chunk of text, not the whole document (see `_SocketJson` for how each is written)."""
-    found = entries(snap.sockets)
-    write = _SocketJson().text
+    sockets = Sockets.of(snap.sockets)
+    found, write = sockets.entries, _SocketJson(sockets.contexts).text
     for at in range(0, len(found), _CHUNK):
         chunk = separator.join([write(entry) for entry in found[at:at + _CHUNK]])
         yield chunk if at + _CHUNK >= len(found) else chunk + separator
@@ -175,7 +183,7 @@ class _SocketJson:
         '"cgroup_moved": %s, "backend": %s, "owners": [%s], "peer_owners": [%s]}'
     )
 
-    def __init__(self) -> None:
+    def __init__(self, contexts: Contexts = NO_CONTEXTS) -> None:
         import json  # only here: the table, the common case, needs none of it
         from json.encoder import encode_basestring_ascii
 
@@ -185,12 +193,13 @@ class _SocketJson:
         self.string = encode_basestring_ascii
         self.heads: Dict[tuple, str] = {}  # (kind's id, type) → '"kind": ..., "type": ...'
         self.texts: Dict[object, str] = {}  # states, backends, process names, addresses → their JSON text
+        self.contexts = contexts  # pid → Context of the owners' processes
 
     def text(self, entry: Entry) -> str:
         try:
             return self._formatted(entry)
         except (TypeError, ValueError, AttributeError):
-            return self.lenient(entry_dict(entry))
+            return self.lenient(entry_dict(entry, contexts=self.contexts))
 
     def _other(self, value) -> str:
         """A value that is not an int: null, or what json writes for it."""
@@ -216,7 +225,7 @@ class _SocketJson:
     def _context(self, context: Optional[Context]) -> str:
         if context is None:
             return "null"
-        text = self.texts.get(("context", id(context)))  # one Context per process, held by the rows
+        text = self.texts.get(("context", id(context)))  # one Context per process
         if text is None:
             text = self.texts["context", id(context)] = self.encode(context_dict(context))
         return text
@@ -224,7 +233,7 @@ class _SocketJson:
     def _owners(self, owners: Sequence[tuple]) -> str:
         shown = []
         for owner in owners:
-            pid, fd, name, uid, tid = owner[:5]
+            pid, fd, name, uid, tid = owner
             process = self.texts.get(("process", name))
             if process is None:
                 process = self.texts["process", name] = '"process": %s, "process_hex": "%s"' % (
@@ -234,10 +243,10 @@ class _SocketJson:
                     int, type(None)):
                 shown.append('{"pid": %d, "fd": %d, %s, "uid": %s, "tid": %s, "context": %s}' % (
                     pid, fd, process, "null" if uid is None else uid, "null" if tid is None else tid,
-                    self._context(owner[5] if len(owner) > 5 else None),
+                    self._context(self.contexts.get(pid)),
                 ))
             else:
-                shown.append(self.encode(owner_row_dict(owner)))
+                shown.append(self.encode(owner_row_dict(owner, self.contexts.get(pid))))
         return ", ".join(shown)
 
     def _formatted(self, entry: Entry) -> str:
@@ -269,7 +278,7 @@ class _SocketJson:
             interface if type(interface) is int else other(interface),
             cookie if type(cookie) is int else other(cookie),
             "null" if extended is None else self.encode(extended.as_dict()),
-            "null" if extended is None else self.encode(cgroup_moved(entry[0], owners)),
+            "null" if extended is None else self.encode(cgroup_moved(entry[0], owners, self.contexts)),
             backend_text, self._owners(owners) if owners else "", self._owners(peer_owners) if peer_owners else "",
         )
 
@@ -295,9 +304,9 @@ def json_document(snap: Snapshot) -> Iterator[str]:
     yield "\n}\n"
 
 
-def line_dict(entry: Entry) -> dict:
+def line_dict(entry: Entry, contexts: Contexts = NO_CONTEXTS) -> dict:
     """The JSON object of one `--jsonl` line: the schema version, then the socket's fields."""
-    return {"schema": SCHEMA_VERSION, **entry_dict(entry)}
+    return {"schema": SCHEMA_VERSION, **entry_dict(entry, contexts=contexts)}
 
 
 def json_lines(snap: Snapshot) -> Iterator[str]:
@@ -313,7 +322,7 @@ def json_lines(snap: Snapshot) -> Iterator[str]:
 def _owner_text(owner: tuple, names: Dict[str, str]) -> str:
     """name,pid,fd; with ",tid=TID" for an fd in a thread's own fd table (an owner row). `names`
     caches each process name escaped."""
-    pid, fd, name, _, tid = owner[:5]
+    pid, fd, name, _, tid = owner
     shown = names.get(name)
     if shown is None:
         shown = names[name] = escape_text(name)
@@ -395,13 +404,15 @@ def table_lines(
     `resolved` names (procsock.names, -r), host and service names stand for numbers where known.
     """
     names = netns_names or {}
-    found = entries(sockets)
+    sockets = Sockets.of(sockets)
+    found, contexts = sockets.entries, sockets.contexts
     rows = _cells(found, resolved)
     titles = TABLE_HEADER
     right = {2, 3, 6}
     if context:
         titles = titles[:-1] + CONTEXT_HEADER + titles[-1:]
-        rows = [row[:-1] + context_cells(entry[1]) + row[-1:] for row, entry in zip(rows, found)]
+        shown: Dict[tuple, Tuple[str, str]] = {}
+        rows = [row[:-1] + context_cells(entry[1], contexts, shown) + row[-1:] for row, entry in zip(rows, found)]
     if netns:
         titles = (NETNS_HEADER,) + titles
         right = {i + 1 for i in right}
@@ -417,7 +428,7 @@ def table_lines(
     line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths)] + ["%s"])
     extra = [None] * header + [row_details_text(entry[0]) for entry in found] if details else []
     if extra and context:  # the kernel's cgroup of the socket against its holders' (see cgroup_moved)
-        extra = extra[:header] + [text + " cgroup_moved" if cgroup_moved(entry[0], entry[1]) else text
+        extra = extra[:header] + [text + " cgroup_moved" if cgroup_moved(entry[0], entry[1], contexts) else text
                                   for text, entry in zip(extra[header:], found)]
     for index, row in enumerate(rows):
         yield (line % row).rstrip()
@@ -425,17 +436,28 @@ def table_lines(
             yield "\t " + extra[index]
 
 
-def context_cells(owners: Sequence[tuple]) -> Tuple[str, str]:
-    """The User and Context cells of a socket's owner rows: each distinct value once, in order
-    ("-" when unknown or not computed)."""
+def context_cells(owners: Sequence[tuple], contexts: Contexts,
+                  shown: Optional[Dict[tuple, Tuple[str, str]]] = None) -> Tuple[str, str]:
+    """The User and Context cells of a socket's owner rows, their processes' Contexts in
+    `contexts`: each distinct value once, in order ("-" when unknown or not computed). `shown`
+    caches each process's pair of cells across sockets."""
+    if shown is None:
+        shown = {}
     users, labels = [], []
     for owner in owners:
-        found = owner_context(owner)
-        user = found.user if found is not None and found.user is not None else owner[3]
-        for value, into in ((escape_text(str(user)) if user is not None else "-", users),
-                            (context_label(found), labels)):
-            if value not in into:
-                into.append(value)
+        key = (owner[OWNER_PID], owner[OWNER_UID])
+        cells = shown.get(key)
+        if cells is None:
+            found = contexts.get(key[0])
+            user = found.user if found is not None and found.user is not None else key[1]
+            user_text = escape_text(str(user)) if user is not None else ""
+            cells = shown[key] = (user_text or "-", context_label(found) or "-")
+        if len(owners) == 1:
+            return cells
+        if cells[0] not in users:
+            users.append(cells[0])
+        if cells[1] not in labels:
+            labels.append(cells[1])
     return ",".join(users) or "-", ",".join(labels) or "-"
 
 

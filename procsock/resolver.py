@@ -179,7 +179,8 @@ class Resolver:
     ) -> Snapshot:
         """Collect `kinds` in each namespace the scan shows and join the owners. `early` holds
         the whole-table answers of our own namespace, already read while the walk ran. When the
-        query wants context, owners carry it and context filters keep the sockets they select."""
+        query wants context, the sockets carry their owners' (by pid) and context filters keep the
+        sockets they select."""
         context_notes: Tuple = ()
         if query.wants_context:
             scan, context_notes = with_context(self.registry, self.source, scan)
@@ -193,7 +194,8 @@ class Resolver:
         answered = [answer for answer in answers if answer.collected is not None]
         contest = len(plans) > 1 or self.source.diag_file
         stands = join.standing(answered, scan, self._own_netns.inode) if contest else {}
-        joined = join.join(answered, scan.owner_rows, query, stands, functools.partial(self._kind_held, scan))
+        joined = join.join(answered, scan.owner_rows, query, stands, functools.partial(self._kind_held, scan),
+                           scan.contexts)
         missing = () if query.netns is None or self.source.kernel else query.netns - {
             row[Row.NETNS] for row, _, _ in joined.entries
         }
@@ -206,9 +208,9 @@ class Resolver:
         read_here = {netns.inode for netns, _ in plans}
         kept = joined.entries
         if query.filters_context:
-            kept = [entry for entry in kept if query.wants_owners(entry[1])]
+            kept = [entry for entry in kept if query.wants_owners(entry[1], scan.contexts)]
         return Snapshot(
-            sockets=Sockets(kept), answered_by=read.answered_by, notes=notes, skipped=read.skipped,
+            sockets=Sockets(kept, scan.contexts), answered_by=read.answered_by, notes=notes, skipped=read.skipped,
             unreadable_processes=scan.unreadable, unresolved=unresolved,
             netns_names={inode: name for inode, name in names.items() if inode in read_here},
             retries=read.retries,

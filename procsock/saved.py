@@ -25,7 +25,7 @@ from procsock.model import (
     BUILTIN_KINDS, CONTEXT_FIELDS, DEFAULT_MAX_INPUT_BYTES, OWNER_PID, Context, Family, FrozenDict,
     InetAddress, Note, NoteCode, Owner, Query, Row,
     Snapshot, SocketKind, Sockets, SockType, State, UnixAddress, Unresolved, cgroup_moved, identity_of_row, is_row,
-    netid, owner_row, row_from_record,
+    netid,
 )
 from procsock.schema import SCHEMA_MAJOR
 from procsock.text import escape_text, unescape_text
@@ -166,8 +166,8 @@ def _context(value: Any, where: str) -> Optional[Context]:
                    extra={key: checked[key] for key in extra})
 
 
-def _owner(value: Any, where: str) -> tuple:
-    """An owner row: with the Context in the sixth position only when the saved owner had one."""
+def _owner(value: Any, where: str) -> Tuple[tuple, Optional[Context]]:
+    """An owner row and its process's saved Context (None when the owner had none)."""
     fields = _object(value, where, _OWNER_KEYS)
     name = os.fsdecode(_hex(fields["process_hex"], where + ".process_hex"))
     if escape_text(name) != _str(fields["process"], where + ".process"):
@@ -177,12 +177,7 @@ def _owner(value: Any, where: str) -> tuple:
         _int(fields["uid"], where + ".uid", 0, _U32, null=True),
         _int(fields["tid"], where + ".tid", 1, 2**31 - 1, null=True),
     )
-    context = _context(fields["context"], where + ".context")
-    return owner if context is None else owner + (context,)
-
-
-def _owners(value: Any, where: str) -> Tuple[tuple, ...]:
-    return tuple(_owner(o, "%s[%d]" % (where, i)) for i, o in enumerate(_list(value, where)))
+    return owner, _context(fields["context"], where + ".context")
 
 
 def _endpoint(family: Family, value: Any, where: str):
@@ -282,6 +277,21 @@ class _Reader:
 
     def __init__(self, kinds: Iterable[SocketKind]) -> None:
         self.kinds: Dict[str, SocketKind] = {kind.name: kind for kind in kinds}
+        self.contexts: Dict[int, Optional[Context]] = {}  # pid → its Context, as every owner of it says
+
+    def owners(self, value: Any, where: str) -> Tuple[tuple, ...]:
+        """Owner rows; each owner's context is its process's, so every owner of a pid must give the same."""
+        found = []
+        for i, item in enumerate(_list(value, where)):
+            at = "%s[%d]" % (where, i)
+            owner, context = _owner(item, at)
+            if self.contexts.setdefault(owner[OWNER_PID], context) != context:
+                raise _Bad(at + ".context", "differs from another owner's of process %d (a process has one)" % owner[0])
+            found.append(owner)
+        return tuple(found)
+
+    def known_contexts(self) -> FrozenDict:
+        return FrozenDict({pid: context for pid, context in self.contexts.items() if context is not None})
 
     def kind(self, name: str, family: Family, shown_netid: str, sock_type: SockType, where: str) -> SocketKind:
         kind = self.kinds.get(name)
@@ -314,10 +324,10 @@ class _Reader:
             raise _Bad(where, "not a socket procsock can hold")
         if identity_of_row(row).text != fields["id"]:
             raise _Bad(at("id"), "does not name the socket its fields describe")
-        owners = _owners(fields["owners"], at("owners"))
-        if fields["cgroup_moved"] is not cgroup_moved(row, owners):  # true, false, null: what the writer computes
+        owners = self.owners(fields["owners"], at("owners"))
+        if fields["cgroup_moved"] is not cgroup_moved(row, owners, self.contexts):  # true, false, null: as written
             raise _Bad(at("cgroup_moved"), "does not follow from extended.cgroup_id and the owners' context")
-        return row, owners, _owners(fields["peer_owners"], at("peer_owners"))
+        return row, owners, self.owners(fields["peer_owners"], at("peer_owners"))
 
     def snapshot(self, document: Any) -> Snapshot:
         fields = _object(document, "document", _DOCUMENT_KEYS)
@@ -343,13 +353,14 @@ class _Reader:
             where = "unresolved[%d]" % i
             item = _object(item, where, ("inode", "owners", "reason"))
             inode = _int(item["inode"], where + ".inode")
-            owners = tuple(Owner(*o) for o in _owners(item["owners"], where + ".owners"))
+            held = self.owners(item["owners"], where + ".owners")
+            owners = tuple(Owner(*o, self.contexts[o[OWNER_PID]]) for o in held)
             unresolved[inode] = Unresolved(inode, owners, _str(item["reason"], where + ".reason"))
         names = fields["netns_names"]
         if type(names) is not dict or not all(k.isascii() and k.isdigit() and len(k) <= 20 for k in names):
             raise _Bad("netns_names", "not an object of namespace inodes")
         return Snapshot(
-            sockets=Sockets(entries),
+            sockets=Sockets(entries, self.known_contexts()),
             answered_by={_str(k, "answered_by"): _str(v, "answered_by." + k) for k, v in answered.items()},
             notes=tuple(notes),
             skipped=tuple(_str(s, "skipped") for s in _list(fields["skipped"], "skipped")),
@@ -438,7 +449,7 @@ def load_text(text: str, source: str = "<text>", kinds: Iterable[SocketKind] = B
             entries.append(reader.entry(value, "line", ("schema",) + _SOCKET_KEYS))
         except _Bad as exc:
             raise InputError(where, "%s: %s" % (exc.where, exc.reason)) from None
-    return Snapshot(sockets=Sockets(entries), answered_by={})
+    return Snapshot(sockets=Sockets(entries, reader.known_contexts()), answered_by={})
 
 
 def _reason(exc: Exception) -> str:
@@ -468,19 +479,17 @@ def selected(snapshot: Snapshot, query: Query) -> Snapshot:
     """`snapshot` with only the sockets `query` keeps (its kinds, states, ports, namespaces, filter
     expression, owners' context, and with `pid`, the sockets those processes hold), as a snapshot
     taken with the query would list them (with details only if the query asks for them)."""
+    found = Sockets.of(snapshot.sockets)
+    contexts = found.contexts
+
     def keeps(row: tuple, owners: Sequence[tuple]) -> bool:
-        return query.wants_kind(row[Row.KIND]) and query.wants_row(row, owners) and (
+        return query.wants_kind(row[Row.KIND]) and query.wants_row(row, owners, contexts) and (
             query.pid is None or any(owner[OWNER_PID] in query.pid for owner in owners)) and (
-            not query.filters_context or query.wants_owners(owners))
+            not query.filters_context or query.wants_owners(owners, contexts))
 
     def plain(row: tuple) -> tuple:  # details only when asked for, as a snapshot gives them
         return row if query.details or row[Row.EXTENDED] is None else row[:Row.EXTENDED] + (None,)
 
-    if isinstance(snapshot.sockets, Sockets):
-        kept = Sockets([(plain(e[0]),) + e[1:] for e in snapshot.sockets.entries if keeps(e[0], e[1])])
-    else:
-        kept = tuple(attrs.evolve(s, record=attrs.evolve(s.record, extended=None)) if s.record.extended and not
-                     query.details else s for s in snapshot.sockets
-                     if keeps(row_from_record(s.record), [owner_row(o) for o in s.owners]))
+    kept = Sockets([(plain(e[0]),) + e[1:] for e in found.entries if keeps(e[0], e[1])], contexts)
     unresolved = snapshot.unresolved if query.selects_all and query.pid is None else {}
     return attrs.evolve(snapshot, sockets=kept, unresolved=unresolved)

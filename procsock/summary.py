@@ -12,8 +12,8 @@ from typing import Dict, Iterator, List, Tuple
 
 import attrs
 
-from procsock.model import Family, Snapshot, State, endpoint_text
-from procsock.render import context_label, entries
+from procsock.model import Family, Snapshot, Sockets, State, endpoint_text
+from procsock.render import context_label
 from procsock.text import escape_text
 
 NO_PROCESS = "(no process)"
@@ -68,11 +68,12 @@ def summarize(snap: Snapshot) -> Summary:
     places: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     listeners: List[Listener] = []
     held = 0
-    found = entries(snap.sockets)
+    sockets = Sockets.of(snap.sockets)
+    found, contexts = sockets.entries, sockets.contexts
     for row, owners, _ in found:
         label = row[4].label
         kinds[escape_text(row[0].name)][label] += 1
-        wheres = list(dict.fromkeys(context_label(o[5] if len(o) > 5 else None) for o in owners)) or [NO_PROCESS]
+        wheres = list(dict.fromkeys(context_label(contexts.get(o[0])) for o in owners)) or [NO_PROCESS]
         held += bool(owners)
         for where in wheres:
             places[where][label] += 1

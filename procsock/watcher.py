@@ -23,8 +23,8 @@ from procsock.api import check_backend, make_query, registry_or_default
 from procsock.errors import BadArgument, ProcsockError
 from procsock.fdscan import netns_inode
 from procsock.model import (
-    OWNER_FD, OWNER_PID, OWNER_TID, Netns, NoteCode, Query, Row, Snapshot, Socket, SocketIdentity, Sockets, Source,
-    State, identity_of_row,
+    NO_CONTEXTS, OWNER_FD, OWNER_PID, OWNER_TID, Contexts, Netns, NoteCode, Query, Row, Snapshot, Socket,
+    SocketIdentity, Sockets, Source, State, identity_of_row,
 )
 from procsock.resolver import Resolver
 
@@ -70,8 +70,9 @@ class Event:
         return None if self.socket is None else self.socket.record.identity
 
 
-def _socket(entry: Entry) -> Socket:
-    return Sockets((entry,))[0]
+def _socket(entry: Entry, contexts: Contexts = NO_CONTEXTS) -> Socket:
+    """The Socket of an entry, its owners with their processes' `contexts` (of the poll that saw it)."""
+    return Sockets((entry,), contexts)[0]
 
 
 def _key(row: tuple) -> Key:
@@ -177,12 +178,13 @@ def _compare(before: Entry, after: Entry, changed: list) -> None:
         changed.append((before, after, what))
 
 
-def _wanted(query: Query, entry: Entry) -> bool:
-    """Whether the user's filters keep this socket (the poll itself reads every state, port and
-    process: a socket leaving LISTEN or a process's hands has not closed)."""
-    if not query.wants_row(entry[0], entry[1]):
+def _wanted(query: Query, entry: Entry, contexts: Contexts) -> bool:
+    """Whether the user's filters keep this socket, its owners' processes having `contexts` (the
+    poll itself reads every state, port and process: a socket leaving LISTEN or a process's hands
+    has not closed)."""
+    if not query.wants_row(entry[0], entry[1], contexts):
         return False
-    if query.filters_context and not query.wants_owners(entry[1]):
+    if query.filters_context and not query.wants_owners(entry[1], contexts):
         return False
     return query.pid is None or any(owner[OWNER_PID] in query.pid for owner in entry[1])
 
@@ -288,6 +290,7 @@ class _Watch:
         self.initial = initial
         self.end = None if duration is None else time.monotonic() + duration
         self.known: Dict[Key, Entry] = {}
+        self.contexts: Contexts = NO_CONTEXTS  # of the owners' processes in `known`
         self.destroys = _Destroys({})
         self.listeners: Dict[Optional[int], object] = {}  # namespace inode -> listener
         self.selector = selectors.DefaultSelector()
@@ -389,8 +392,8 @@ class _Watch:
             entry = known.pop(key, None) if key is not None else None
             self.destroyed.add(_cookie(row))
             if entry is not None:
-                if _wanted(self.query, entry):
-                    yield Event(CLOSE, when, DESTROY, _socket(entry), LAST_SEEN)
+                if _wanted(self.query, entry, self.contexts):
+                    yield Event(CLOSE, when, DESTROY, _socket(entry, self.contexts), LAST_SEEN)
             elif self.query.pid is None and self.query.states is None and self.query.wants_row(row):
                 yield Event(CLOSE, when, DESTROY, _socket((row, (), ())), UNKNOWN)
 
@@ -424,16 +427,17 @@ class _Watch:
             changed = [change for change in changed if _cookie(change[1][0]) not in self.destroyed]
             closed = [key for key in closed if _cookie(self.known[key][0]) not in self.destroyed]
             self.destroyed &= {_cookie(entry[0]) for entry in new.values()}  # only while a remnant is listed
-        old, self.known = self.known, new
+        (old, self.known), (old_contexts, self.contexts) = (self.known, new), (self.contexts, snap.sockets.contexts)
         self.destroys = _Destroys(new)
         if source == BASELINE:
             opened = opened if self.initial else []
         for key in opened:
-            if _wanted(self.query, new[key]):
-                yield Event(OPEN, when, source, _socket(new[key]))
+            if _wanted(self.query, new[key], self.contexts):
+                yield Event(OPEN, when, source, _socket(new[key], self.contexts))
         for before, after, what in changed:
-            if _wanted(self.query, after) or _wanted(self.query, before):
-                yield Event(CHANGE, when, source, _socket(after), NOW, what, _socket(before))
+            if _wanted(self.query, after, self.contexts) or _wanted(self.query, before, old_contexts):
+                yield Event(CHANGE, when, source, _socket(after, self.contexts), NOW, what,
+                            _socket(before, old_contexts))
         gone = {key: old[key] for key in closed}
         gone_index = _Destroys(gone)
         for listener, read in pending:
@@ -447,14 +451,14 @@ class _Watch:
                 entry = gone.pop(key, None) if key is not None else None
                 if entry is not None:
                     self.destroyed.add(_cookie(row))
-                    if _wanted(self.query, entry):
-                        yield Event(CLOSE, when, DESTROY, _socket(entry), LAST_SEEN)
+                    if _wanted(self.query, entry, old_contexts):
+                        yield Event(CLOSE, when, DESTROY, _socket(entry, old_contexts), LAST_SEEN)
                 else:
                     unmatched.append(row)
             yield from self._destroyed(listener, attrs.evolve(read, records=tuple(unmatched)), new, self.destroys)
         for entry in gone.values():
-            if _wanted(self.query, entry):
-                yield Event(CLOSE, when, source, _socket(entry), LAST_SEEN)
+            if _wanted(self.query, entry, old_contexts):
+                yield Event(CLOSE, when, source, _socket(entry, old_contexts), LAST_SEEN)
 
     def _notes(self, snap: Snapshot, when: float, source: str) -> Iterator[Event]:
         """Gaps for tables that could not be read (when one becomes so) and, once, owners we may not read."""

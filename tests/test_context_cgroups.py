@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import procsock
-from procsock.render import entries, table_lines
+from procsock.render import table_lines
 
 HEX = secrets.token_hex(32)  # container ids of this run, so no test uses a directory it did not make
 HEX_B, HEX_C = secrets.token_hex(32), secrets.token_hex(32)
@@ -246,14 +246,16 @@ def test_cgroup_moved_flags_a_socket_created_in_another_cgroup(cgroups, holder):
     holder.move(first)
     made_here = holder.more()  # created in first.service
     snap = procsock.snapshot(pid=holder.pid, context=True, details=True, kind="tcp")
-    moved = {row[1]: procsock.model.cgroup_moved(row, owners) for row, owners, _ in entries(snap.sockets)}
+    moved = {row[1]: procsock.model.cgroup_moved(row, owners, snap.sockets.contexts)
+             for row, owners, _ in snap.sockets.entries}
     if moved.get(made_here) is None:
         pytest.skip("this kernel's sock_diag gives no cgroup id (INET_DIAG_CGROUP_ID)")
     assert moved[made_here] is False
     assert moved[holder.listeners[0]] is True  # created in the cgroup the holder started in
     holder.move(second)
     snap = procsock.snapshot(pid=holder.pid, context=True, details=True, kind="tcp")
-    assert {row[1]: procsock.model.cgroup_moved(row, owners) for row, owners, _ in entries(snap.sockets)}[
+    assert {row[1]: procsock.model.cgroup_moved(row, owners, snap.sockets.contexts)
+             for row, owners, _ in snap.sockets.entries}[
         made_here] is True
     jsonl = subprocess.run([sys.executable, "-m", "procsock", "--jsonl", "-C", "-e", "-t", "--pid", str(holder.pid)],
                            capture_output=True, text=True, timeout=60).stdout
@@ -341,7 +343,8 @@ def test_metrics_context_series_are_capped_however_many_cgroups_a_user_makes(cgr
                 f.write(pid)
         query = make_query(cgroup="/%s.slice" % TOKEN)
         snap = procsock.snapshot(cgroup="/%s.slice" % TOKEN)
-        held = {metrics.owner_context_labels(o) for row, owners, _ in entries(snap.sockets) for o in owners} - {None}
+        held = {metrics.context_labels(snap.sockets.contexts.get(o[0]))
+                for _, owners, _ in snap.sockets.entries for o in owners} - {None}
         assert len(held) > metrics.CONTEXT_SERIES_MAX  # more label sets than a scrape may show
         collector = metrics.SnapshotCollector(default_registry(), Source.live(), query)
         families = {f.name: f for f in collector.collect()}

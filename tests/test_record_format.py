@@ -274,6 +274,8 @@ _CONTEXT = ("owners", 0, "context")
     (_set("tcp", _CONTEXT + ("extra",), []), "owners[0].context.extra"),
     (_set("tcp", _CONTEXT + ("added",), 1), "owners[0].context: unknown field"),
     (_set("tcp", ("owners", 0, "context"), "root"), "owners[0].context: not an object"),
+    # one process, one context: an owner of this pid that says otherwise than its others
+    (_set("tcp", _CONTEXT + ("user",), "someone-else"), "context: differs from another owner's of process"),
     (_set("tcp", ("cgroup_moved",), True), "cgroup_moved: does not follow"),
     (_set("tcp", ("cgroup_moved",), None), "cgroup_moved: does not follow"),
     (_set("tcp", ("cgroup_moved",), 0), "cgroup_moved: does not follow"),
@@ -311,8 +313,8 @@ def test_loaded_context_text_is_the_text_shown(tmp_path):
     odd = Context(cgroup="/a\\b\x1b[2J\udcff\n", cmdline="x\ty", cgroup_id=7,
                   extra=FrozenDict({"site": "\x00", "n": 3}))
     snap = procsock.snapshot(proc_root=CAPTURE)
-    entries = [(row, tuple(o + (odd,) for o in owners), peers) for row, owners, peers in snap.sockets.entries]
-    snap = attrs.evolve(snap, sockets=Sockets(entries))
+    pids = {o[0] for _, owners, peers in snap.sockets.entries for o in owners + peers}
+    snap = attrs.evolve(snap, sockets=Sockets(snap.sockets.entries, FrozenDict(dict.fromkeys(pids, odd))))
     text = "".join(render.json_document(snap))
     assert "\x1b" not in text and "\\x1b[2J" in text
     back = load_text(text, "t")

@@ -33,19 +33,18 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def event_dict(event) -> dict:
     """The JSON object of one event: its fields, the socket as `procsock --jsonl` gives it, and
     what it was before a change."""
-    from procsock.model import Row
-    from procsock.render import entries, entry_dict, owner_row_dict
+    from procsock.render import owner_to_dict, socket_to_dict
 
     found = {
         "event": event.kind, "time": round(event.time, 6), "source": event.source,
         "owners_known": None if event.socket is None else event.owners,
         "changed": list(event.changed), "text": event.text,
         "identity": None if event.socket is None else event.identity.text,
-        "socket": None if event.socket is None else entry_dict(entries((event.socket,))[0]),
+        "socket": None if event.socket is None else socket_to_dict(event.socket),
     }
     if event.previous is not None:
-        before = entries((event.previous,))[0]
-        found["previous"] = {"state": before[0][Row.STATE].name, "owners": [owner_row_dict(o) for o in before[1]]}
+        found["previous"] = {"state": event.previous.record.state.name,
+                             "owners": [owner_to_dict(o) for o in event.previous.owners]}
     return found
 
 

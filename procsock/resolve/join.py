@@ -7,7 +7,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 import attrs
 
 from procsock.fdscan import FdScan
-from procsock.model import OWNER_PID, Query, Row, SocketKind
+from procsock.model import NO_CONTEXTS, OWNER_PID, Contexts, Query, Row, SocketKind
 from procsock.resolve.collect import Answer
 
 Entry = Tuple[tuple, Tuple[tuple, ...], Tuple[tuple, ...]]  # a row, its owner rows, its peer's owner rows
@@ -55,9 +55,11 @@ def standing(answers: Sequence[Answer], scan: FdScan, own: Optional[int]) -> Dic
 
 
 def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query: Query,
-         stands: Dict[int, object], kind_of: Callable[[int], Optional[SocketKind]] = lambda inode: None) -> Joined:
-    """The rows of the answers that were read, each with its owner rows and its peer's. An inode
-    two kinds report (in one namespace) is listed once, as `one_of` decides with `kind_of`."""
+         stands: Dict[int, object], kind_of: Callable[[int], Optional[SocketKind]] = lambda inode: None,
+         contexts: Contexts = NO_CONTEXTS) -> Joined:
+    """The rows of the answers that were read, each with its owner rows and its peer's (filters
+    that read the owners' context find it in `contexts`). An inode two kinds report (in one
+    namespace) is listed once, as `one_of` decides with `kind_of`."""
     entries: List[Entry] = []
     seen: Dict[int, tuple] = {}  # inode → the row that stands for it so far
     at: Dict[int, int] = {}  # inode → the position of its entry
@@ -91,7 +93,7 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
             elif wanted is not None:
                 continue
             held = owners.get(inode, nobody) if inode else nobody
-            if filtering and not query.wants_row(record, held):
+            if filtering and not query.wants_row(record, held, contexts):
                 continue
             peer = record[PEER_INODE]
             at[inode] = len(entries)
@@ -100,7 +102,7 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
         chosen = one_of(rows, kind_of(inode))
         if chosen is rows[0]:
             continue
-        keep = not filtering or query.wants_row(chosen, owners.get(inode, nobody))
+        keep = not filtering or query.wants_row(chosen, owners.get(inode, nobody), contexts)
         peer = chosen[PEER_INODE]
         entry = (chosen, owners.get(inode, nobody), owners.get(peer, nobody) if peer else nobody)
         if inode in at:
