@@ -333,10 +333,14 @@ def table_rows(sockets: Iterable[Socket]) -> List[Tuple[str, ...]]:
 
 
 def _cells(found: Sequence[Entry], resolved: Optional["Names"] = None) -> List[Tuple[str, ...]]:
-    """The cells of each entry: the hot loop of the table (one tuple unpacking a row; what repeats,
-    a kind's netid and state label, an inet address, a process's name, is made once). With
-    `resolved` names (-r), inet endpoints show host and service names where known."""
-    rows = []
+    """The cells of each entry (see `_cell_rows`)."""
+    return list(_cell_rows(found, resolved))
+
+
+def _cell_rows(found: Iterable[Entry], resolved: Optional["Names"] = None) -> Iterator[Tuple[str, ...]]:
+    """The cells of each entry, one tuple at a time: the hot loop of the table (one tuple unpacking
+    a row; what repeats, a kind's netid and state label, an inet address, a process's name, is made
+    once). With `resolved` names (-r), inet endpoints show host and service names where known."""
     names: Dict[str, str] = {}  # process name → escaped
     hosts: Dict[bytes, str] = {}  # packed inet address → its text
     labels: Dict[tuple, Tuple[str, str]] = {}  # (kind's id, type, state) → (netid, state label)
@@ -365,12 +369,11 @@ def _cells(found: Sequence[Entry], resolved: Optional["Names"] = None) -> List[T
             peer_text = "* %d %s" % (peer, _owners_text(peer_owners, names)) if peer_owners else "* %d" % peer
         else:
             peer_text = "*"
-        rows.append((
+        yield (
             label[0], label[1], "-" if rx_queue is None else str(rx_queue), "-" if tx_queue is None else str(tx_queue),
             endpoint(family, local, kind.protocol), peer_text, str(inode),
             _owners_text(owners, names) if owners else "",
-        ))
-    return rows
+        )
 
 
 def row_details_text(row: tuple) -> str:
@@ -396,33 +399,38 @@ def table_lines(
     """
     names = netns_names or {}
     found = entries(sockets)
-    rows = _cells(found, resolved)
     titles = TABLE_HEADER
     right = {2, 3, 6}
     if context:
         titles = titles[:-1] + CONTEXT_HEADER + titles[-1:]
-        rows = [row[:-1] + context_cells(entry[1]) + row[-1:] for row, entry in zip(rows, found)]
     if netns:
         titles = (NETNS_HEADER,) + titles
         right = {i + 1 for i in right}
-        rows = [
-            (escape_text(names.get(entry[0][Row.NETNS]) or str(entry[0][Row.NETNS] or "-")),) + row
-            for row, entry in zip(rows, found)
-        ]
-    if header:
-        rows.insert(0, titles)
-    if not rows:
+    if not header and not found:
         return
-    widths = [max(map(len, column)) for column in zip(*rows)][:-1]
-    line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths)] + ["%s"])
-    extra = [None] * header + [row_details_text(entry[0]) for entry in found] if details else []
-    if extra and context:  # the kernel's cgroup of the socket against its holders' (see cgroup_moved)
-        extra = extra[:header] + [text + " cgroup_moved" if cgroup_moved(entry[0], entry[1]) else text
-                                  for text, entry in zip(extra[header:], found)]
-    for index, row in enumerate(rows):
-        yield (line % row).rstrip()
-        if extra and extra[index]:
-            yield "\t " + extra[index]
+    # The widths need every row's cells before the first line: each row is kept as one string, its
+    # cells joined by a newline (escaped cells never hold one), a fraction of a tuple of strings.
+    widths = [len(title) if header else 0 for title in titles]
+    packed: List[Union[str, Tuple[str, ...]]] = []
+    for row, entry in zip(_cell_rows(found, resolved), found):
+        if context:
+            row = row[:-1] + context_cells(entry[1]) + row[-1:]
+        if netns:
+            row = (escape_text(names.get(entry[0][Row.NETNS]) or str(entry[0][Row.NETNS] or "-")),) + row
+        widths = list(map(max, widths, map(len, row)))
+        text = "\n".join(row)
+        packed.append(text if text.count("\n") == len(row) - 1 else row)
+    line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths[:-1])] + ["%s"])
+    if header:
+        yield (line % titles).rstrip()
+    for index, row in enumerate(packed):
+        yield (line % (tuple(row.split("\n")) if type(row) is str else row)).rstrip()
+        if details:
+            extra = row_details_text(found[index][0])
+            if context and cgroup_moved(found[index][0], found[index][1]):
+                extra += " cgroup_moved"  # the kernel's cgroup of the socket against its holders'
+            if extra:
+                yield "\t " + extra
 
 
 def context_cells(owners: Sequence[tuple]) -> Tuple[str, str]:
