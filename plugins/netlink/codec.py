@@ -7,6 +7,7 @@ unknown message types and unknown or short attributes are skipped and counted, n
 """
 
 import errno as errnos
+import functools
 import os
 import struct
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
@@ -321,6 +322,12 @@ def attributes_of(data: bytes, start: int, end: int, where: Tuple[str, int], ski
     return found
 
 
+# One bytes object per address among the recent ones: a dump of 100k sockets repeats a few addresses
+# (loopback, the host's own, wildcards) in most of its rows.
+_shared_address = functools.lru_cache(maxsize=1024)(bytes)
+_UNNAMED = (b"",)  # the local endpoint of every unix socket without a name (most of them): one tuple
+
+
 def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], seq: int, where: Tuple[str, int],
                  skipped: List[str], backend: str, details: bool, netns: Optional[int]) -> Optional[tuple]:
     """One inet_diag_msg as a row (procsock.plugin.Row). Its attributes are read only for details,
@@ -347,7 +354,8 @@ def _inet_record(data: bytes, start: int, end: int, kind: Optional[SocketKind], 
     local_port, remote_port = _PORTS.unpack_from(data, start)
     protocol = local_port if kind.protocol == "raw" else INET_PROTOCOLS[kind.protocol]
     return (
-        kind, inode, _INET_TYPES[kind.protocol], protocol, known, (src, local_port), (dst, remote_port),
+        kind, inode, _INET_TYPES[kind.protocol], protocol, known,
+        (_shared_address(src), local_port), (_shared_address(dst), remote_port),
         rqueue, wqueue, uid, backend, None, netns, interface, cookie0 | cookie1 << 32,
         _inet_extended(attributes, _timer(data, start)) if details else None,
     )
@@ -367,7 +375,7 @@ def _unix_record(data: bytes, start: int, end: int, where: Tuple[str, int], skip
         name = name[:-1]  # a filesystem name may carry its terminating NUL; never an abstract one
     rqueue, wqueue = _pair(attributes.get(UNIX_DIAG_RQLEN))
     return (
-        UNIX, inode, known_type, 0, known_state, (name,), None, rqueue, wqueue,
+        UNIX, inode, known_type, 0, known_state, (name,) if name else _UNNAMED, None, rqueue, wqueue,
         _int(attributes.get(UNIX_DIAG_UID), _U32), backend, _int(attributes.get(UNIX_DIAG_PEER), _U32), netns,
         None, cookie0 | cookie1 << 32, _unix_extended(attributes) if details else None,
     )

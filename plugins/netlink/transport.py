@@ -195,6 +195,7 @@ def query(sock: socket.socket, build, lookup: bool = False, **decode_args) -> Tu
         for port, count in others.items():
             dropped[port] = dropped.get(port, 0) + count
         raw = b"".join(chunks)
+        chunks = None  # the datagrams are in `raw` now: not held twice while it is decoded
         decoded = codec.decode(raw, seq=seq, port=sock.getsockname()[0], **decode_args)
         if decoded.errno and not (lookup and decoded.errno == errno.ENOENT):
             if decoded.errno == errno.ENOENT:

@@ -2,7 +2,7 @@
 inode, the namespace-contest rule, and the query's filters on rows. Rows in, rows out: the
 Socket objects are built only if a caller reads `Snapshot.sockets`."""
 
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -23,7 +23,7 @@ class Joined:
     inodes several namespaces reported with none standing (`conflicting`)."""
 
     entries: Tuple[Entry, ...]
-    listed: FrozenSet[int]
+    listed: AbstractSet[int]
     claimed: Tuple[Tuple[Optional[int], int], ...]
     conflicting: FrozenSet[int]
 
@@ -62,7 +62,6 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
     namespace) is listed once, as `one_of` decides with `kind_of`."""
     entries: List[Entry] = []
     seen: Dict[int, tuple] = {}  # inode → the row that stands for it so far
-    at: Dict[int, int] = {}  # inode → the position of its entry
     twice: Dict[int, List[tuple]] = {}  # inode → every row of it, when several kinds reported it
     claimed: Dict[Optional[int], int] = {}  # namespace → records of sockets another one stands for
     conflicting = set()
@@ -96,9 +95,10 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
             if filtering and not query.wants_row(record, held, contexts):
                 continue
             peer = record[PEER_INODE]
-            at[inode] = len(entries)
             entries.append((record, held, owners.get(peer, nobody) if peer else nobody))
-    for inode, rows in twice.items():  # rare: MPTCP and its TCP subflow, a plugin's kind over a built-in
+    # rare: MPTCP and its TCP subflow, a plugin's kind over a built-in (positions found only then)
+    at = {entry[0][INODE]: i for i, entry in enumerate(entries) if entry[0][INODE] in twice} if twice else {}
+    for inode, rows in twice.items():
         chosen = one_of(rows, kind_of(inode))
         if chosen is rows[0]:
             continue
@@ -112,7 +112,7 @@ def join(answers: Sequence[Answer], owners: Dict[int, Tuple[tuple, ...]], query:
     if twice:
         entries = [entry for entry in entries if entry is not None]
     order = sorted(claimed.items(), key=lambda item: (item[0] is None, item[0] or 0))
-    return Joined(tuple(entries), frozenset(seen), tuple(order), frozenset(conflicting))
+    return Joined(tuple(entries), seen.keys(), tuple(order), frozenset(conflicting))
 
 
 def one_of(rows: Sequence[tuple], hinted: Optional[SocketKind]) -> tuple:
