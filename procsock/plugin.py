@@ -54,7 +54,7 @@ from procsock.model import (
     record_from_row,
     row_from_record,
 )
-from procsock.scope import scope, shared
+from procsock.scope import kept, scope, shared
 
 if TYPE_CHECKING:  # at run time the detail classes come from __getattr__, on first use
     from procsock.details import Extended, MemInfo, NetlinkInfo, PacketInfo, PacketRing, TcpInfo
@@ -110,6 +110,7 @@ __all__ = [
     "decimal",
     "hexadecimal",
     "hookimpl",
+    "kept",
     "protocol_names",
     "read_file",
     "read_named_file",

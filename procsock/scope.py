@@ -14,14 +14,16 @@ the outer ones, so an operation run inside another still starts with fresh resou
 
 import contextlib
 import contextvars
-from typing import Callable, ContextManager, Dict, Hashable, Iterator, Tuple, TypeVar
+from typing import Callable, ContextManager, Dict, Hashable, Iterator, Optional, Tuple, TypeVar
 
-__all__ = ["scope", "shared"]
+__all__ = ["keeping", "kept", "scope", "shared"]
 
 T = TypeVar("T")
 
 # The resources of the active scope: key -> (resource, its context manager), in opening order.
 _active: contextvars.ContextVar = contextvars.ContextVar("procsock_scope", default=None)
+# The store of the active `keeping` block and the keys asked of it in the block.
+_keeping: contextvars.ContextVar = contextvars.ContextVar("procsock_keeping", default=None)
 
 
 def _close(managers) -> None:
@@ -79,3 +81,33 @@ def shared(key: Hashable, opener: Callable[[], ContextManager[T]]) -> Iterator[T
             del resources[key]
             _close([entry[1]])
         raise
+
+
+@contextlib.contextmanager
+def keeping(store: Dict[Hashable, dict]) -> Iterator[None]:
+    """Run the block with `store` as what ``kept`` hands out. A caller that repeats one operation
+    (a watch's polls) passes the same store each time, so that a plugin can reuse what it made
+    from the same input the last time instead of making it again. Only values, no resources: what
+    a key held that the block did not ask for is dropped at its end (a namespace gone, a kind no
+    longer read), so the store holds what one repetition made, no more."""
+    asked: set = set()
+    token = _keeping.set((store, asked))
+    try:
+        yield
+    finally:
+        _keeping.reset(token)
+        for key in [key for key in store if key not in asked]:
+            del store[key]
+
+
+def kept(key: Hashable) -> Optional[dict]:
+    """The dict kept for `key` across the repetitions of the active ``keeping`` block (empty the
+    first time); None outside one: then keep nothing. What goes in must be a pure function of
+    the input it is looked up by (decoded rows by the bytes they came from): it may be handed
+    out again in a later operation."""
+    active = _keeping.get()
+    if active is None:
+        return None
+    store, asked = active
+    asked.add(key)
+    return store.setdefault(key, {})

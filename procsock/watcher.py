@@ -27,6 +27,7 @@ from procsock.model import (
     SocketIdentity, Sockets, Source, State, identity_of_row,
 )
 from procsock.resolver import Resolver
+from procsock.scope import keeping
 
 __all__ = ["Event", "Events", "watch", "watch_query"]
 
@@ -85,8 +86,18 @@ def _cookie(row: tuple) -> tuple:
     return row[Row.NETNS], row[Row.KIND].name, row[Row.COOKIE]
 
 
-def _keyed(entries) -> Dict[Key, Entry]:
-    return {_key(entry[0]): entry for entry in entries}
+def _keyed(entries, keys: Dict[int, Tuple[tuple, Key]]) -> Tuple[Dict[Key, Entry], Dict[int, Tuple[tuple, Key]]]:
+    """The entries by key, and the keys by id of their rows for the next poll: `keys` holds the
+    last poll's, so a row the backends gave again (the same object: procsock.scope.keeping) is
+    not keyed again."""
+    keyed, made = {}, {}
+    for entry in entries:
+        row = entry[0]
+        known = keys.get(id(row))
+        key = known[1] if known is not None and known[0] is row else _key(row)
+        keyed[key] = entry
+        made[id(row)] = (row, key)
+    return keyed, made
 
 
 def _holders(entry: Entry) -> frozenset:
@@ -172,7 +183,7 @@ def _compare(before: Entry, after: Entry, changed: list) -> None:
     what = ()
     if before[0][Row.STATE] is not after[0][Row.STATE]:
         what += ("state",)
-    if _holders(before) != _holders(after):
+    if before[1] != after[1] and _holders(before) != _holders(after):
         what += ("owners",)
     if what:
         changed.append((before, after, what))
@@ -291,6 +302,8 @@ class _Watch:
         self.end = None if duration is None else time.monotonic() + duration
         self.known: Dict[Key, Entry] = {}
         self.contexts: Contexts = NO_CONTEXTS  # of the owners' processes in `known`
+        self.keys: Dict[int, Tuple[tuple, Key]] = {}  # the keys of the last poll's rows, by id
+        self.kept: dict = {}  # what backends keep from one poll for the next (procsock.scope.keeping)
         self.destroys = _Destroys({})
         self.listeners: Dict[Optional[int], object] = {}  # namespace inode -> listener
         self.selector = selectors.DefaultSelector()
@@ -411,14 +424,15 @@ class _Watch:
         self.polls += 1
         yield from self._held_gaps(when)
         try:
-            snap = self.resolver.snapshot(self.poll_query)
+            with keeping(self.kept):
+                snap = self.resolver.snapshot(self.poll_query)
         except ProcsockError as exc:
             yield Event(GAP, when, source, text="poll failed (%s): opens and closes since the last poll may be "
                         "missed" % exc)
             return
         yield from self._notes(snap, when, source)
         yield from self._namespaces(snap, when, source != BASELINE)
-        new = _keyed(snap.sockets.entries)
+        new, self.keys = _keyed(snap.sockets.entries, self.keys)
         # notifications read now may be of sockets this poll saw: matched with it, not the last
         pending = [(listener, self._read(listener)) for listener in list(self.listeners.values())]
         opened, changed, closed = _diff(self.known, new, self.problems)

@@ -31,6 +31,7 @@ from procsock.plugin import (
     Source,
     State,
     hookimpl,
+    kept,
     protocol_names,
     read_named_file,
     shared,
@@ -134,13 +135,20 @@ def _build(kind: SocketKind, details: bool):
     return lambda seq: codec.request_for(kind, seq, details)
 
 
-def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None, decode_details: Optional[bool] = None):
+def _dump(sock, kind: SocketKind, details: bool, netns: Optional[int] = None, decode_details: Optional[bool] = None,
+          source: Optional[Source] = None):
     """A dump of `kind` asking for details or not; decoded with them as asked, or as
-    `decode_details` says (a raw dump keeps the details' bytes without decoding them)."""
+    `decode_details` says (a raw dump keeps the details' bytes without decoding them). When the
+    dump is repeated (procsock.scope.keeping: a watch's polls), the messages that are the same
+    bytes as last time are not decoded again."""
+    decode_details = details if decode_details is None else decode_details
+    store = kept((NAME, source and source.proc_root, netns, kind, decode_details))
+    memo = None if store is None else (store.get("rows", {}), {})
     decoded, raw, retries = transport.query(
-        sock, _build(kind, details), kind=kind, backend=NAME,
-        details=details if decode_details is None else decode_details, netns=netns,
+        sock, _build(kind, details), kind=kind, backend=NAME, details=decode_details, netns=netns, memo=memo,
     )
+    if memo is not None:
+        store["rows"] = memo[1]
     skipped = decoded.skipped
     if decoded.interrupted:
         skipped += ("%s: dump still interrupted after %d retries (table changing fast)" % (kind.name, retries),)
@@ -181,7 +189,7 @@ def _dumped(kind: SocketKind, source: Source, details: bool, netns: Netns, decod
     not a failure, for a protocol this kernel has neither a diag handler nor an entry in
     /proc/net/protocols for."""
     try:
-        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode, decode_details))
+        return _asking(source, netns, lambda sock: _dump(sock, kind, details, netns.inode, decode_details, source))
     except transport.Answered as exc:
         if exc.code == errno.ENOENT and kind in MODULE_KINDS and not _kernel_knows(source, kind):
             return Collected(()), b""  # none can exist

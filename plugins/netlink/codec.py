@@ -480,7 +480,8 @@ _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Famil
 def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None, port: Optional[int] = None,
            source: str = "netlink", backend: str = "netlink", details: bool = False,
            netns: Optional[int] = None, start: int = 0, end: Optional[int] = None,
-           message: Optional[Callable[..., Optional[tuple]]] = None) -> Decoded:
+           message: Optional[Callable[..., Optional[tuple]]] = None,
+           memo: Optional[Tuple[Dict[bytes, tuple], Dict[bytes, tuple]]] = None) -> Decoded:
     """Decode back-to-back netlink messages into rows.
 
     `kind` is the inet kind a live dump asked for (the reply does not say); None infers it per
@@ -491,6 +492,9 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
     `start` and `end` bound the bytes read (offsets in notes stay those of `data`). `message`
     decodes every sock_diag message instead (a family this codec does not know: procsock_plugins.netlink.families),
     called as message(data, start, end, where, skipped, backend, details, netns) -> row or None.
+    `memo` (old, new), for repeated live dumps of one `kind`: rows by message payload (the bytes
+    after the header, which decode alone, given the other arguments); a payload in `old` is not
+    decoded again, and every payload that gave a row without a note goes into `new`.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -531,16 +535,26 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
             if row is not None:
                 records.append(row)
             continue
-        family = data[start]
-        need = _PAYLOAD_SIZE.get(family)
-        if need is None or end - start < need:
-            skipped.append("%s: diag message of family %d, %d bytes" % (_where(*where), family, end - start))
-            continue
-        family_record = _FAMILY_RECORD.get(family)
-        if family_record is not None:
-            record = family_record(data, start, end, where, skipped, backend, details, netns)
+        record = None
+        if memo is not None:
+            payload = data[start:end]
+            record = memo[0].get(payload)
+        if record is None:
+            noted = len(skipped)
+            family = data[start]
+            need = _PAYLOAD_SIZE.get(family)
+            if need is None or end - start < need:
+                skipped.append("%s: diag message of family %d, %d bytes" % (_where(*where), family, end - start))
+                continue
+            family_record = _FAMILY_RECORD.get(family)
+            if family_record is not None:
+                record = family_record(data, start, end, where, skipped, backend, details, netns)
+            else:
+                record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
+            if memo is not None and record is not None and len(skipped) == noted:
+                memo[1][payload] = record
         else:
-            record = _inet_record(data, start, end, kind, msg_seq, where, skipped, backend, details, netns)
+            memo[1][payload] = record
         if record is not None and record[0] in _ONCE_PER_INODE:
             # netlink_diag lists a bound socket that joined groups twice (hash table, then multicast
             # list); sctp_diag lists a socket's endpoint, then each association under its inode:

@@ -9,6 +9,7 @@ from procsock import log
 from procsock.backends import Backend
 from procsock.errors import BackendUnavailable, NotApplicable, ProcsockError
 from procsock.model import Collected, Netns, Owner, Row, SocketKind, Source
+from procsock.scope import kept
 from procsock.text import escape_text
 
 
@@ -67,10 +68,13 @@ def ask(
     if not isinstance(collected, Collected):
         raise BackendUnavailable(backend.name, "returned nothing" if collected is None else "plugin error: returned "
                                  "%s, not Collected" % type(collected).__name__)
+    checked = kept(("procsock.collect", backend.name, kind, source.proc_root, netns.inode, inodes, details))
     try:
-        rows = collected.rows()
+        rows = collected.rows(None if checked is None else checked.get("rows"))
     except (AttributeError, TypeError, ValueError) as exc:
         raise BackendUnavailable(backend.name, "plugin error: %s" % exc) from None
+    if checked is not None:  # a repeated operation (a watch's polls): rows a backend gives again are not checked again
+        checked["rows"] = {id(row): row for row in rows}
     return attrs.evolve(collected, records=rows)
 
 
