@@ -1,5 +1,6 @@
-"""What `procsock watch` costs while sockets are held: CPU (% of one core) and resident memory of the
-watch process, sampled over a run, with bench/workload.py holding the sockets.
+"""What `procsock watch` costs while sockets are held: CPU (% of one core, its fd walks' children
+included) and resident memory of the watch process, sampled over a run, with bench/workload.py
+holding the sockets.
 
     python3 bench/watch.py --sockets 10000 --procs 50 --seconds 600 [--interval 1] [--churn 0]
 
@@ -21,10 +22,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (fields 14 and 15 of /proc/PID/stat, after the command name)."""
+    """utime + stime of `pid` and of its children it has waited for (fields 14 to 17 of
+    /proc/PID/stat, after the command name): the watch's own CPU and its forked fd walks'."""
     with open("/proc/%d/stat" % pid, "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return sum(int(field) for field in fields[11:15]) / TICKS
 
 
 def rss_kib(pid: int) -> int:
