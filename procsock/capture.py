@@ -201,8 +201,7 @@ def capture(out: str, query: Query = Query(), registry=None) -> Captured:
     resolver = Resolver(registry, Source.live())
     with replacing(out) as f:  # a path that cannot be written fails before any reading
         now = time.time()
-        snap = resolver.snapshot(attrs.evolve(query, context=True))
-        dumps, dump_notes = resolver.raw_dumps(attrs.evolve(query, details=True))
+        snap, dumps, dump_notes = resolver.capture(attrs.evolve(query, context=True))  # sock_diag: what it read
         facts = dict(_facts(now), notes=dump_notes)
         write = _Writer(now)
         write.file(FACTS, json.dumps(facts, indent=1).encode() + b"\n")
