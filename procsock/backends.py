@@ -82,10 +82,11 @@ class Backend:
         details: bool = False,
         netns: Netns = Netns(),
         holders: Optional[Mapping[int, Sequence[Owner]]] = None,
+        raw: bool = False,
     ) -> Collected:
         return self.hooks.procsock_collect(
             kind=kind, source=source, inodes=inodes, details=details, netns=netns,
-            holders=holders or {},
+            holders=holders or {}, raw=raw,
         )
 
     def raw_dump(self, kind: SocketKind, source: Source, netns: Netns = Netns()) -> Optional[bytes]:

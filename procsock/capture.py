@@ -8,7 +8,8 @@ A bundle holds:
   a capture is kept for later, when the processes and cgroups it names may be gone);
 * `facts.json`: kernel release, hostname, time (unix and UTC text), procsock and schema versions;
 * `sock_diag`: the sock_diag replies of every kind that answers, of every network namespace (the
-  `--save-diag` format: `--diag-file` reads it);
+  `--save-diag` format: `--diag-file` reads it), details included: the very replies the snapshot
+  was decoded from (each kind is read once: `Resolver.capture`);
 * `proc/`: what procsock reads of /proc, as a captured tree (`--proc-root` reads it): the socket
   tables (`net/KIND`, and `PID/net/KIND` for one process of each other namespace), and for each
   process holding a socket its socket fd links (`PID/fd/N -> socket:[INODE]`, other fds are left
@@ -36,7 +37,7 @@ import tarfile
 import tempfile
 import time
 import zlib
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import attrs
 
@@ -66,6 +67,7 @@ _SLACK = 1 << 20  # archive bytes beyond max_input_bytes: end blocks, tarfile's 
 _LINK_TARGET = re.compile(r"(socket|net):\[[0-9]{1,20}\]\Z")
 _NETNS_LINK = re.compile(r"net:\[([0-9]{1,20})\]\Z")
 _PROCESS_FILES = ("comm", "status", "cgroup")
+_CHUNK = 1 << 20  # uncompressed bytes of a bundle handed to gzip at once
 
 
 @attrs.frozen
@@ -96,47 +98,63 @@ def _ustar(name: str, kind: bytes, size: int, mode: int, mtime: int, linkname: s
         info = tarfile.TarInfo(name)
         info.type, info.size, info.mode, info.mtime, info.linkname = kind, size, mode, mtime, linkname
         return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-    header = bytearray(512)
-    header[0:len(path)] = path
-    header[100:108] = b"%07o\0" % mode
-    header[108:124] = b"0000000\x000000000\x00"  # uid, gid 0
-    header[124:136] = b"%011o\0" % size
-    header[136:148] = b"%011o\0" % mtime
-    header[148:156] = b" " * 8
-    header[156:157] = kind
-    header[157:157 + len(target)] = target
-    header[257:265] = b"ustar\x0000"
-    header[148:156] = b"%06o\0 " % sum(header)
-    return bytes(header)
+    # mode, uid and gid 0, size, mtime; the checksum field (8 spaces while summed); the type, link
+    # target, magic: summed apart (the name's and target's bytes add to the checksum, the NULs nothing)
+    fields = b"%07o\0" % mode + b"0000000\x000000000\x00" + b"%011o\0%011o\0" % (size, mtime)
+    checksum = sum(path) + sum(fields) + 8 * 32 + kind[0] + sum(target) + sum(b"ustar\x0000")
+    return b"".join((path.ljust(100, b"\0"), fields, b"%06o\0 " % checksum, kind, target.ljust(100, b"\0"),
+                     b"ustar\x0000")).ljust(512, b"\0")
 
 
 class _Writer:
-    """A tar stream of a bundle, built in memory (uncompressed: gzip runs once on the whole);
-    files from bytes, links, and each directory once, before what it holds."""
+    """A bundle's tar stream, gzip-compressed into `out` as it is written (headers gathered in
+    chunks of _CHUNK bytes, a file's data written as given: the archive is never whole in memory,
+    compressed or not); files, links, and each directory once, before what it holds. `close`
+    ends the archive and the gzip stream (`out` stays open)."""
 
-    def __init__(self, now: float) -> None:
-        self.mtime, self.dirs, self.blocks = int(now), set(), []
+    def __init__(self, out: BinaryIO, now: float) -> None:
+        self.mtime, self.dirs, self.pending, self.size = int(now), set(), [], 0
+        self.gzip = gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=out, mtime=self.mtime)
+
+    def _add(self, block: bytes) -> None:
+        self.pending.append(block)
+        self.size += len(block)
+        if self.size >= _CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.gzip.write(b"".join(self.pending))
+        self.pending, self.size = [], 0
 
     def _dir(self, name: str) -> None:
         parent = os.path.dirname(name)
         if parent and parent not in self.dirs:
             self._dir(parent)
-            self.blocks.append(_ustar(parent + "/", tarfile.DIRTYPE, 0, 0o755, self.mtime))
+            self._add(_ustar(parent + "/", tarfile.DIRTYPE, 0, 0o755, self.mtime))
             self.dirs.add(parent)
 
-    def file(self, name: str, data: bytes) -> None:
+    def file(self, name: str, *parts: bytes) -> None:
+        """A regular file whose data is `parts` joined."""
+        size = sum(map(len, parts))
         self._dir(name)
-        self.blocks += [_ustar(name, tarfile.REGTYPE, len(data), 0o644, self.mtime), data, bytes(-len(data) % 512)]
+        self._add(_ustar(name, tarfile.REGTYPE, size, 0o644, self.mtime))
+        if size >= _CHUNK:
+            self._flush()
+            for part in parts:
+                self.gzip.write(part)
+        else:
+            self.pending += parts
+            self.size += size
+        self._add(bytes(-size % 512))
 
     def link(self, name: str, target: str) -> None:
         self._dir(name)
-        self.blocks.append(_ustar(name, tarfile.SYMTYPE, 0, 0o777, self.mtime, target))
+        self._add(_ustar(name, tarfile.SYMTYPE, 0, 0o777, self.mtime, target))
 
-    def compressed(self) -> bytes:
-        """The whole archive (with its end-of-archive blocks), gzip-compressed."""
-        import gzip
-
-        return gzip.compress(b"".join(self.blocks + [bytes(1024)]), compresslevel=1, mtime=self.mtime)
+    def close(self) -> None:
+        self._add(bytes(1024))  # the end-of-archive blocks
+        self._flush()
+        self.gzip.close()
 
 
 def _read(path: str) -> Optional[bytes]:
@@ -201,15 +219,14 @@ def capture(out: str, query: Query = Query(), registry=None) -> Captured:
     resolver = Resolver(registry, Source.live())
     with replacing(out) as f:  # a path that cannot be written fails before any reading
         now = time.time()
-        snap = resolver.snapshot(attrs.evolve(query, context=True))
-        dumps, dump_notes = resolver.raw_dumps(attrs.evolve(query, details=True))
+        snap, dumps, dump_notes = resolver.capture(attrs.evolve(query, context=True))  # sock_diag: what it read
         facts = dict(_facts(now), notes=dump_notes)
-        write = _Writer(now)
+        write = _Writer(f, now)
         write.file(FACTS, json.dumps(facts, indent=1).encode() + b"\n")
-        write.file(SNAPSHOT, "".join(json_document(snap)).encode())
-        write.file(DIAG, b"".join(data for _, _, _, data in dumps))
+        write.file(SNAPSHOT, *[part.encode() for part in json_document(snap)])
+        write.file(DIAG, *[data for _, _, _, data in dumps])
         _proc_tree(write, snap, registry.kinds())
-        f.write(write.compressed())
+        write.close()
     return Captured(snap, facts, out, os.path.getsize(out))
 
 

@@ -56,6 +56,7 @@ def procsock_collect(
     details: bool,
     netns: Netns,
     holders: Mapping[int, Sequence[Owner]],
+    raw: bool,
 ) -> Collected:
     """Return the records of every socket of `kind` that `source` shows.
 
@@ -91,6 +92,13 @@ def procsock_collect(
     ``Collected.settled`` the same way instead: no other backend is asked for it (a whole-table dump
     would find nothing at a great cost), and it is unresolved with the reason at once.
 
+    `raw` true means the caller keeps the answer's wire form too, to save it (``procsock capture``
+    saves the replies its snapshot was read from, asking the source once): a backend that has one
+    (``procsock_raw_dump``) reads its source with details whatever `details` says, decodes them only
+    as `details` says, and returns in ``Collected.raw`` what ``procsock_raw_dump`` would have. A
+    backend without a wire form ignores `raw`, and any may for a lookup (`inodes` given): the caller
+    then asks ``procsock_raw_dump``. A ``raw`` returned when `raw` is false is dropped.
+
     Raise ``procsock.BackendUnavailable`` (or any ``ProcsockError``) when the kind cannot be read
     (refused, not built into this kernel, file missing): the resolver then asks the next backend for
     this kind and reports why. Any other exception is treated the same way and reported as a bug
@@ -107,7 +115,8 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     its kind in nlmsg_seq and the namespace's inode in nlmsg_pid). Called by
     ``procsock --save-diag FILE`` once per kind and per network namespace: ours first
     (``netns.pid`` None), then each other namespace whose processes hold sockets, reached as for
-    ``procsock_collect``; the bytes are written in that order. None means "no raw form". An
+    ``procsock_collect``; the bytes are written in that order. ``procsock capture`` calls it only
+    for an answer that kept no wire form (``procsock_collect``'s `raw`). None means "no raw form". An
     exception is handled as for ``procsock_collect``: the next backend with a raw form is asked,
     and the reason is noted.
     """

@@ -542,13 +542,15 @@ class Collected:
     what the socket is, stays the unresolved reason if none reports it. `settled` holds the same
     pairs for held sockets that no table lists at all (an unbound UDP socket): no other backend
     is asked for them (a dump of a whole table would find nothing), they are unresolved with the
-    reason at once."""
+    reason at once. `raw` is the wire form the records were decoded from (`procsock_raw_dump`'s
+    format), when the caller asked to keep it (a capture saves it), else None."""
 
     records: Tuple[Union[SocketRecord, tuple], ...]
     skipped: Tuple[str, ...] = ()
     retries: int = 0
     deferred: Tuple[Tuple[int, str], ...] = ()
     settled: Tuple[Tuple[int, str], ...] = ()
+    raw: Optional[bytes] = None
 
     def rows(self, checked: Optional[Dict[int, tuple]] = None) -> Tuple[tuple, ...]:
         """The records as rows (`Row`), whichever form the backend gave; ValueError naming the

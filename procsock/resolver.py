@@ -28,6 +28,8 @@ from procsock.scope import scope
 
 __all__ = ["Query", "Resolver", "Snapshot", "Unresolved", "ask", "deferred_reasons"]
 
+RawDump = Tuple[SocketKind, Netns, str, bytes]  # kind, namespace, backend, its wire answer
+
 
 def _without_gc_passes(method):
     """Pause the cyclic collector while a walk builds tens of thousands of acyclic objects: its
@@ -100,8 +102,8 @@ class Resolver:
         return scan_fds(self.source.proc_root, pids, captured=not kernel, threads=kernel, context=context)
 
     def _collect(self, kind: SocketKind, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns,
-                 holders) -> Answer:
-        return collect(self._candidates, self.source, kind, inodes, details, netns, holders)
+                 holders, raw: bool = False) -> Answer:
+        return collect(self._candidates, self.source, kind, inodes, details, netns, holders, raw)
 
     def _kind_held(self, scan: FdScan, inode: int) -> Optional[SocketKind]:
         """The served kind a live socket's first holder's fd says it is; None when unknown."""
@@ -124,19 +126,21 @@ class Resolver:
             kinds = plan.hinted(kinds, {self._kind_held(scan, inode) for inode in scan.owner_rows})
         return self._resolve(query, kinds, scan, frozenset(scan.owner_rows))
 
-    def _snapshot_all(self, query: Query) -> Snapshot:
+    def _snapshot_all(self, query: Query, kept: Optional[List[Answer]] = None) -> Snapshot:
         """Every socket. On the live host the fd walk runs in the background while our own
-        namespace's tables are read; the other namespaces are known only after the walk."""
+        namespace's tables are read; the other namespaces are known only after the walk. With
+        `kept`, every answer goes there too, with its wire form (see `capture`)."""
         kinds = self.kinds(query)
         live = self.source.kernel and self.source.proc_root is not None
         if not (live and self._own_netns.inode is not None):
-            return self._resolve(query, kinds, self._owners(None, query.wants_context), None)
+            return self._resolve(query, kinds, self._owners(None, query.wants_context), None, kept=kept)
         walk = scan_all_in_background(self.source.proc_root, query.wants_context)
+        raw = kept is not None
         try:
-            early = {kind: self._collect(kind, None, query.details, self._own_netns, {}) for kind in kinds}
+            early = {kind: self._collect(kind, None, query.details, self._own_netns, {}, raw) for kind in kinds}
         finally:  # even when interrupted: the walker is read to its end and reaped
             scan = walk()
-        return self._resolve(query, kinds, scan, None, early)
+        return self._resolve(query, kinds, scan, None, early, kept)
 
     @_without_gc_passes
     @scope()
@@ -176,20 +180,25 @@ class Resolver:
         scan: FdScan,
         inodes: Optional[FrozenSet[int]],
         early: Optional[Dict[SocketKind, Answer]] = None,
+        kept: Optional[List[Answer]] = None,
     ) -> Snapshot:
         """Collect `kinds` in each namespace the scan shows and join the owners. `early` holds
         the whole-table answers of our own namespace, already read while the walk ran. When the
         query wants context, the sockets carry their owners' (by pid) and context filters keep the
-        sockets they select."""
+        sockets they select. `kept` receives the answers, namespace by namespace, each with its
+        wire form."""
         context_notes: Tuple = ()
         if query.wants_context:
             scan, context_notes = with_context(self.registry, self.source, scan)
         plans = self.namespace_plans(scan, inodes)
         answers = [
             early[kind] if early is not None and netns.pid is None
-            else self._collect(kind, wanted, query.details, netns, scan.owners)
+            else self._collect(kind, wanted, query.details, netns, scan.owners, kept is not None)
             for kind in kinds for netns, wanted in plans
         ]
+        if kept is not None:  # ours first, then each other namespace: the order of raw_dumps
+            order = {netns: position for position, (netns, _) in enumerate(plans)}
+            kept += sorted(answers, key=lambda answer: order[answer.netns])
         read = explain.reading(answers)
         answered = [answer for answer in answers if answer.collected is not None]
         contest = len(plans) > 1 or self.source.diag_file
@@ -217,7 +226,7 @@ class Resolver:
         )
 
     @scope()
-    def raw_dumps(self, query: Query = Query()) -> Tuple[List[Tuple[SocketKind, Netns, str, bytes]], List[str]]:
+    def raw_dumps(self, query: Query = Query()) -> Tuple[List[RawDump], List[str]]:
         """Raw wire answers (kind, namespace, backend, bytes) for every kind a backend can give one
         for: our namespace first, then each other network namespace whose processes hold sockets.
 
@@ -225,30 +234,53 @@ class Resolver:
         left out because no backend here reads that kind back from a saved file (its replies
         would come back as another kind). Used by ``--save-diag``.
         """
+        live = self.source.kernel and self._own_netns.inode is not None
+        plans = self.namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
+        return self._raw_forms([Answer(kind, netns, None, None, None) for netns, _ in plans
+                                for kind in self.kinds(query)])
+
+    @_without_gc_passes
+    @scope()
+    def capture(self, query: Query = Query()) -> Tuple[Snapshot, List[RawDump], List[str]]:
+        """A snapshot of every socket, and what `raw_dumps` gives, from the same answers: each kind
+        is read once per namespace, and the saved replies are those the snapshot was decoded from."""
+        kept: List[Answer] = []
+        snap = self._snapshot_all(query, kept)
+        return (snap,) + self._raw_forms(kept)
+
+    def _raw_forms(self, answers: Sequence[Answer]) -> Tuple[List[RawDump], List[str]]:
+        """The wire form of each answer (see `raw_dumps`): the one it kept, else the first a
+        backend gives (`procsock_raw_dump`, which reads its source again)."""
         dumps, notes = [], []
         saved = Source.saved_diag(os.devnull)
         readers = {kind for b in self.registry.backends if b.unavailable(saved) is None for kind in b.info.kinds}
-        live = self.source.kernel and self._own_netns.inode is not None
-        plans = self.namespace_plans(self._owners(None), None) if live else [(self._own_netns, None)]
-        for netns, _ in plans:
-            for kind in self.kinds(query):
-                failures = []
-                for backend in self._candidates:
-                    if kind not in backend.info.kinds:
-                        continue
-                    try:
-                        data = backend.raw_dump(kind, self.source, netns)
-                    except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
-                        failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
-                        continue
-                    if data is not None and kind not in readers:
-                        notes.append("%s: left out: no backend here reads %s back from a saved file"
-                                     % (plan.label(kind, netns), kind.name))
-                        break
-                    if data is not None:
-                        dumps.append((kind, netns, backend.name, data))
-                        break
-                else:
-                    if failures:  # a kind no backend has a wire form for is simply not saved
-                        notes.append("%s: no raw dump (%s)" % (plan.label(kind, netns), "; ".join(failures)))
+        for answer in answers:
+            kind, netns = answer.kind, answer.netns
+            if answer.collected is not None and answer.collected.raw is not None:
+                name, data, failures = answer.backend, answer.collected.raw, []
+            else:
+                name, data, failures = self._raw_dump(kind, netns)
+            if data is not None and kind not in readers:
+                notes.append("%s: left out: no backend here reads %s back from a saved file"
+                             % (plan.label(kind, netns), kind.name))
+            elif data is not None:
+                dumps.append((kind, netns, name, data))
+            elif failures:  # a kind no backend has a wire form for is simply not saved
+                notes.append("%s: no raw dump (%s)" % (plan.label(kind, netns), "; ".join(failures)))
         return dumps, notes
+
+    def _raw_dump(self, kind: SocketKind, netns: Netns) -> Tuple[Optional[str], Optional[bytes], List[str]]:
+        """(backend, wire answer) of the first backend giving one for `kind` in `netns`, or (None,
+        None), and why those before it failed."""
+        failures = []
+        for backend in self._candidates:
+            if kind not in backend.info.kinds:
+                continue
+            try:
+                data = backend.raw_dump(kind, self.source, netns)
+            except Exception as exc:  # ProcsockError or a plugin's bug: try the next one
+                failures.append("%s: %s" % (backend.name, getattr(exc, "reason", None) or exc))
+                continue
+            if data is not None:
+                return backend.name, data, failures
+        return None, None, failures

@@ -88,6 +88,25 @@ def live_time(_snap):
     return time.time()
 
 
+
+@needs_root
+def test_the_snapshot_in_a_bundle_is_read_from_its_own_sock_diag(zoo, other_namespace, tmp_path):
+    """The kernel is asked once: every record netlink answered in snapshot.json is decoded from the
+    bundle's saved replies, of every namespace, and they hold no other socket; whatever came and
+    went on the host meanwhile, and the sock_diag socket procsock reads through (listed in the
+    netlink dump) is the same one in both."""
+    out = tmp_path / "host.tar.gz"
+    done = capture(str(out))
+    unpacked = extract_bundle(str(out))
+    try:
+        saved = procsock.snapshot(diag_file=os.path.join(unpacked, "sock_diag"))
+    finally:
+        shutil.rmtree(unpacked)
+    record = lambda s: repr(s.record)  # noqa: E731
+    live = sorted(record(s) for s in done.snapshot.sockets if s.record.backend == "netlink")
+    assert other_namespace[1]["netns"] in {s.record.netns for s in saved.sockets}
+    assert live and sorted(record(s) for s in saved.sockets) == live
+
 @needs_root
 def test_the_raw_parts_read_back_through_diag_file_and_proc_root(zoo, other_namespace, tmp_path):
     pid, held = other_namespace

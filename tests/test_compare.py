@@ -12,6 +12,7 @@ import pytest
 import procsock
 from procsock.compare import compare_backends, compare_records
 from procsock.errors import BadArgument, NothingCompared
+from procsock.plugin import hookimpl
 from procsock.testing import assert_backends_agree
 from procsock.model import TCP, UDP, UNIX, Netns, Source, State, UnixAddress
 from procsock.resolver import Query, Resolver
@@ -134,6 +135,39 @@ def test_raw_dumps_come_from_the_first_backend_with_a_wire_form():
     assert [(k.name, b, d) for k, _, b, d in dumps] == [("tcp", "other", b"other:tcp;")] * len(dumps)
     assert dumps[0][1].pid is None and notes[0] == "udp: no raw dump (wire: refused)"
     assert len(notes) == len(dumps) and all(note.startswith("udp") for note in notes)
+
+
+class KeepsRaw(StubBackend):
+    """A stub that keeps `form` as the wire form of its answer when asked (`raw`), and counts
+    the dumps asked of it afterwards (it gives `form` there too, when bytes)."""
+
+    def __init__(self, name, priority, kinds, form):
+        super().__init__(name, priority, kinds)
+        self.form, self.dumped = form, 0
+
+    @hookimpl
+    def procsock_collect(self, kind, source, inodes, netns, raw):
+        return attrs.evolve(super().procsock_collect(kind, source, inodes, netns), raw=self.form if raw else None)
+
+    @hookimpl
+    def procsock_raw_dump(self, kind, source):
+        self.dumped += 1
+        return self.form if isinstance(self.form, bytes) else None
+
+
+def test_a_capture_saves_the_wire_form_its_snapshot_was_read_from():
+    """Resolver.capture reads each kind once: the wire form a backend kept with its answer is
+    saved, procsock_raw_dump is asked only for an answer that kept none (a backend without
+    `raw`), and a kept form that is not bytes is a plugin error: the next backend answers."""
+    keeps = KeepsRaw("keeps", 100, [TCP], b"kept:tcp;")
+    broken = KeepsRaw("broken", 200, [UDP], "not bytes")
+    plain = StubBackend("plain", 10, [UDP])
+    snap, dumps, notes = Resolver(registry_of(keeps, broken, plain), Source.live()).capture()
+    ours = sorted((k.name, b, d) for k, netns, b, d in dumps if netns.pid is None)
+    assert ours == [("tcp", "keeps", b"kept:tcp;"), ("udp", "plain", b"plain:udp;")] and not notes
+    assert keeps.dumped == 0 and broken.dumped > 0
+    assert any("broken: plugin error: its raw form is str, not bytes" in note.text for note in snap.notes)
+    assert (snap.answered_by["tcp"], snap.answered_by["udp"]) == ("keeps", "plain")  # ours (other namespaces: theirs)
 
 
 class FailsOn(StubBackend):

@@ -50,7 +50,8 @@ def no_netns(kind, source, inodes, netns, holders):
 
 
 def live_for_a_capture(kind, source, inodes, netns, holders):
-    return netlink.procsock_collect(kind=kind, source=Source.live(), inodes=inodes, details=False, netns=netns)
+    return netlink.procsock_collect(kind=kind, source=Source.live(), inodes=inodes, details=False, netns=netns,
+                                    raw=False)
 
 
 class Broken:

@@ -220,7 +220,7 @@ def test_the_diag_file_bound_comes_from_the_source():
         read_named_file(path, size - 1)
     tight = Source(proc_root=None, kernel=False, diag_file=path, max_input_bytes=size - 1)
     with pytest.raises(procsock.BackendUnavailable, match="larger than %d bytes" % (size - 1)):
-        netlink.procsock_collect(TCP, tight, None, False, procsock.Netns())
+        netlink.procsock_collect(TCP, tight, None, False, procsock.Netns(), False)
 
 
 def test_read_file_reads_in_the_tree_only(tree):

@@ -55,14 +55,15 @@ def test_unix_names_are_byte_exact(hostile_unix):
 def test_dump_and_exact_lookup_agree(hostile_unix):
     wanted = frozenset(inode_of(s) for _, s in hostile_unix)
     dumped = {
-        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).socket_records()
+        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), None, False, Netns(), False).socket_records()
         if r.inode in wanted
     }
     looked_up = {
-        r.inode: r for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False, netns=Netns()).socket_records()
+        r.inode: r
+        for r in netlink.procsock_collect(UNIX, Source.live(), wanted, False, Netns(), False).socket_records()
     }
     assert dumped == looked_up and set(looked_up) == wanted
-    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1}), False, netns=Netns()).socket_records() == ()
+    assert netlink.procsock_collect(UNIX, Source.live(), frozenset({1}), False, Netns(), False).socket_records() == ()
 
 
 def test_socketpair_peers_and_their_owners():

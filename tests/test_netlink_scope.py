@@ -156,7 +156,7 @@ def test_an_exception_inside_the_operation_still_closes_every_socket(zoo, opened
 
 def test_outside_an_operation_each_call_opens_and_closes_its_own(zoo, opened):
     for _ in range(2):
-        collected = netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns())
+        collected = netlink.procsock_collect(UNIX, Source.live(), None, False, Netns(), False)
         assert collected.socket_records()
     assert len(opened["sockets"]) == 2 and all(s.fileno() == -1 for _, s in opened["sockets"])
 
@@ -186,7 +186,7 @@ def test_a_request_answered_with_an_errno_leaves_the_socket_to_the_next_kind(zoo
     unserved = SocketKind("unserved", 255, "tcp")
     with scope():
         with pytest.raises(BackendUnavailable, match="EINVAL"):
-            netlink.procsock_collect(unserved, Source.live(), None, False, netns=Netns())
-        assert netlink.procsock_collect(UNIX, Source.live(), None, False, netns=Netns()).socket_records()
+            netlink.procsock_collect(unserved, Source.live(), None, False, Netns(), False)
+        assert netlink.procsock_collect(UNIX, Source.live(), None, False, Netns(), False).socket_records()
         assert len(opened["sockets"]) == 1 and opened["sockets"][0][1].fileno() != -1
     assert opened["sockets"][0][1].fileno() == -1

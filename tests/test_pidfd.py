@@ -30,7 +30,7 @@ def test_inet_lookups_are_answered_by_pidfd_and_agree_with_netlink(zoo):
         if not ours:
             continue
         wanted = frozenset(r.inode for r in ours)
-        theirs = [r for r in netlink.procsock_collect(kind, Source.live(), None, False, Netns()).socket_records()
+        theirs = [r for r in netlink.procsock_collect(kind, Source.live(), None, False, Netns(), False).socket_records()
                   if r.inode in wanted]
         only_a, only_b, diffs = compare_records(kind, ours, theirs)
         assert (only_a, only_b, [d for d in diffs if d.field != "netns"]) == ([], [], []), kind.name

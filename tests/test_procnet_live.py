@@ -365,6 +365,6 @@ def test_registered_through_the_entry_point_and_pluggy():
     manager.check_pending()
     assert manager.hook.procsock_backend_info().name == "procnet"
     collected = manager.hook.procsock_collect(
-        kind=TCP, source=Source.live(), inodes=frozenset(), details=False, netns=Netns(), holders={}
+        kind=TCP, source=Source.live(), inodes=frozenset(), details=False, netns=Netns(), holders={}, raw=False
     )
     assert collected.socket_records() == ()

@@ -11,6 +11,8 @@ import functools
 import os
 from typing import FrozenSet, Optional
 
+import attrs
+
 from procsock.plugin import (
     MPTCP,
     MPTCP6,
@@ -169,18 +171,22 @@ def _lookup_unix(sock, inodes: FrozenSet[int], details: bool, netns: Optional[in
 
 @hookimpl
 def procsock_collect(
-    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns
+    kind: SocketKind, source: Source, inodes: Optional[FrozenSet[int]], details: bool, netns: Netns, raw: bool
 ) -> Collected:
     """A dump of `kind` (or exact unix lookups for a few inodes), or the saved file's records.
 
     Another namespace is read through a diag socket created inside it (`transport`), one per
     namespace for the whole operation (`_asking`). A saved file gives the records of every
-    namespace it holds, each with its own (or of `netns.inode` alone).
+    namespace it holds, each with its own (or of `netns.inode` alone). With `raw`, a dump asks
+    for details and keeps its replies as `procsock_raw_dump` gives them (one dump serves both).
     """
     if source.diag_file is not None:
         return _read_file(kind, source, details, netns)
     if kind == UNIX and inodes is not None and len(inodes) <= EXACT_LOOKUP_LIMIT:
         return _asking(source, netns, lambda sock: _lookup_unix(sock, inodes, details, netns.inode))
+    if raw:
+        collected, replies = _dumped(kind, source, True, netns, decode_details=details)
+        return attrs.evolve(collected, raw=_saved(replies, kind, netns))
     return _dumped(kind, source, details, netns)[0]
 
 
@@ -208,9 +214,13 @@ def procsock_raw_dump(kind: SocketKind, source: Source, netns: Netns) -> Optiona
     kind and namespace (codec.saved_seq)."""
     if source.diag_file is not None or not source.kernel:
         return None
-    raw = _dumped(kind, source, True, netns, decode_details=False)[1]
+    return _saved(_dumped(kind, source, True, netns, decode_details=False)[1], kind, netns)
+
+
+def _saved(replies: bytes, kind: SocketKind, netns: Netns) -> bytes:
+    """Replies renumbered so a saved file names their kind and namespace (codec.saved_seq)."""
     inode = netns.inode if netns.inode is not None and 0 < netns.inode <= 0xFFFFFFFF else 0  # 0: unknown
-    return codec.renumber(raw, codec.saved_seq(kind), inode)
+    return codec.renumber(replies, codec.saved_seq(kind), inode)
 
 
 @hookimpl

@@ -54,12 +54,14 @@ def ask(
     details: bool = False,
     netns: Netns = Netns(),
     holders: Optional[Holders] = None,
+    raw: bool = False,
 ) -> Collected:
-    """`backend`'s records of one kind, as rows (`Row`). Every failure is a ProcsockError saying why: a plugin's
+    """`backend`'s records of one kind, as rows (`Row`), with their wire form when `raw` asks
+    for it and the backend has one. Every failure is a ProcsockError saying why: a plugin's
     bug (any exception, MemoryError on hostile input included) or an answer of nothing is
     reported as BackendUnavailable, so that one broken plugin cannot stop the others."""
     try:
-        collected = backend.collect(kind, source, inodes, details, netns, holders)
+        collected = backend.collect(kind, source, inodes, details, netns, holders, raw)
     except ProcsockError:
         raise
     except Exception as exc:
@@ -75,15 +77,18 @@ def ask(
         raise BackendUnavailable(backend.name, "plugin error: %s" % exc) from None
     if checked is not None:  # a repeated operation (a watch's polls): rows a backend gives again are not checked again
         checked["rows"] = {id(row): row for row in rows}
-    return attrs.evolve(collected, records=rows)
+    if raw and collected.raw is not None and type(collected.raw) is not bytes:
+        raise BackendUnavailable(backend.name, "plugin error: its raw form is %s, not bytes"
+                                 % type(collected.raw).__name__)
+    return attrs.evolve(collected, records=rows, raw=collected.raw if raw else None)
 
 
 def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inodes: Optional[FrozenSet[int]],
-            details: bool, netns: Netns, holders: Holders) -> Answer:
-    """The answer of the first of `backends` serving `kind`; the inodes it deferred are asked of
-    the backends after it, and those none reports stay in ``deferred`` with the first reason given,
-    as do those it settled (asked of no other backend)."""
-    rest, collected, failures = _first_answer(backends, source, kind, inodes, details, netns, holders)
+            details: bool, netns: Netns, holders: Holders, raw: bool = False) -> Answer:
+    """The answer of the first of `backends` serving `kind` (with its wire form when `raw`); the
+    inodes it deferred are asked of the backends after it, and those none reports stay in
+    ``deferred`` with the first reason given, as do those it settled (asked of no other backend)."""
+    rest, collected, failures = _first_answer(backends, source, kind, inodes, details, netns, holders, raw)
     if collected is None:
         return Answer(kind, netns, inodes, None, None, tuple(failures))
     name = rest[0].name
@@ -98,7 +103,7 @@ def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inode
         } for pairs in (reasons, settled))
     while reasons:
         asked = frozenset(reasons)
-        rest, answer, failed = _first_answer(rest[1:], source, kind, asked, details, netns, holders)
+        rest, answer, failed = _first_answer(rest[1:], source, kind, asked, details, netns, holders, False)
         failures += failed
         if answer is None:
             break
@@ -113,7 +118,7 @@ def collect(backends: Sequence[Backend], source: Source, kind: SocketKind, inode
 
 
 def _first_answer(backends: Sequence[Backend], source: Source, kind: SocketKind,
-                  inodes: Optional[FrozenSet[int]], details: bool, netns: Netns, holders: Holders):
+                  inodes: Optional[FrozenSet[int]], details: bool, netns: Netns, holders: Holders, raw: bool):
     """(the backends from the one that answered on, its Collected, failures) for the first of
     `backends` that answers for `kind`; ((), None, failures) if none does."""
     failures: List[Tuple[str, str]] = []
@@ -121,7 +126,7 @@ def _first_answer(backends: Sequence[Backend], source: Source, kind: SocketKind,
         if kind not in backend.info.kinds or (inodes is None and backend.info.lookup_only):
             continue
         try:
-            collected = ask(backend, kind, source, inodes, details, netns, holders)
+            collected = ask(backend, kind, source, inodes, details, netns, holders, raw)
         except NotApplicable:
             continue
         except ProcsockError as exc:
