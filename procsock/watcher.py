@@ -106,11 +106,16 @@ def _holders(entry: Entry) -> frozenset:
 
 class _Destroys:
     """Which known socket a destroy notification is about: by (namespace, kind, cookie), else by
-    (namespace, kind, local, remote) among sockets whose cookie no backend gave."""
+    (namespace, kind, local, remote) among sockets whose cookie no backend gave. The index is made
+    when the first notification asks (most polls see none of a known socket)."""
 
     def __init__(self, known: Dict[Key, Entry]) -> None:
+        self.known: Optional[Dict[Key, Entry]] = known
         self.by_cookie: Dict[tuple, Key] = {}
         self.by_address: Dict[tuple, Key] = {}
+
+    def _index(self) -> None:
+        known, self.known = self.known, None
         for key, entry in known.items():
             self.add(key, entry[0])
 
@@ -124,6 +129,8 @@ class _Destroys:
             self.by_address[row[Row.NETNS], row[Row.KIND].name, row[Row.LOCAL], row[Row.REMOTE]] = key
 
     def find(self, row: tuple) -> Optional[Key]:
+        if self.known is not None:
+            self._index()
         where = (row[Row.NETNS], row[Row.KIND].name)
         key = self.by_cookie.pop(where + (row[Row.COOKIE],), None)
         if key is None:
@@ -143,7 +150,7 @@ def _diff(old: Dict[Key, Entry], new: Dict[Key, Entry], kept: frozenset):
         before = unmatched.pop(key, None)
         if before is None:
             opened.append(key)
-        else:
+        elif before[0] is not entry[0] or before[1] != entry[1]:  # else the same row and holders: unchanged
             _compare(before, entry, changed)
     if opened and unmatched:
         loose: Dict[tuple, List[Key]] = {}
