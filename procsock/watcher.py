@@ -448,7 +448,8 @@ class _Watch:
             changed = [change for change in changed if _cookie(change[1][0]) not in self.destroyed]
             closed = [key for key in closed if _cookie(self.known[key][0]) not in self.destroyed]
             self.destroyed &= {_cookie(entry[0]) for entry in new.values()}  # only while a remnant is listed
-        (old, self.known), (old_contexts, self.contexts) = (self.known, new), (self.contexts, snap.sockets.contexts)
+        old, old_contexts = self.known, self.contexts
+        self.known, self.contexts = new, snap.sockets.contexts
         self.destroys = _Destroys(new)
         if source == BASELINE:
             opened = opened if self.initial else []
