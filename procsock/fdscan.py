@@ -160,7 +160,7 @@ def process_identity(proc_root: str, pid: int, captured: bool = False) -> Tuple[
     return name, uid
 
 
-def _all_pids(proc_root: str) -> List[int]:
+def all_pids(proc_root: str) -> List[int]:
     """The pids of the process directories of `proc_root` (names of ASCII digits, up to INT_MAX),
     in order."""
     pids = []
@@ -186,15 +186,30 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _same_fd_table(task: int, other: int) -> Optional[bool]:
-    """Whether two live tasks share one fd table (kcmp KCMP_FILES); None when kcmp cannot tell."""
+def fd_table_order(task: int, other: int) -> int:
+    """kcmp KCMP_FILES as an order of fd tables: 0 when both tasks share one, else -1 or 1, the
+    same answer for the same two tables while they live. OSError when kcmp cannot compare them
+    (a task gone, one we may not inspect, no kcmp on this machine)."""
     if _KCMP is None:
-        return None
+        raise OSError(errno.ENOSYS, "kcmp is not known on this machine")
     result = _libc().syscall(_KCMP, task, other, _KCMP_FILES, 0, 0)
-    return None if result < 0 else result == 0
+    if not 0 <= result <= 2:
+        import ctypes
+
+        code = errno.EINVAL if result >= 0 else ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return (0, -1, 1)[result]
 
 
-def _private_tables(proc_root: str, pid: int) -> List[int]:
+def same_fd_table(task: int, other: int) -> Optional[bool]:
+    """Whether two live tasks share one fd table (kcmp KCMP_FILES); None when kcmp cannot tell."""
+    try:
+        return fd_table_order(task, other) == 0
+    except OSError:
+        return None
+
+
+def private_tables(proc_root: str, pid: int) -> List[int]:
     """The threads of live process `pid` whose fd table is not the leader's (one thread per table).
 
     One stat tells a one-thread process (its task directory links 2 + threads); only processes
@@ -210,7 +225,7 @@ def _private_tables(proc_root: str, pid: int) -> List[int]:
         return []
     tables = [pid]
     for tid in tids:
-        if tid != pid and all(_same_fd_table(table, tid) is False for table in tables):
+        if tid != pid and all(same_fd_table(table, tid) is False for table in tables):
             tables.append(tid)
     return tables[1:]
 
@@ -231,7 +246,7 @@ def _open_fd_dir(proc_root: str, pid: int, captured: bool) -> int:
     return os.open("%s/%d/fd" % (proc_root, pid), _DIR_FLAGS)
 
 
-def _fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[Tuple[str, str]], int]]:
+def fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[Tuple[str, str]], int]]:
     """The socket fds of PROC/task/fd and the count of unreadable ones (see _socket_fds); None when
     the task exited while listed. OSError when the table cannot be opened."""
     fd_dir = _open_fd_dir(proc_root, task, captured)
@@ -241,6 +256,25 @@ def _fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[
         return None
     finally:
         os.close(fd_dir)
+
+
+def owner_rows_of(pid: int, name: str, uid: Optional[int], tables, captured: bool) -> Tuple[List[tuple], int]:
+    """(inode, owner row) of each socket fd in the fd `tables` of process `pid` ((tid or None,
+    (socket fds, denied)) each, see fd_table), in walk order, and how many fd entries of a
+    captured tree were malformed (skipped)."""
+    held, malformed = [], 0
+    for tid, (sockets, _) in tables:
+        for fd, target in sockets:
+            if not captured:  # the kernel's own links: the hot path of a live snapshot
+                inode, fd = int(target[_INODE_START:-1]), int(fd)
+            else:
+                try:
+                    inode, fd = _link_inode(target), decimal(fd, INT_MAX)
+                except ValueError:
+                    malformed += 1
+                    continue
+            held.append((inode, (pid, fd, name, uid, tid)))
+    return held, malformed
 
 
 def scan_fds(
@@ -265,11 +299,11 @@ def scan_fds(
     scanned = 0
     malformed = 0
     facts: Optional[dict] = {} if context else None
-    for asked in (pids if targeted else _all_pids(proc_root)):
+    for asked in (pids if targeted else all_pids(proc_root)):
         if asked in skip:
             continue
         try:
-            found = _fd_table(proc_root, asked, captured)
+            found = fd_table(proc_root, asked, captured)
         except OSError as exc:
             if exc.errno in _DENIED:
                 if targeted:
@@ -287,11 +321,11 @@ def scan_fds(
         if threads:
             group = _thread_group(proc_root, asked) if targeted else asked
             if group is not None and group != asked:  # a thread's id: its own table, or the shared one
-                pid, tables = group, [(None if _same_fd_table(group, asked) is not False else asked, found)]
+                pid, tables = group, [(None if same_fd_table(group, asked) is not False else asked, found)]
             else:
-                for tid in _private_tables(proc_root, pid):
+                for tid in private_tables(proc_root, pid):
                     try:
-                        private = _fd_table(proc_root, tid, False)
+                        private = fd_table(proc_root, tid, False)
                     except OSError as exc:
                         denied_fds += exc.errno in _DENIED
                         continue
@@ -306,20 +340,13 @@ def scan_fds(
             netns[pid] = namespace
         if facts is not None:
             facts[pid] = (name, uid) + process_facts(proc_root, pid, captured)
-        for tid, (sockets, _) in tables:
-            for fd, target in sockets:
-                if not captured:  # the kernel's own links: the hot path of a live snapshot
-                    inode, fd = int(target[_INODE_START:-1]), int(fd)
-                else:
-                    try:
-                        inode, fd = _link_inode(target), decimal(fd, INT_MAX)
-                    except ValueError:
-                        malformed += 1
-                        continue
-                holders = owners.get(inode)
-                if holders is None:
-                    owners[inode] = holders = []
-                holders.append((pid, fd, name, uid, tid))
+        held, bad = owner_rows_of(pid, name, uid, tables, captured)
+        malformed += bad
+        for inode, row in held:
+            holders = owners.get(inode)
+            if holders is None:
+                owners[inode] = holders = []
+            holders.append(row)
     hidden = None if targeted else hidden_processes(proc_root)
     joined = {inode: tuple(holders) for inode, holders in owners.items()}
     return FdScan(joined, scanned, tuple(unreadable), denied_fds, netns, hidden, unreadable_names, malformed, facts)
@@ -561,7 +588,7 @@ def netns_inode(proc_root: str, pid, captured: bool = False) -> Optional[int]:
 def known_netns(proc_root: str) -> Dict[int, str]:
     """Every network namespace visible here, inode → its `ip netns` name or "": those of the
     processes we may look at (ours included) and those `ip netns add` named."""
-    found = (netns_inode(proc_root, pid) for pid in _all_pids(proc_root))
+    found = (netns_inode(proc_root, pid) for pid in all_pids(proc_root))
     known = {inode: "" for inode in found if inode is not None}
     known.update(named_netns())
     return known

@@ -24,6 +24,7 @@ from procsock.model import (
 )
 from procsock.resolve import explain, join, plan
 from procsock.resolve.collect import Answer, ask, collect, deferred_reasons
+from procsock.rewalk import repeated_walk
 from procsock.scope import scope
 
 __all__ = ["Query", "Resolver", "Snapshot", "Unresolved", "ask", "deferred_reasons"]
@@ -134,7 +135,8 @@ class Resolver:
         live = self.source.kernel and self.source.proc_root is not None
         if not (live and self._own_netns.inode is not None):
             return self._resolve(query, kinds, self._owners(None, query.wants_context), None, kept=kept)
-        walk = scan_all_in_background(self.source.proc_root, query.wants_context)
+        walk = (repeated_walk(self.source.proc_root, query.wants_context)
+                or scan_all_in_background(self.source.proc_root, query.wants_context))
         raw = kept is not None
         try:
             early = {kind: self._collect(kind, None, query.details, self._own_netns, {}, raw) for kind in kinds}
