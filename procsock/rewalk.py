@@ -40,7 +40,7 @@ __all__ = ["repeated_walk"]
 
 _DENIED = (errno.EACCES, errno.EPERM)
 _NONE: FrozenSet[int] = frozenset()
-_SORT_TRIES = 3  # sorts of the fd tables begun again when a task exits during one; then walk everything
+_SORT_TRIES = 5  # sorts of the fd tables begun again when a task exits during one; then walk everything
 
 
 class _Walked(NamedTuple):
@@ -121,6 +121,7 @@ class _Tables(NamedTuple):
 
     sharers: Dict[int, FrozenSet[int]]  # pid -> the other pids using one of its tables
     opaque: FrozenSet[int]  # pids kcmp may not compare
+    uncompared: FrozenSet[int]  # pids with a task not sorted (exited meanwhile, or opaque)
 
 
 def _shared_tables(tasks: Dict[int, int]) -> Optional[_Tables]:
@@ -141,22 +142,22 @@ def _shared_tables(tasks: Dict[int, int]) -> Optional[_Tables]:
             ordered = sorted(comparable, key=functools.cmp_to_key(_order))
             runs: List[List[int]] = []
             for before, task in zip([None] + ordered, ordered):
-                if before is not None and fd_table_order(before, task) == 0:
+                if before is not None and _order(before, task) == 0:
                     runs[-1].append(task)
                 else:
                     runs.append([task])
         except _Gone as gone:
             comparable.remove(gone.task)
             continue
-        except OSError:
-            return None
         sharers: Dict[int, FrozenSet[int]] = {}
         for run in runs:
             pids = frozenset(tasks[task] for task in run)
             if len(pids) > 1:
                 for pid in pids:
-                    sharers[pid] = sharers.get(pid, frozenset()) | (pids - {pid})
-        return _Tables(sharers, frozenset(opaque))
+                    sharers[pid] = sharers.get(pid, _NONE) | (pids - {pid})
+        sorted_tasks = set(comparable)
+        uncompared = frozenset(pid for task, pid in tasks.items() if task not in sorted_tasks)
+        return _Tables(sharers, frozenset(opaque), uncompared)
     return None
 
 
@@ -224,6 +225,19 @@ def _stale(marks: Dict[int, Tuple[int, int]], store: dict, tables: Optional[_Tab
     return stale
 
 
+def _remembered(tables: _Tables, last: Dict[int, FrozenSet[int]], marks) -> Dict[int, FrozenSet[int]]:
+    """The sharing to remember for the next poll: what kcmp told now, and what the last poll knew
+    of processes that left this poll's sort (they may have changed a table after their mark was
+    read, then exited or become opaque: the next poll must still know whose tables those were)."""
+    sharing = dict(tables.sharers)
+    for pid, others in last.items():
+        if pid in marks:
+            carried = others if pid in tables.uncompared else others & tables.uncompared
+            if carried:
+                sharing[pid] = sharing.get(pid, _NONE) | carried
+    return sharing
+
+
 def walk_again(store: dict, proc_root: str, context: bool) -> FdScan:
     """One walk of every process under the live `proc_root`, reusing from `store` (the last
     walk's, updated) each process that cannot have changed since (see the module)."""
@@ -258,7 +272,7 @@ def walk_again(store: dict, proc_root: str, context: bool) -> FdScan:
                 continue
         walked[pid] = found
     store["walked"], store["marks"], store["opaque uids"], store["kernel threads"] = walked, marks, opaque_uids, kernel
-    store["sharing"] = {} if tables is None else tables.sharers
+    store["sharing"] = {} if tables is None else _remembered(tables, store.get("sharing", {}), marks)
     return _scan(proc_root, walked, unreadable, hidden, context)
 
 

@@ -107,3 +107,18 @@ def test_as_nobody_an_undumpable_sharer_that_ran_makes_the_walk_read_everything_
     expected = [[report["holder"], report["fd"]]]  # nobody may not read the undumpable sharer's table
     assert report["full"] == expected, report
     assert report["walk"] == expected, report
+
+
+def test_the_sharing_of_a_process_that_left_the_sort_is_remembered_for_the_next_poll():
+    # 10 and 11 shared a table at the last poll; 11 exited during this poll's sort (its mark was read
+    # before: it may have changed the table, then gone): the next poll must still know 10 shared with it
+    from procsock.rewalk import _remembered, _Tables
+
+    marks = {10: (1, 1), 11: (2, 2), 12: (3, 3), 13: (4, 4)}
+    now = _Tables({12: frozenset({13}), 13: frozenset({12})}, frozenset(), frozenset({11}))
+    last = {10: frozenset({11}), 11: frozenset({10}), 12: frozenset({13}), 13: frozenset({12})}
+    assert _remembered(now, last, marks) == {10: {11}, 11: {10}, 12: {13}, 13: {12}}
+    # what kcmp compared now replaces the last poll's; a process gone before the poll is forgotten
+    compared = _Tables({}, frozenset(), frozenset())
+    assert _remembered(compared, last, marks) == {}
+    assert _remembered(now, last, {12: (3, 3), 13: (4, 4)}) == {12: {13}, 13: {12}}
