@@ -4,8 +4,6 @@ a holder that blocks and a second process sharing its fd table (clone CLONE_FILE
 socket in it, then stays, exits or unshares; as root, and as nobody with the sharer undumpable
 (kcmp may not compare it)."""
 
-import ctypes
-import json
 import os
 import socket
 
@@ -15,7 +13,7 @@ from procsock.fdscan import scan_fds
 from procsock.rewalk import repeated_walk, walk_again
 from procsock.scope import keeping
 from sockzoo import needs_root
-from table_sharer import CLONE_SYSCALL, PR_SET_DUMPABLE, check
+from table_sharer import CLONE_SYSCALL, check
 
 NOBODY = 65534
 
@@ -67,9 +65,13 @@ def test_outside_a_keeping_block_nothing_is_kept():
     assert repeated_walk("/proc", False) is None
 
 
-@pytest.mark.skipif(CLONE_SYSCALL is None, reason="no raw clone number known for this machine")
-@pytest.mark.parametrize("then", ["stay", "exit", "unshare"])
+needs_clone = pytest.mark.skipif(CLONE_SYSCALL is None, reason="no raw clone number known for this machine")
+
+
+@needs_clone
+@pytest.mark.parametrize("then", ["stay", "exit", "unshare", "thread"])
 def test_a_socket_opened_by_a_process_sharing_an_idle_ones_fd_table_is_that_ones_too(then):
+    # "thread": the table is a thread's own, and it and its sharer were made since the last walk
     report = check(then)
     assert "error" not in report, report
     assert report["rows_reused"], "the idle holder's rows were walked again: nothing reused"
@@ -80,45 +82,77 @@ def test_a_socket_opened_by_a_process_sharing_an_idle_ones_fd_table_is_that_ones
 
 
 @needs_root
-@pytest.mark.skipif(CLONE_SYSCALL is None, reason="no raw clone number known for this machine")
-@pytest.mark.parametrize("then", ["stay", "unshare"])
-def test_as_nobody_an_undumpable_sharer_that_ran_makes_the_walk_read_everything_again(then):
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # as a program run as nobody is
-            report = check(then, undumpable=True)
-        except BaseException as exc:
-            report = {"error": "%s: %s" % (type(exc).__name__, exc)}
-        finally:
-            os.write(write_end, json.dumps(report).encode())
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer:
-        report = json.loads(answer.read())
-    os.waitpid(child, 0)
+@needs_clone
+@pytest.mark.parametrize("sharer, then", [("undumpable", "stay"), ("undumpable", "unshare"), ("root", "stay"),
+                                          ("root", "exit")])
+def test_as_nobody_a_sharer_kcmp_refuses_makes_the_tables_of_its_size_walked_again(sharer, then):
+    # nobody may not compare (kcmp) its own undumpable process, nor root's, with the holder
+    report = check(then, holder_uid=NOBODY, sharer_uid=NOBODY if sharer == "undumpable" else None,
+                   undumpable=sharer == "undumpable", walker_uid=NOBODY)
     assert "error" not in report, report
     assert report["rows_reused"], "the idle holder's rows were walked again: nothing reused"
-    expected = [[report["holder"], report["fd"]]]  # nobody may not read the undumpable sharer's table
+    expected = [[report["holder"], report["fd"]]]  # nobody may not read the sharer's table
     assert report["full"] == expected, report
     assert report["walk"] == expected, report
 
 
-def test_the_sharing_of_a_process_that_left_the_sort_is_remembered_for_the_next_poll():
-    # 10 and 11 shared a table at the last poll; 11 exited during this poll's sort (its mark was read
-    # before: it may have changed the table, then gone): the next poll must still know 10 shared with it
-    from procsock.rewalk import _remembered, _Tables
+# The rule itself (rewalk._stale is a pure function of what two polls read): the cases a real
+# process can hit only inside a window of microseconds, or with a pid the kernel hands out again.
+def poll(marks, kernel=(), sharing=None, opaque=(), sizes=None):
+    from procsock.rewalk import _Poll
 
-    marks = {10: (1, 1), 11: (2, 2), 12: (3, 3), 13: (4, 4)}
-    now = _Tables({12: frozenset({13}), 13: frozenset({12})}, frozenset(), frozenset({11}))
-    last = {10: frozenset({11}), 11: frozenset({10}), 12: frozenset({13}), 13: frozenset({12})}
-    assert _remembered(now, last, marks) == {10: {11}, 11: {10}, 12: {13}, 13: {12}}
-    # what kcmp compared now replaces the last poll's; a process gone before the poll is forgotten
-    compared = _Tables({}, frozenset(), frozenset())
-    assert _remembered(compared, last, marks) == {}
-    assert _remembered(now, last, {12: (3, 3), 13: (4, 4)}) == {12: {13}, 13: {12}}
+    return _Poll(marks, frozenset(kernel), {} if sharing is None else sharing, frozenset(opaque), sizes or {})
+
+
+def stale(first, now, last, walked=None, sizes_before=None):
+    from procsock.rewalk import _stale, _Walked
+
+    kept = {pid: _Walked((), (), 0, None, "", None, 1) for pid in now.marks} if walked is None else walked
+    return _stale(first, now, last, kept, sizes_before or {})
+
+
+def test_a_process_that_did_not_move_and_shares_nothing_is_kept():
+    marks = {10: (1, 5), 11: (2, 7)}
+    assert stale(marks, poll(marks), poll(marks)) == set()
+    assert stale(marks, poll(marks), None) is None  # no last poll: walk everything
+    assert stale(marks, poll(marks, sharing=None)._replace(sharing=None), poll(marks)) is None  # sharing unknown
+    assert stale(marks, poll(marks), poll(marks)._replace(sharing=None)) is None
+
+
+def test_a_kernel_thread_is_kept_only_at_the_same_directory():
+    last = poll({10: (1, 5), 20: (2, 9)}, kernel=[20], sharing={10: frozenset({30})})
+    ran = {10: (1, 5), 20: (2, 10)}  # the kernel thread ran: it holds no fds all the same
+    assert stale(ran, poll(ran, kernel=[20]), last) == set()
+    reused = {10: (1, 5), 20: (3, 10)}  # pid 20 is another process now (a new directory), a kernel thread or not
+    assert stale(reused, poll(reused, kernel=[20]), last) == {20}
+    assert stale(reused, poll(reused), last) == {20}
+
+
+def test_a_sharer_that_ran_during_the_sort_or_went_makes_its_sharers_stale():
+    sharing = {10: frozenset({11}), 11: frozenset({10})}
+    last = poll({10: (1, 5), 11: (2, 7)}, sharing=sharing)
+    first = {10: (1, 5), 11: (2, 7)}  # no clock moved before the sort...
+    during = poll({10: (1, 5), 11: (2, 8)})  # ...11 ran during it, then unshared: kcmp no longer pairs them
+    assert stale(first, during, last) == {10, 11}
+    went = poll({10: (1, 5)})  # 11 exited during the sort
+    assert stale(first, went, last) == {10, 11}
+    gone = poll({10: (1, 5)})  # 11 exited before this poll
+    assert stale({10: (1, 5)}, gone, last) == {10}
+    now = poll(first, sharing=sharing)  # sharing kcmp sees now counts as much as the last poll's
+    assert stale({10: (1, 5), 11: (2, 6)}, now._replace(marks={10: (1, 5), 11: (2, 6)}), poll(first)) == {10, 11}
+
+
+def test_a_process_kcmp_refuses_that_moved_makes_the_tables_of_its_size_stale():
+    last_marks = {1: (1, 1), 10: (2, 5), 11: (3, 5), 12: (4, 5)}
+    last = poll(last_marks, opaque=[1], sizes={1: 128, 10: 128, 11: 256, 12: 64})
+    marks = {1: (1, 2), 10: (2, 5), 11: (3, 5), 12: (4, 5)}  # pid 1 ran
+    now = poll(marks, opaque=[1], sizes={1: 128, 10: 128, 11: 256, 12: 128})
+    # 10: its size now and then; 12: its size now (a table grows while shared); 11: neither
+    assert stale(marks, now, last, sizes_before={1: 128}) == {1, 10, 12}
+    assert stale(marks, now, last, sizes_before={1: 64}) is None  # its table grew while the sizes were read
+    unknown = now._replace(sizes={1: 128, 10: 128, 11: None, 12: 64})
+    assert stale(marks, unknown, last, sizes_before={1: 128}) == {1, 10, 11}  # a size not read: walked
+    still = poll({1: (1, 1), 10: (2, 5), 11: (3, 5), 12: (4, 5)}, opaque=[1], sizes={1: 128, 10: 128})
+    assert stale(last_marks, still, last, sizes_before={1: 128}) == set()  # it did not move: nothing to fear
+    went = poll({10: (2, 5), 11: (3, 5), 12: (4, 5)}, sizes={10: 128, 11: 256, 12: 64})
+    assert stale({10: (2, 5), 11: (3, 5), 12: (4, 5)}, went, last) == {10}  # gone: its size at the last poll
