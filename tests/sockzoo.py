@@ -1,6 +1,7 @@
 """Test helpers: the everyday socket zoo, a root-only mark, endpoints as ss prints them."""
 
 import ipaddress
+import json
 import os
 
 import pytest
@@ -40,3 +41,31 @@ def usable_backends_serving(kind):
     from procsock.resolver import Resolver
 
     return [b.name for b in Resolver(default_registry(), Source.live()).usable_backends() if kind in b.info.kinds]
+
+
+def as_user(uid, work, prepare=None):
+    """`work()` in a forked child that ran `prepare()` (as we are) and then dropped to `uid` (with
+    no groups; None: stays), its JSON-able result back; what it raised as {"error": ...}."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        result = {}
+        try:
+            os.close(read_end)
+            if prepare is not None:
+                prepare()
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            result = work()
+        except BaseException as exc:  # reported to the parent, which fails the test with it
+            result = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        finally:
+            os.write(write_end, json.dumps(result).encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        data = answer.read()
+    os.waitpid(child, 0)
+    return json.loads(data)

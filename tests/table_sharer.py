@@ -14,14 +14,18 @@ second line. The holder and the sharer may drop to other uids (dumpable: as a pr
 import ctypes
 import json
 import os
+import resource
 import socket
 import tempfile
 import threading
 import time
 
+from sockzoo import as_user
+
 CLONE_FILES, SIGCHLD, PR_SET_DUMPABLE = 0x400, 17, 4
 CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "loongarch64": 220}.get(os.uname().machine)
 LIBC = ctypes.CDLL(None, use_errno=True)
+DISTINCT_FD = 5000
 
 
 def become(uid, undumpable: bool = False) -> None:
@@ -62,6 +66,12 @@ def _holder(fifo: str, then: str, report: int, hold: int, holder_uid, sharer_uid
     """The holder's life (it never returns): the sharer is cloned before either drops its uid."""
     listener = socket.create_server(("127.0.0.1", 0))
     started = {"holder": os.getpid(), "inode": os.fstat(listener.fileno()).st_ino}
+    # an fd table of a size few processes have (FDSize 8192): on a busy host no other process's
+    # table is of its size, so only its sharers can make it walked again where kcmp is refused
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= DISTINCT_FD < hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (DISTINCT_FD + 1, hard))
+    os.dup2(listener.fileno(), DISTINCT_FD)
     commands = open(fifo, "rb", buffering=0)
     if then != "thread":
         sharer = clone_files()
@@ -129,29 +139,6 @@ def wait_until(done, what: str, seconds: float = 60.0) -> None:
 
 def holders(scan, inode: int, pids) -> list:
     return sorted([row[0], row[1]] for row in scan.owner_rows.get(inode, ()) if row[0] in pids)
-
-
-def as_user(uid, work):
-    """`work()` here (uid None) or in a forked child running as `uid`, its JSON-able result back."""
-    if uid is None:
-        return work()
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            become(uid)
-            result = work()
-        except BaseException as exc:
-            result = {"error": "%s: %s" % (type(exc).__name__, exc)}
-        finally:
-            os.write(write_end, json.dumps(result).encode())
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer:
-        data = answer.read()
-    os.waitpid(child, 0)
-    return json.loads(data)
 
 
 def _observe(holder: int, started: dict, reports, commands, then: str):

@@ -118,8 +118,8 @@ def imports_of(*parts):
 ROOMS = [("resolve", name) for name in ("plan.py", "collect.py", "join.py", "explain.py")]
 
 
-@pytest.mark.parametrize("parts", [("model.py",), ("scope.py",), ("render.py",), ("fdscan.py",), ("rewalk.py",)] + ROOMS,
-                         ids="/".join)
+@pytest.mark.parametrize("parts", [("model.py",), ("scope.py",), ("render.py",), ("fdscan.py",), ("rewalk.py",)]
+                         + ROOMS, ids="/".join)
 def test_imports_go_one_way(parts):
     above = {"procsock.resolver", "procsock.api", "procsock.cli"}
     if parts != ("render.py",):  # render shows comparisons too

@@ -3,13 +3,12 @@ namespace. Own sockets resolve exactly through netlink, others' processes are co
 nothing crashes. Each check runs in a forked child (root drops to nobody there)."""
 
 import ctypes
-import json
 import os
 import socket
 
 import procsock
 from procsock.api import default_registry
-from sockzoo import needs_root
+from sockzoo import as_user, needs_root
 
 NOBODY = 65534
 CLONE_NEWNS = 0x00020000
@@ -28,42 +27,27 @@ def visible_uids():
     return sorted(uids)
 
 
+def own_sockets_report():
+    """What a snapshot says of two sockets of ours, and what it counts of the rest."""
+    with socket.create_server(("127.0.0.1", 0)) as mine, socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(b"\0procsock-nobody-%d" % os.getpid())
+        snap = procsock.snapshot()
+        wanted = {os.fstat(s.fileno()).st_ino: s.fileno() for s in (mine, unix)}
+        return {
+            "own": sorted((s.record.inode, s.record.backend, [(o.pid, o.fd) for o in s.owners])
+                          for s in snap.sockets if s.record.inode in wanted),
+            "wanted": sorted((inode, [(os.getpid(), fd)]) for inode, fd in wanted.items()),
+            "unreadable": len(snap.unreadable_processes),
+            "visible_uids": visible_uids(),
+            "answered_by": snap.answered_by,
+            "notes": [note.text for note in snap.notes],
+        }
+
+
 def in_child(prepare):
     """Run `prepare()` then the checks in a forked child as nobody; returns what it reports."""
     default_registry()  # plugins load here, while their files are readable
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        report = {}
-        try:
-            os.close(read_end)
-            prepare()
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            with socket.create_server(("127.0.0.1", 0)) as mine, socket.socket(socket.AF_UNIX) as unix:
-                unix.bind(b"\0procsock-nobody-%d" % os.getpid())
-                snap = procsock.snapshot()
-                wanted = {os.fstat(s.fileno()).st_ino: s.fileno() for s in (mine, unix)}
-                report = {
-                    "own": sorted((s.record.inode, s.record.backend, [(o.pid, o.fd) for o in s.owners])
-                                  for s in snap.sockets if s.record.inode in wanted),
-                    "wanted": sorted((inode, [(os.getpid(), fd)]) for inode, fd in wanted.items()),
-                    "unreadable": len(snap.unreadable_processes),
-                    "visible_uids": visible_uids(),
-                    "answered_by": snap.answered_by,
-                    "notes": [note.text for note in snap.notes],
-                }
-        except BaseException as exc:  # reported to the parent, which fails the test with it
-            report = {"error": "%s: %s" % (type(exc).__name__, exc)}
-        finally:
-            os.write(write_end, json.dumps(report).encode())
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer:
-        data = answer.read()
-    os.waitpid(child, 0)
-    return json.loads(data)
+    return as_user(NOBODY, own_sockets_report, prepare)
 
 
 def hidepid_proc():
