@@ -207,9 +207,11 @@ class _Tables:
 
 
 def _sorted_tables(proc_root: str, tasks: Dict[int, int], marks: Dict[int, Mark]):
-    """(the tables of `tasks`, the marks read again once they are sorted), or (None, marks read
-    again) when tasks kept exiting or changing tables during the sorts. `tasks` maps each task
-    (a process, or a thread with a private table) to its process."""
+    """(the tables of `tasks` or None when tasks kept exiting or changing tables during the
+    sorts, the marks read again once they are sorted, the processes whose task left the sort
+    after that read: they may have changed a table after their mark and gone, so their sharing
+    is not told by this sort). `tasks` maps each task (a process, or a thread with a private
+    table) to its process."""
     own = os.getpid()
     comparable, opaque = [], set()
     for task, pid in tasks.items():
@@ -226,8 +228,8 @@ def _sorted_tables(proc_root: str, tasks: Dict[int, int], marks: Dict[int, Mark]
             ordered = sorted(comparable, key=functools.cmp_to_key(_order))
             settled = _marks(proc_root, marks)
             ran = {pid for pid, mark in marks.items() if settled.get(pid) != mark}
-            tables = _Tables.checked([task for task in ordered if tasks[task] not in ran], {}, frozenset(opaque))
-            tables.process.update(tasks)
+            tables = _Tables.checked([task for task in ordered if tasks[task] not in ran], dict(tasks),
+                                     frozenset(opaque))
             for task in ordered:
                 if tasks[task] in ran:
                     tables.place(task, tasks[task])
@@ -237,10 +239,8 @@ def _sorted_tables(proc_root: str, tasks: Dict[int, int], marks: Dict[int, Mark]
             continue
         except _Unsorted:
             continue
-        if dropped & settled.keys():  # one left the sort alive (kcmp refuses it now): its sharing is unknown
-            break
-        return tables, settled
-    return None, settled
+        return tables, settled, frozenset(dropped & settled.keys())
+    return None, settled, _NONE
 
 
 def _suspects(sizes: Dict[int, Optional[int]], pids: Iterable[int]) -> Optional[Set[int]]:
@@ -305,6 +305,22 @@ def _stale(first: Dict[int, Mark], now: _Poll, last: Optional[_Poll], walked: Di
     return stale
 
 
+def _remembered(sharing: Dict[int, FrozenSet[int]], left: FrozenSet[int],
+                last: Optional[_Poll]) -> Optional[Dict[int, FrozenSet[int]]]:
+    """The sharing to keep for the next poll: what kcmp told now, and the last poll's of the
+    processes that `left` the sort alive (None, unknown, when one of them was new)."""
+    if not left:
+        return sharing
+    if last is None or last.sharing is None or not left <= last.marks.keys():
+        return None
+    kept = dict(sharing)
+    for pid in left:
+        for other in last.sharing.get(pid, _NONE):
+            kept[pid] = kept.get(pid, _NONE) | {other}
+            kept[other] = kept.get(other, _NONE) | {pid}
+    return kept
+
+
 def _walk(proc_root: str, pid: int) -> _Walked:
     """Walk one process's fd tables (its threads' private ones too); OSError when they may not
     be read."""
@@ -345,7 +361,7 @@ def walk_again(store: dict, proc_root: str, context: bool) -> FdScan:
     for pid, walked in before.items():
         if pid in tasks:
             tasks.update((tid, pid) for tid in walked.threads)
-    tables, settled = (None, first) if hidden else _sorted_tables(proc_root, tasks, first)
+    tables, settled, left = (None, first, _NONE) if hidden else _sorted_tables(proc_root, tasks, first)
     opaque = tables.opaque if tables is not None else _NONE
     sizes_before: Dict[int, Optional[int]] = {}
     sizes: Dict[int, Optional[int]] = {}
@@ -374,7 +390,7 @@ def walk_again(store: dict, proc_root: str, context: bool) -> FdScan:
                 except _Gone:
                     tables = None
         walked_now[pid] = found
-    now = now._replace(sharing=None if tables is None else tables.sharers())
+    now = now._replace(sharing=None if tables is None else _remembered(tables.sharers(), left, last))
     store["poll"], store["walked"] = now, walked_now
     return _scan(proc_root, walked_now, unreadable, hidden, context)
 

@@ -156,3 +156,16 @@ def test_a_process_kcmp_refuses_that_moved_makes_the_tables_of_its_size_stale():
     assert stale(last_marks, still, last, sizes_before={1: 128}) == set()  # it did not move: nothing to fear
     went = poll({10: (2, 5), 11: (3, 5), 12: (4, 5)}, sizes={10: 128, 11: 256, 12: 64})
     assert stale({10: (2, 5), 11: (3, 5), 12: (4, 5)}, went, last) == {10}  # gone: its size at the last poll
+
+
+def test_a_process_that_left_the_sort_alive_keeps_its_last_sharing_for_the_next_poll():
+    # 11 was sorted, then exited (or kcmp refused it) after the clocks were read again: it may
+    # have changed the table it shared with 10 and gone; the next poll must still know the two shared
+    from procsock.rewalk import _remembered
+
+    last = poll({10: (1, 5), 11: (2, 7)}, sharing={10: frozenset({11}), 11: frozenset({10})})
+    told = {12: frozenset({13}), 13: frozenset({12})}
+    assert _remembered(told, frozenset(), last) == told
+    assert _remembered(told, frozenset({11}), last) == {10: {11}, 11: {10}, 12: {13}, 13: {12}}
+    assert _remembered(told, frozenset({14}), last) is None  # new since the last poll: its sharing is unknown
+    assert _remembered(told, frozenset({11}), last._replace(sharing=None)) is None
