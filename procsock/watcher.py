@@ -13,6 +13,7 @@ notifications, a table could not be read, a namespace appeared or went, owners w
 """
 
 import collections
+import os
 import selectors
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -23,7 +24,7 @@ from procsock.api import check_backend, make_query, registry_or_default
 from procsock.errors import BadArgument, ProcsockError
 from procsock.fdscan import netns_inode
 from procsock.model import (
-    NO_CONTEXTS, OWNER_FD, OWNER_PID, OWNER_TID, Contexts, Netns, NoteCode, Query, Row, Snapshot, Socket,
+    NETLINK, NO_CONTEXTS, OWNER_FD, OWNER_PID, OWNER_TID, Contexts, Netns, NoteCode, Query, Row, Snapshot, Socket,
     SocketIdentity, Sockets, Source, State, identity_of_row,
 )
 from procsock.resolver import Resolver
@@ -98,6 +99,17 @@ def _keyed(entries, keys: Dict[int, Tuple[tuple, Key]]) -> Tuple[Dict[Key, Entry
         keyed[key] = entry
         made[id(row)] = (row, key)
     return keyed, made
+
+
+NETLINK_SOCK_DIAG = 4  # the netlink protocol of the sockets every poll opens to dump the tables
+
+
+def _instrument(entry: Entry, pid: int) -> bool:
+    """Whether a netlink socket's entry is one of the watch's own instruments: a sock_diag socket
+    held by process `pid` (the watching one) alone. Each poll opens one to dump the tables and
+    closes it: not a socket the user watches."""
+    return (entry[0][Row.PROTOCOL] == NETLINK_SOCK_DIAG and bool(entry[1])
+            and all(owner[OWNER_PID] == pid for owner in entry[1]))
 
 
 def _holders(entry: Entry) -> frozenset:
@@ -439,7 +451,10 @@ class _Watch:
             return
         yield from self._notes(snap, when, source)
         yield from self._namespaces(snap, when, source != BASELINE)
-        new, self.keys = _keyed(snap.sockets.entries, self.keys)
+        pid = os.getpid()
+        entries = [entry for entry in snap.sockets.entries
+                   if entry[0][Row.KIND] is not NETLINK or not _instrument(entry, pid)]
+        new, self.keys = _keyed(entries, self.keys)
         # notifications read now may be of sockets this poll saw: matched with it, not the last
         pending = [(listener, self._read(listener)) for listener in list(self.listeners.values())]
         opened, changed, closed = _diff(self.known, new, self.problems)

@@ -601,3 +601,19 @@ def test_the_netlink_destroy_listener_hears_a_close_and_a_saved_source_has_none(
         assert found[0][Row.STATE] is procsock.State.CLOSE and found[0][Row.COOKIE]
     finally:
         listener.close()
+
+
+def test_a_watch_reports_no_sock_diag_socket_of_its_own_polls_and_hides_no_other_netlink_socket():
+    # every poll opens a sock_diag socket in this process to dump the tables: not a socket to report
+    route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE: ours, and reported
+    try:
+        with procsock.watch(kind="netlink") as events:
+            route.bind((0, 0))
+            seen = events.poll_now() + events.poll_now() + events.poll_now()
+        inode = os.fstat(route.fileno()).st_ino
+        assert [e.kind for e in seen if e.socket is not None and e.socket.record.inode == inode] == ["open"]
+        instruments = [e for e in seen if e.socket is not None and e.socket.record.protocol == 4
+                       and {o.pid for o in e.socket.owners} == {os.getpid()}]
+        assert instruments == []
+    finally:
+        route.close()
