@@ -39,7 +39,9 @@ def become(uid, undumpable: bool = False) -> None:
 
 
 def clone_files() -> int:
-    child = LIBC.syscall(CLONE_SYSCALL, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)
+    # through PyDLL, which keeps the GIL during the call: the child's only thread then holds it
+    # (a call that let it go could clone while another thread held it, and the child would wait forever)
+    child = ctypes.PyDLL(None, use_errno=True).syscall(CLONE_SYSCALL, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)
     if child < 0:
         raise OSError(ctypes.get_errno(), "clone(CLONE_FILES)")
     return child
