@@ -258,6 +258,20 @@ def fd_table(proc_root: str, task: int, captured: bool) -> Optional[Tuple[List[T
         os.close(fd_dir)
 
 
+def thread_tables(proc_root: str, pid: int) -> List[Tuple[int, Tuple[List[Tuple[str, str]], int]]]:
+    """(tid, (socket fds, unreadable fds)) of each thread of live process `pid` with an fd table
+    of its own (see fd_table, private_tables); one that may not be opened counts one unreadable fd."""
+    tables = []
+    for tid in private_tables(proc_root, pid):
+        try:
+            private = fd_table(proc_root, tid, False)
+        except OSError as exc:
+            private = ([], int(exc.errno in _DENIED))
+        if private is not None:
+            tables.append((tid, private))
+    return tables
+
+
 def owner_rows_of(pid: int, name: str, uid: Optional[int], tables, captured: bool) -> Tuple[List[tuple], int]:
     """(inode, owner row) of each socket fd in the fd `tables` of process `pid` ((tid or None,
     (socket fds, denied)) each, see fd_table), in walk order, and how many fd entries of a
@@ -323,14 +337,7 @@ def scan_fds(
             if group is not None and group != asked:  # a thread's id: its own table, or the shared one
                 pid, tables = group, [(None if same_fd_table(group, asked) is not False else asked, found)]
             else:
-                for tid in private_tables(proc_root, pid):
-                    try:
-                        private = fd_table(proc_root, tid, False)
-                    except OSError as exc:
-                        denied_fds += exc.errno in _DENIED
-                        continue
-                    if private is not None:
-                        tables.append((tid, private))
+                tables.extend(thread_tables(proc_root, pid))
         denied_fds += sum(denied for _, (_, denied) in tables)
         if not any(sockets for _, (sockets, _) in tables):
             continue

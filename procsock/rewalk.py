@@ -38,7 +38,7 @@ from typing import Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Option
 
 from procsock.fdscan import (
     NAMED_UNREADABLE, FdScan, all_pids, fd_table, fd_table_order, hidden_processes, netns_inode, owner_rows_of,
-    private_tables, process_facts, process_identity, process_name,
+    process_facts, process_identity, process_name, thread_tables,
 )
 from procsock.scope import kept
 
@@ -327,15 +327,7 @@ def _walk(proc_root: str, pid: int) -> _Walked:
     found = fd_table(proc_root, pid, False)
     if found is None:  # exited while listed
         return _Walked((), (), 0, None, "", None, 0)
-    tables = [(None, found)]
-    for tid in private_tables(proc_root, pid):
-        try:
-            private = fd_table(proc_root, tid, False)
-        except OSError as exc:
-            tables.append((tid, ([], int(exc.errno in _DENIED))))
-            continue
-        if private is not None:
-            tables.append((tid, private))
+    tables = [(None, found)] + thread_tables(proc_root, pid)
     denied = sum(count for _, (_, count) in tables)
     threads = tuple(tid for tid, _ in tables[1:])
     if not any(sockets for _, (sockets, _) in tables):
