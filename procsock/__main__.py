@@ -7,8 +7,15 @@ guess costs a walk nobody reads, never a wrong answer: the walk is used only by 
 every process of /proc, moments later.
 """
 
+from __future__ import annotations
+
 import sys
-from typing import Sequence
+
+# typing.TYPE_CHECKING without importing typing: `typing` costs about as much as the rest of parsing
+# the command line, and neither --help nor the modules it reads need it (annotations are strings).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 # Words after which a run does not walk every process of /proc: other commands, one process's
 # fds, another source, help. A long option counts when it is a prefix of one (argparse accepts those).

@@ -4,18 +4,19 @@ Plugins load on first use (not at import of procsock) and stay loaded for the pr
 """
 
 import functools
-from typing import Any, Callable, FrozenSet, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, FrozenSet, Iterable, Optional, Sequence, Union
 
 import attrs
 
 from procsock.backends import Registry
 from procsock.errors import BadArgument
 from procsock.fdscan import known_netns, netns_inode
-from procsock.filter import Filter, FilterError
-from procsock.filter import parse as parse_filter
 from procsock.model import Family, Query, Snapshot, Socket, Source, State
 from procsock.resolver import Resolver
 from procsock.text import escape_text
+
+if TYPE_CHECKING:  # _filter imports it: a run without a filter needs none of it
+    from procsock.filter import Filter
 
 
 @functools.lru_cache(maxsize=1)
@@ -176,7 +177,7 @@ def make_query(
     cgroup: Union[str, Iterable[str], None] = None,
     user: Union[str, int, Iterable, None] = None,
     registry: Optional[Registry] = None,
-    filter: Union[str, Filter, None] = None,
+    filter: Union[str, "Filter", None] = None,
 ) -> Query:
     """A Query from user-friendly values: each filter takes one value or several.
 
@@ -223,9 +224,14 @@ def make_query(
     )
 
 
-def _filter(value: Union[str, Filter, None]) -> Optional[Filter]:
+def _filter(value: Union[str, "Filter", None]) -> Optional["Filter"]:
     """The Filter of ss filter text (or words), or the Filter given; a bad one raises BadArgument."""
-    if value is None or isinstance(value, Filter):
+    if value is None:
+        return None
+    from procsock.filter import Filter, FilterError
+    from procsock.filter import parse as parse_filter
+
+    if isinstance(value, Filter):
         return value
     if not isinstance(value, (str, list, tuple)) or not all(isinstance(word, str) for word in value):
         raise TypeError("filter takes ss filter text or a procsock.filter.Filter, not %s" % type(value).__name__)

@@ -1,6 +1,10 @@
 """The errors procsock raises: one small hierarchy under ProcsockError, each with a one-line message."""
 
-from typing import Optional
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see procsock.__main__)
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class ProcsockError(Exception):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterable, List, Mapping,
 
 import attrs
 
+from procsock.limits import DEFAULT_MAX_INPUT_BYTES
 from procsock.text import escape_bytes, escape_text
 
 if TYPE_CHECKING:
@@ -454,10 +455,6 @@ class Socket:
     record: SocketRecord
     owners: Tuple[Owner, ...]
     peer_owners: Tuple[Owner, ...] = ()
-
-
-# The default bound on one captured or saved file: far above any real socket table.
-DEFAULT_MAX_INPUT_BYTES = 256 * 1024 * 1024
 
 
 @attrs.frozen

@@ -16,11 +16,13 @@ from procsock import log
 # cases: ctypes to compare threads' fd tables or copy an fd, threading to enter a namespace).
 NOT_FOR_THE_TABLE = {
     "logging", "ipaddress", "secrets", "random", "hashlib", "tempfile", "json",
-    "procsock.details", "procsock.compare", "procsock.cli.logs",
+    "procsock.details", "procsock.compare", "procsock.cli.logs", "procsock.filter",
 }
 NOT_TO_START = NOT_FOR_THE_TABLE | {"ctypes"}
 NOT_FOR_HELP = NOT_TO_START | {
     "pluggy", "procsock.api", "procsock.backends", "procsock.fdscan", "procsock.resolver", "procsock_plugins",
+    # nor the model, nor what it is made with: parsing the command line (and --help) needs none of it
+    "attr", "attrs", "typing", "procsock.model", "procsock.render",
 }
 
 

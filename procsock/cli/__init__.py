@@ -10,11 +10,12 @@ option nor an option's value; shared options may come before or after it. `--lis
 Exit codes: 0 ok, 1 error (one line on stderr; --debug adds the detail), 2 bad usage.
 """
 
+from __future__ import annotations
+
 import argparse
 import gc
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
 
 from procsock import log
 
@@ -24,8 +25,11 @@ from procsock.cli import (
 )
 from procsock.cli.options import Parser, UsageError
 from procsock.errors import BadArgument, ProcsockError
-from procsock.filter import starts_filter
 from procsock.text import escape_text
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see procsock.__main__)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 __all__ = ["COMMANDS", "DEFAULT", "UsageError", "command", "main"]
 
@@ -89,6 +93,8 @@ def parse(argv: List[str]) -> Tuple[str, argparse.Namespace]:
     words, aliased = _unalias(argv)
     scanned = _main_parser().parse_args(words)
     if scanned.command is not None and scanned.command not in COMMANDS:  # the default command's filter
+        from procsock.filter import starts_filter  # only here: a bare run or --help parses no filter
+
         if not starts_filter(scanned.command):
             raise UsageError("%r is neither a command (%s) nor the start of a filter (state, src, dport, ...)"
                              % (scanned.command, ", ".join(COMMANDS)))

@@ -1,14 +1,18 @@
 """`procsock backends` (also `--list-backends`): every backend and whether it can read the source."""
 
+from __future__ import annotations
+
 import argparse
-from typing import TYPE_CHECKING, List
 
 from procsock.cli import options
-from procsock.model import Source
 from procsock.text import escape_text
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see procsock.__main__)
 if TYPE_CHECKING:
+    from typing import List
+
     from procsock.backends import Registry
+    from procsock.model import Source
 
 NAME = "backends"
 HELP = "every backend, its priority, kinds, origin and whether it can run here (also --list-backends)"
@@ -19,7 +23,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     """None of its own: the source options say where backends would read."""
 
 
-def backend_lines(registry: "Registry", source: Source) -> List[str]:
+def backend_lines(registry: "Registry", source: "Source") -> List[str]:
     """One line per backend (name, priority, whether it can read `source`, kinds, families, origin)."""
     lines = []
     for backend in registry.backends:

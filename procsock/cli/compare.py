@@ -4,7 +4,6 @@ a capture bundle's (procsock.compare)."""
 import argparse
 
 from procsock.cli import options
-from procsock.render import comparison_lines, comparison_to_dict
 
 NAME = "compare"
 HELP = ("compare two backends' views of the same moment: exit 0 when they agree (every difference "
@@ -36,7 +35,8 @@ def run(args: argparse.Namespace, out) -> int:
 
     from procsock.api import make_query
     from procsock.compare import compare_backends  # only this command needs it
-    from procsock.model import DEFAULT_MAX_INPUT_BYTES
+    from procsock.limits import DEFAULT_MAX_INPUT_BYTES
+    from procsock.render import comparison_lines, comparison_to_dict
 
     names = list(args.backends) + [None] * (2 - len(args.backends))
     registry = options.registry(args)

@@ -10,7 +10,7 @@ import sys
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
-from procsock.model import DEFAULT_MAX_INPUT_BYTES
+from procsock.limits import DEFAULT_MAX_INPUT_BYTES
 from procsock.text import escape_text
 
 NAME = "diff"

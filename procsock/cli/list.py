@@ -6,8 +6,6 @@ import sys
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
-from procsock.model import Family, Row
-from procsock.render import entries, json_document, json_lines, notes_lines, table_lines
 
 NAME = "list"
 HELP = "every socket with the processes and fds that hold it (the default command)"
@@ -20,7 +18,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out) -> int:
-    from procsock.resolver import Resolver  # not at import: parsing (and --help) needs no plugin machinery
+    # not at import: parsing (and --help) needs neither the model nor the plugin machinery
+    from procsock.model import Row
+    from procsock.render import entries, json_document, json_lines, notes_lines, table_lines
+    from procsock.resolver import Resolver
 
     if args.bundle is not None:  # a bundle or saved output: read back, not resolved again
         snap = options.saved_snapshot(args)
@@ -56,7 +57,9 @@ def run(args: argparse.Namespace, out) -> int:
 
 def _names(snap):
     """-r: the host names of the snapshot's inet addresses (a bounded wait: procsock.names)."""
+    from procsock.model import Family, Row
     from procsock.names import Names, host_names
+    from procsock.render import entries
 
     inet = (Family.INET, Family.INET6)
     addresses = [

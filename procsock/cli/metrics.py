@@ -4,8 +4,6 @@
 import argparse
 import sys
 
-import attrs
-
 from procsock.cli import options
 from procsock.errors import ProcsockError
 
@@ -34,6 +32,8 @@ def run(args: argparse.Namespace, out) -> int:
         from procsock import metrics
     except ImportError:
         raise ProcsockError(MISSING) from None
+    import attrs
+
     registry, source, query = options.resolving(args)
     query = attrs.evolve(query, context=True)  # the series by unit, container and pod
     exposed = metrics.collector_registry(metrics.SnapshotCollector(registry, source, query, args.backend))

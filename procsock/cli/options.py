@@ -5,16 +5,21 @@ A command takes whole groups or the options of a group it honours (by `dest`), s
 accepts an option it would ignore. Every command takes `--debug`.
 """
 
+from __future__ import annotations
+
 import argparse
+import collections
 import sys
-from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
-import attrs
+from procsock.limits import DEFAULT_MAX_INPUT_BYTES
 
-from procsock.model import DEFAULT_MAX_INPUT_BYTES, Source
+# typing.TYPE_CHECKING, without importing typing (see procsock.__main__); parsing (and --help) needs
+# neither the model nor the plugin machinery: the functions below import them
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping, Optional, Tuple
 
-if TYPE_CHECKING:  # the functions below import them: parsing (and --help) needs no plugin machinery
-    from procsock import Query  # the public face: wherever the model keeps it
+    from procsock import Query, Source  # the public face: wherever the model keeps them
     from procsock.backends import Registry
 
 
@@ -29,28 +34,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, "procsock: %s\n" % message)
 
 
-@attrs.frozen
-class Option:
-    """One option: where argparse stores it (`dest`, by which commands pick it), its flags and
-    argparse settings; `exclusive` options of one group exclude each other."""
-
-    dest: str
-    flags: Tuple[str, ...]
-    settings: Tuple[Tuple[str, object], ...]
-    exclusive: bool = False
+# Plain named tuples, not attrs classes: only this module sees them, and parsing (and --help) then
+# imports neither attrs nor the model.
+Option = collections.namedtuple("Option", "dest flags settings exclusive")
+Option.__doc__ = """One option: where argparse stores it (`dest`, by which commands pick it), its flags and
+argparse settings; `exclusive` options of one group exclude each other."""
 
 
 def _option(dest: str, *flags: str, exclusive: bool = False, **settings) -> Option:
     return Option(dest, flags, tuple(sorted(settings.items())), exclusive)
 
 
-@attrs.frozen
-class Group:
-    """Options that go together, under one heading of --help."""
-
-    name: str
-    title: str
-    options: Tuple[Option, ...]
+Group = collections.namedtuple("Group", "name title options")
+Group.__doc__ = """Options that go together, under one heading of --help."""
 
 
 class _UseWatch(argparse.Action):
@@ -209,7 +205,7 @@ def registry(args: argparse.Namespace) -> "Registry":
     return loaded
 
 
-def source(args: argparse.Namespace) -> Source:
+def source(args: argparse.Namespace) -> "Source":
     """The host, a captured tree or a saved file, as the source options say."""
     from procsock.api import make_source
 
@@ -256,7 +252,7 @@ def _named_netns(name: str) -> int:
         raise BadArgument("netns", "no network namespace named %r in /run/netns (see ip netns)" % name) from None
 
 
-def resolving(args: argparse.Namespace, details: bool = False) -> Tuple["Registry", Source, "Query"]:
+def resolving(args: argparse.Namespace, details: bool = False) -> Tuple["Registry", "Source", "Query"]:
     """The registry, source and query the options ask for, checked at the door: a lookup-only
     --backend needs a pid, a --netns on this host must exist."""
     from procsock.api import check_backend, check_netns

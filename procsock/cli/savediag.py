@@ -1,15 +1,17 @@
 """`procsock save-diag FILE` (also `--save-diag FILE`): the raw sock_diag replies of every kind and
 every network namespace, for a bug report or a later --diag-file."""
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from procsock.cli import options
 from procsock.errors import ProcsockError
 from procsock.text import escape_text
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see procsock.__main__)
 if TYPE_CHECKING:
     from procsock.resolver import Resolver
 
