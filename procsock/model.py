@@ -1003,24 +1003,36 @@ class SocketIdentity:
     def text(self) -> str:
         """`NETNS/KIND/INODE[@COOKIE-HEX][/LOCAL-REMOTE]` ("-" for an unknown namespace): the
         identity as a string, for JSON and logs."""
-        text = "%s/%s/%d" % ("-" if self.netns is None else self.netns, self.kind, self.inode)
-        if self.cookie is not None:
-            text += "@%x" % self.cookie
-        if self.endpoints is not None:
-            text += "/" + self.endpoints
-        return text
+        return identity_text(self.netns, self.kind, self.inode, self.cookie, self.endpoints)
+
+
+def identity_text(netns: Optional[int], kind: str, inode: int, cookie: Optional[int] = None,
+                  endpoints: Optional[str] = None) -> str:
+    """`SocketIdentity(...).text` without the object (the JSON writers need one per socket)."""
+    text = "%s/%s/%d" % ("-" if netns is None else netns, kind, inode)
+    if cookie is not None:
+        text += "@%x" % cookie
+    if endpoints is not None:
+        text += "/" + endpoints
+    return text
+
+
+def _identity_endpoints(row: tuple) -> Optional[str]:
+    """The endpoints that stand in an identity for a socket with neither inode nor cookie."""
+    if row[Row.INODE] or row[Row.COOKIE] is not None:
+        return None
+    family, remote = row[Row.KIND].family, row[Row.REMOTE]
+    return endpoint_text(family, row[Row.LOCAL]) + "-" + ("*" if remote is None else endpoint_text(family, remote))
 
 
 def identity_of_row(row: tuple) -> SocketIdentity:
     """The identity of the socket a row describes."""
-    kind, inode, cookie = row[Row.KIND], row[Row.INODE], row[Row.COOKIE]
-    endpoints = None
-    if not inode and cookie is None:
-        family = kind.family
-        remote = row[Row.REMOTE]
-        remote_text = "*" if remote is None else endpoint_text(family, remote)
-        endpoints = endpoint_text(family, row[Row.LOCAL]) + "-" + remote_text
-    return SocketIdentity(row[Row.NETNS], kind.name, inode, cookie, endpoints)
+    return SocketIdentity(row[Row.NETNS], row[Row.KIND].name, row[Row.INODE], row[Row.COOKIE], _identity_endpoints(row))
+
+
+def identity_text_of_row(row: tuple) -> str:
+    """`identity_of_row(row).text`, without the object."""
+    return identity_text(row[Row.NETNS], row[Row.KIND].name, row[Row.INODE], row[Row.COOKIE], _identity_endpoints(row))
 
 
 def cgroup_moved(row: tuple, owners: Sequence[tuple], contexts: Optional[Contexts]) -> Optional[bool]:

@@ -34,7 +34,7 @@ from procsock.backends import Registry
 from procsock.errors import AccessDenied, BadArgument, NoSuchProcess, ProcsockError
 from procsock.model import (
     OWNER_PID, Context, Family, InetAddress, Query, Row, Snapshot, Sockets, Source, UnixAddress, endpoint_text,
-    identity_of_row, owner_row,
+    identity_text_of_row, owner_row,
 )
 from procsock.resolver import Resolver
 from procsock.text import escape_text
@@ -134,7 +134,7 @@ def socket_columns(row: tuple) -> Dict[str, str]:
         protocol=_text(row[Row.PROTOCOL]), state=row[Row.STATE].name, net_namespace=_text(netns), netns=_text(netns),
         kind=escape_text(kind.name), type=row[Row.TYPE].name, cookie=_text(row[Row.COOKIE]),
         peer_inode=_text(row[Row.PEER_INODE]),
-        identity=escape_text(identity_of_row(row).text),
+        identity=escape_text(identity_text_of_row(row)),
     )
 
 

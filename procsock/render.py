@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # imported by `procsock compare` only; -r's names
 from procsock.model import (
     NO_CONTEXTS, OWNER_PID, OWNER_UID, Context, Contexts, Family, InetAddress, NetlinkAddress, Owner, PacketAddress,
     Row, Snapshot, Socket, SocketRecord, Sockets, UnixAddress, cgroup_moved, endpoint_dict, endpoint_text,
-    identity_of_row, netid, owner_row,
+    identity_text_of_row, netid, owner_row,
 )
 from procsock.schema import SCHEMA_VERSION
 from procsock.ssdetails import details_text
@@ -101,7 +101,7 @@ def entry_dict(entry: Entry, owner_dicts: Optional[Dict[tuple, dict]] = None,
         return found
 
     return {
-        "id": identity_of_row(row).text,
+        "id": identity_text_of_row(row),
         "inode": row[Row.INODE],
         "kind": kind.name,
         "netid": netid(kind, row[Row.TYPE]),
@@ -155,11 +155,12 @@ def _snapshot_fields(snap: Snapshot) -> dict:
 _CHUNK = 512  # sockets per piece of JSON text handed to the writer
 
 
-def _encoded_sockets(snap: Snapshot, separator: str) -> Iterator[str]:
-    """The sockets' JSON objects, `separator` after each but the last, joined in chunks, so memory
-    holds a chunk of text, not the whole document (see `_SocketJson` for how each is written)."""
+def _encoded_sockets(snap: Snapshot, separator: str, lines: bool = False) -> Iterator[str]:
+    """The sockets' JSON objects (`lines`: each `line_dict`'s, else `entry_dict`'s), `separator`
+    after each but the last, joined in chunks, so memory holds a chunk of text, not the whole
+    document (see `_SocketJson` for how each is written)."""
     sockets = Sockets.of(snap.sockets)
-    found, write = sockets.entries, _SocketJson(sockets.contexts).text
+    found, write = sockets.entries, _SocketJson(sockets.contexts, lines).text
     for at in range(0, len(found), _CHUNK):
         chunk = separator.join([write(entry) for entry in found[at:at + _CHUNK]])
         yield chunk if at + _CHUNK >= len(found) else chunk + separator
@@ -183,7 +184,7 @@ class _SocketJson:
         '"cgroup_moved": %s, "backend": %s, "owners": [%s], "peer_owners": [%s]}'
     )
 
-    def __init__(self, contexts: Contexts = NO_CONTEXTS) -> None:
+    def __init__(self, contexts: Contexts = NO_CONTEXTS, lines: bool = False) -> None:
         import json  # only here: the table, the common case, needs none of it
         from json.encoder import encode_basestring_ascii
 
@@ -192,14 +193,18 @@ class _SocketJson:
         self.lenient = json.JSONEncoder(check_circular=False, default=_type_name).encode
         self.string = encode_basestring_ascii
         self.heads: Dict[tuple, str] = {}  # (kind's id, type) → '"kind": ..., "type": ...'
-        self.texts: Dict[object, str] = {}  # states, backends, process names, addresses → their JSON text
+        self.texts: Dict[object, str] = {}  # states, backends, addresses → their JSON text
+        self.processes: Dict[str, str] = {}  # process name → its two JSON fields
         self.contexts = contexts  # pid → Context of the owners' processes
+        # a --jsonl line (line_dict) is the socket's object with the schema version first
+        self.format = '{"schema": "%s", %s' % (SCHEMA_VERSION, self._FORMAT[1:]) if lines else self._FORMAT
+        self.whole = line_dict if lines else entry_dict
 
     def text(self, entry: Entry) -> str:
         try:
             return self._formatted(entry)
         except (TypeError, ValueError, AttributeError):
-            return self.lenient(entry_dict(entry, contexts=self.contexts))
+            return self.lenient(self.whole(entry, contexts=self.contexts))
 
     def _other(self, value) -> str:
         """A value that is not an int: null, or what json writes for it."""
@@ -231,22 +236,22 @@ class _SocketJson:
         return text
 
     def _owners(self, owners: Sequence[tuple]) -> str:
-        shown = []
+        shown, processes, contexts = [], self.processes, self.contexts
         for owner in owners:
             pid, fd, name, uid, tid = owner
-            process = self.texts.get(("process", name))
+            process = processes.get(name)
             if process is None:
-                process = self.texts["process", name] = '"process": %s, "process_hex": "%s"' % (
+                process = processes[name] = '"process": %s, "process_hex": "%s"' % (
                     self.string(escape_text(name)), os.fsencode(name).hex()
                 )
-            if type(pid) is int and type(fd) is int and type(uid) in (int, type(None)) and type(tid) in (
-                    int, type(None)):
+            if type(pid) is int and type(fd) is int and (uid is None or type(uid) is int) and (
+                    tid is None or type(tid) is int):
                 shown.append('{"pid": %d, "fd": %d, %s, "uid": %s, "tid": %s, "context": %s}' % (
                     pid, fd, process, "null" if uid is None else uid, "null" if tid is None else tid,
-                    self._context(self.contexts.get(pid)),
+                    self._context(contexts.get(pid)) if contexts else "null",
                 ))
             else:
-                shown.append(self.encode(owner_row_dict(owner, self.contexts.get(pid))))
+                shown.append(self.encode(owner_row_dict(owner, contexts.get(pid))))
         return ", ".join(shown)
 
     def _formatted(self, entry: Entry) -> str:
@@ -265,8 +270,8 @@ class _SocketJson:
         backend_text = texts.get(("backend", backend))
         if backend_text is None:
             backend_text = texts["backend", backend] = self.string(backend)
-        return self._FORMAT % (
-            self.string(identity_of_row(entry[0]).text),
+        return self.format % (
+            self.string(identity_text_of_row(entry[0])),
             inode if type(inode) is int else other(inode), head,
             protocol if type(protocol) is int else other(protocol), state_text,
             self._endpoint(family, local), self._endpoint(family, remote),
@@ -312,9 +317,7 @@ def line_dict(entry: Entry, contexts: Contexts = NO_CONTEXTS) -> dict:
 def json_lines(snap: Snapshot) -> Iterator[str]:
     """One JSON object per socket and line (`--jsonl`), each `line_dict`: the socket's object
     with the schema version first."""
-    head = '{"schema": "%s", ' % SCHEMA_VERSION
-    for chunk in _encoded_sockets(snap, "\n"):
-        yield head + chunk[1:].replace('\n{', '\n' + head)
+    yield from _encoded_sockets(snap, "\n", lines=True)
     if len(snap.sockets):
         yield "\n"
 

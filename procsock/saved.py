@@ -24,7 +24,7 @@ from procsock.inputs import read_named_file
 from procsock.model import (
     BUILTIN_KINDS, CONTEXT_FIELDS, DEFAULT_MAX_INPUT_BYTES, OWNER_PID, Context, Family, FrozenDict,
     InetAddress, Note, NoteCode, Owner, Query, Row,
-    Snapshot, SocketKind, Sockets, SockType, State, UnixAddress, Unresolved, cgroup_moved, identity_of_row, is_row,
+    Snapshot, SocketKind, Sockets, SockType, State, UnixAddress, Unresolved, cgroup_moved, identity_text_of_row, is_row,
     netid,
 )
 from procsock.schema import SCHEMA_MAJOR
@@ -322,7 +322,7 @@ class _Reader:
         )
         if not is_row(row):
             raise _Bad(where, "not a socket procsock can hold")
-        if identity_of_row(row).text != fields["id"]:
+        if identity_text_of_row(row) != fields["id"]:
             raise _Bad(at("id"), "does not name the socket its fields describe")
         owners = self.owners(fields["owners"], at("owners"))
         if fields["cgroup_moved"] is not cgroup_moved(row, owners, self.contexts):  # true, false, null: as written

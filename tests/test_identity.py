@@ -5,7 +5,7 @@ import os
 import socket
 
 from procsock import describe_fd, snapshot
-from procsock.model import SocketIdentity
+from procsock.model import SocketIdentity, identity_text_of_row, row_from_record
 
 
 def _listener():
@@ -45,3 +45,13 @@ def test_an_inode_0_socket_without_cookie_goes_by_its_endpoints():
                           local=InetAddress(b"\x7f\x00\x00\x01", 80), remote=InetAddress(b"\x7f\x00\x00\x02", 5555),
                           rx_queue=0, tx_queue=0, uid=0, backend="procnet", netns=7)
     assert record.identity.text == "7/tcp/0/127.0.0.1:80-127.0.0.2:5555"
+    assert identity_text_of_row(row_from_record(record)) == record.identity.text
+
+
+def test_the_writers_identity_text_is_the_identity_s_text():
+    """The JSON writers make the identity's text from the row, without the object: one text."""
+    with _listener() as sock, socket.socket(socket.AF_UNIX) as unnamed:
+        found = snapshot(pid=os.getpid()).sockets
+        assert {os.fstat(s.fileno()).st_ino for s in (sock, unnamed)} <= {s.record.inode for s in found}
+        for each in found:
+            assert identity_text_of_row(row_from_record(each.record)) == each.record.identity.text
