@@ -9,8 +9,8 @@ times, interleaved, whole processes (a bare interpreter, `import procsock`, `imp
 plugin loading, the sock_diag receive of each kind (its wire bytes), decoding each, the fd walk,
 the join, rendering the table, JSON and JSONL, writing them to /dev/null. Prints the medians in
 ms. The steps run one after the other here: a full snapshot walks the fds in a forked child,
-beside the receive and decode, so the whole run costs less than their sum. The steps of a
-every step after plugin loading runs with the cyclic collector paused, as the `procsock` command runs.
+beside the receive and decode, so the whole run costs less than their sum. Every step after
+plugin loading runs with the cyclic collector paused, as the `procsock` command runs.
 
 Every call into procsock is in the table of small functions below (PHASES): adapt them there
 when the internals change.

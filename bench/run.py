@@ -39,6 +39,9 @@ def whole_process_commands(baseline=None):
     version), its `procsock` and `procsock --json` too, interleaved with the rest."""
     procsock = [sys.executable, "-m", "procsock"]
     commands = {
+        # what every Python command pays before its first import: the floor of the small scales
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "procsock --help": procsock + ["--help"],
         "procsock": procsock,
         "procsock --json": procsock + ["--json"],
         "procsock --jsonl": procsock + ["--jsonl"],
@@ -47,6 +50,7 @@ def whole_process_commands(baseline=None):
         "procsock capture": procsock + ["capture", os.path.join(tempfile.gettempdir(), "procsock-bench.tar.gz")],
     }
     if baseline:
+        commands["baseline procsock --help"] = [baseline, "-m", "procsock", "--help"]
         commands["baseline procsock"] = [baseline, "-m", "procsock"]
         commands["baseline procsock --json"] = [baseline, "-m", "procsock", "--json"]
     commands.update({
@@ -163,6 +167,11 @@ def measure(runs, baseline=None):
 def ratio(medians, a, b):
     if a in medians and b in medians:
         print("  %-70s %.3fx" % ("%s / %s" % (a, b), medians[a] / medians[b]))
+
+
+def over(medians, a, b):
+    if a in medians and b in medians:
+        print("  %-70s %+.1f ms" % ("%s - %s" % (a, b), (medians[a] - medians[b]) * 1000))
 
 
 GROWTH = ("procsock", "procsock --json", "ss -tuaxnp", "procsock.snapshot()", "procsock.snapshot() + list(.sockets)",
@@ -333,6 +342,9 @@ def main() -> int:
         print("ratios (lower is better for procsock):")
         for tool in ("ss -tuaxnp", "netstat -tuaxnp", "lsof -nP -i -U"):
             ratio(medians, "procsock", tool)
+        ratio(medians, "python -c pass", "ss -tuaxnp")
+        over(medians, "procsock --help", "python -c pass")
+        over(medians, "baseline procsock --help", "python -c pass")
         ratio(medians, "procsock --json", "procsock")
         ratio(medians, "procsock --jsonl", "procsock")
         ratio(medians, "procsock -C", "procsock")

@@ -51,12 +51,14 @@ def test_run_prints_whole_process_library_and_ratio_rows_with_a_load_line():
     ready = lines.index("=== READY 50 sockets in 2 processes ===")
     assert re.match(r"(quiet|NOT QUIET): other processes used \d+% of a core", lines[ready + 1])
     assert lines[ready + 2] == "whole processes (output to /dev/null):"
-    for row in ("procsock", "procsock --json", "procsock --jsonl", "baseline procsock", "procsock.snapshot()",
-                "procsock.snapshot() + list(.sockets)"):
+    for row in ("python -c pass", "procsock --help", "procsock", "procsock --json", "procsock --jsonl",
+                "baseline procsock", "procsock.snapshot()", "procsock.snapshot() + list(.sockets)"):
         assert re.search(r"^  %s +median +\d+\.\d+ s" % re.escape(row), out, re.M), row
     for ratio in ("procsock --json / procsock", "procsock --jsonl / procsock", "procsock / baseline procsock",
                   "procsock --json / baseline procsock --json"):
         assert re.search(r"^  %s +\d+\.\d+x$" % re.escape(ratio), out, re.M), ratio
+    for difference in ("procsock --help - python -c pass", "baseline procsock --help - python -c pass"):
+        assert re.search(r"^  %s +[-+]\d+\.\d ms$" % re.escape(difference), out, re.M), difference
     assert re.search(r"^(quiet|NOT QUIET) while timing: other processes used \d+% of a core", out, re.M)
 
 
