@@ -118,12 +118,12 @@ def imports_of(*parts):
 ROOMS = [("resolve", name) for name in ("plan.py", "collect.py", "join.py", "explain.py")]
 
 
-@pytest.mark.parametrize("parts", [("model.py",), ("scope.py",), ("render.py",), ("fdscan.py",), ("rewalk.py",)]
-                         + ROOMS, ids="/".join)
+@pytest.mark.parametrize("parts", [("model.py",), ("scope.py",), ("limits.py",), ("render.py",), ("fdscan.py",),
+                                   ("rewalk.py",)] + ROOMS, ids="/".join)
 def test_imports_go_one_way(parts):
     above = {"procsock.resolver", "procsock.api", "procsock.cli"}
     if parts != ("render.py",):  # render shows comparisons too
         above |= {"procsock.render", "procsock.compare"}
-    if parts in (("model.py",), ("scope.py",)):
+    if parts in (("model.py",), ("scope.py",), ("limits.py",)):
         above |= {"procsock.backends", "procsock.fdscan", "procsock.resolve"}
     assert not {m for m in imports_of(*parts) if m in above or m.startswith("procsock.cli.")}
