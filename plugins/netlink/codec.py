@@ -471,7 +471,8 @@ def _netlink_record(data: bytes, start: int, end: int, where: Tuple[str, int], s
 
 
 _AF_UNIX, _AF_PACKET, _AF_NETLINK = int(Family.UNIX), int(Family.PACKET), int(Family.NETLINK)
-_ONCE_PER_INODE = frozenset((NETLINK, SCTP, SCTP6))
+# by name: a SocketKind's attrs hash is Python code, and this is asked of every row
+_ONCE_PER_INODE = frozenset(kind.name for kind in (NETLINK, SCTP, SCTP6))
 _FAMILY_RECORD = {_AF_UNIX: _unix_record, _AF_PACKET: _packet_record, _AF_NETLINK: _netlink_record}
 _PAYLOAD_SIZE = {Family.UNIX: _UNIX_MSG.size, Family.INET: _INET_MSG_SIZE, Family.INET6: _INET_MSG_SIZE,
                  Family.PACKET: _PACKET_MSG.size, Family.NETLINK: _NETLINK_MSG.size}
@@ -555,7 +556,7 @@ def decode(data, *, kind: Optional[SocketKind] = None, seq: Optional[int] = None
                 memo[1][payload] = record
         else:
             memo[1][payload] = record
-        if record is not None and record[0] in _ONCE_PER_INODE:
+        if record is not None and record[0].name in _ONCE_PER_INODE:
             # netlink_diag lists a bound socket that joined groups twice (hash table, then multicast
             # list); sctp_diag lists a socket's endpoint, then each association under its inode:
             # one row per socket, the first
