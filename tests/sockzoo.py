@@ -21,6 +21,24 @@ needs_root = pytest.mark.skipif(
 )
 
 
+def ss_output(argv, **options) -> str:
+    """What `ss ARGV` prints, as text. Other processes' socket and process names are theirs: not
+    UTF-8, or holding blanks and newlines, on a busy host. Their bytes are kept (surrogateescape)
+    and never stop a comparison of our own sockets."""
+    import subprocess
+
+    return subprocess.run(["ss", *argv], capture_output=True, text=True, errors="surrogateescape", check=True,
+                          **options).stdout
+
+
+def ss_unix_inodes(text: str) -> set:
+    """The inodes of `ss -x` rows (NAME INODE PEER PEER_INODE last: names may hold blanks, the last
+    three columns do not). A line whose third column from the end is not a number is a piece of
+    another process's name that holds a newline, not a row."""
+    return {int(fields[-3]) for fields in map(str.split, text.splitlines())
+            if len(fields) >= 3 and fields[-3].isdigit()}
+
+
 def ss_endpoint(text: str):
     """(ip or None for a wildcard, port or None) from an address as `ss -n` prints it."""
     host, _, port = text.rpartition(":")

@@ -188,7 +188,7 @@ def test_cli_diff_against_now(zoo, tmp_path):
 
 def test_names_reach_the_table_escaped(tmp_path):
     odd = socket.socket(socket.AF_UNIX)
-    odd.bind(b"\0evil\x1b[2J\nname")
+    odd.bind(b"\0evil\x1b[2J\nname %d" % os.getpid())  # abstract names are per network namespace: one a run
     try:
         new = saved(tmp_path, "new.json", procsock.snapshot(pid=ME, kind="unix"))
     finally:

@@ -34,12 +34,15 @@ UNSAFE = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\x
 def hostile_sockets():
     """(name, socket) for each hostile name as a path and as an abstract name, plus names as long
     as they go: a path of 107 bytes (Python keeps room for the NUL) and an abstract name of the
-    full 108 bytes of sun_path, NULs inside."""
+    full 108 bytes of sun_path, NULs inside. Abstract names are one namespace for every process of
+    the network namespace: each carries this process's pid, so that another run of this test at the
+    same moment (two suites on one host) binds names of its own."""
     tmpdir = tempfile.mkdtemp(prefix="ps", dir="/tmp")
     base = os.fsencode(tmpdir) + b"/"
-    names = [base + n for n in HOSTILE] + [b"\0" + n for n in HOSTILE]
+    mine = b"%d " % os.getpid()
+    names = [base + n for n in HOSTILE] + [b"\0" + mine + n for n in HOSTILE]
     names.append(base + b"L" * (SUN_PATH_MAX - 1 - len(base)))
-    names.append((b"\0max\0abstract\x1b[31m" + b"\0" * 8).ljust(SUN_PATH_MAX, b"z"))
+    names.append((b"\0max\0abstract\x1b[31m" + mine + b"\0" * 8).ljust(SUN_PATH_MAX, b"z"))
     held = []
     try:
         for name in names:

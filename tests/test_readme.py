@@ -9,7 +9,7 @@ import pytest
 import procsock
 from procsock.backends import Registry
 from procsock.model import TCP
-from sockzoo import usable_backends_serving
+from sockzoo import ss_output, ss_unix_inodes, usable_backends_serving
 
 README = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
 
@@ -91,10 +91,9 @@ def _inodes(argv, tool):
                              timeout=120, check=True).stdout
         return {s["inode"] for s in json.loads(out)["sockets"]}
     flags = argv[0].replace("p", "")
-    out = subprocess.run(["ss", "-H", flags, *argv[1:], *([] if "x" in flags else ["-e"])], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = ss_output(["-H", flags, *argv[1:], *([] if "x" in flags else ["-e"])], timeout=120)
     if "x" in flags:
-        return {int(line.split()[-3]) for line in out.splitlines()}
+        return ss_unix_inodes(out)
     return {int(n) for n in re.findall(r"\bino:(\d+)", out)}
 
 

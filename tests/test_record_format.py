@@ -182,7 +182,7 @@ def test_load_gives_back_the_snapshot_saved(full_zoo, tmp_path, details, context
 
 def test_load_keeps_exact_names_and_plugin_kinds(tmp_path):
     named = socket.socket(socket.AF_UNIX)
-    named.bind(b"\0odd\nname\xff\x1b[2J")
+    named.bind(b"\0odd\nname\xff\x1b[2J %d" % os.getpid())  # abstract: one a run in the namespace
     try:
         snap = procsock.snapshot(pid=os.getpid(), kind="unix")
         text = "".join(render.json_document(snap))

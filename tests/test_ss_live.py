@@ -15,6 +15,7 @@ import pytest
 import procsock
 from procsock.model import Row
 from procsock.render import entries
+from sockzoo import ss_output, ss_unix_inodes
 
 pytestmark = pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's ss")
 
@@ -77,10 +78,9 @@ def held(tmp_path_factory):
 def ss_inodes(flags, text):
     """The socket inodes ss selects: -e's ino: for inet, the column after the name for unix."""
     unix = flags == ["-xa"]
-    out = subprocess.run(["ss", "-H", "-n", *flags, *([] if unix else ["-e"]), *text.split()],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    if unix:  # NAME INODE PEER PEER_INODE: names may hold blanks, the last three columns do not
-        return {int(line.split()[-3]) for line in out.splitlines()}
+    out = ss_output(["-H", "-n", *flags, *([] if unix else ["-e"]), *text.split()], timeout=60)
+    if unix:
+        return ss_unix_inodes(out)
     return {int(n) for n in re.findall(r"\bino:(\d+)", out)}
 
 
