@@ -49,6 +49,9 @@ _BUILTIN_ENDPOINTS = {
 }
 _OWN_PROTOCOL = {Family.UNIX: "unix", Family.PACKET: "packet", Family.NETLINK: "netlink"}
 _U32 = 2**32 - 1
+# A netlink socket's groups are the bitmap of every group it joined (group N is bit N-1): sock_diag
+# gives them all, past sockaddr_nl's 32. Bounded at 4096 groups, far above any netlink family's.
+_ENDPOINT_HIGHS = {(Family.NETLINK, "groups"): 2**4096 - 1}  # the other numbers: u32
 _TIMER_KEYS = (("timer", 0xFF), ("expires_ms", _U32), ("retrans", 0xFF))  # Extended.timer's, in its order
 _PACKET_HIGHS = {"fanout_id": 0xFFFF, "fanout_type": 0xFF, "fanout_flags": 0xFF}  # the others: u32
 _RING_KEYS = ("block_size", "block_nr", "frame_size", "frame_nr", "retire_tmo", "sizeof_priv", "features")
@@ -202,7 +205,7 @@ def _endpoint(family: Family, value: Any, where: str):
         if UnixAddress.text(name) != fields["name"] or fields["abstract"] is not (name[:1] == b"\0"):
             raise _Bad(where, "name and abstract do not match name_hex")
         return (name,)
-    return tuple(_int(fields[key], "%s.%s" % (where, key), 0, 2**32 - 1) for key in keys)
+    return tuple(_int(fields[key], "%s.%s" % (where, key), 0, _ENDPOINT_HIGHS.get((family, key), _U32)) for key in keys)
 
 
 def _inet(family: Family, fields: dict, where: str) -> tuple:
