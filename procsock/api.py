@@ -228,8 +228,7 @@ def _filter(value: Union[str, "Filter", None]) -> Optional["Filter"]:
     """The Filter of ss filter text (or words), or the Filter given; a bad one raises BadArgument."""
     if value is None:
         return None
-    from procsock.filter import Filter, FilterError
-    from procsock.filter import parse as parse_filter
+    from procsock.filter import Filter, FilterError, parse as parse_filter
 
     if isinstance(value, Filter):
         return value

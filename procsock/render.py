@@ -193,7 +193,7 @@ class _SocketJson:
         self.lenient = json.JSONEncoder(check_circular=False, default=_type_name).encode
         self.string = encode_basestring_ascii
         self.heads: Dict[tuple, str] = {}  # (kind's id, type) → '"kind": ..., "type": ...'
-        self.texts: Dict[object, str] = {}  # states, backends, addresses → their JSON text
+        self.texts: Dict[object, str] = {}  # states, backends, addresses, contexts → their JSON text
         self.processes: Dict[str, str] = {}  # process name → its two JSON fields
         self.contexts = contexts  # pid → Context of the owners' processes
         # a --jsonl line (line_dict) is the socket's object with the schema version first

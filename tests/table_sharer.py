@@ -25,6 +25,8 @@ from sockzoo import as_user
 CLONE_FILES, SIGCHLD, PR_SET_DUMPABLE = 0x400, 17, 4
 CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "loongarch64": 220}.get(os.uname().machine)
 LIBC = ctypes.CDLL(None, use_errno=True)
+# libc through PyDLL, which keeps the GIL during a call (see clone_files)
+LIBC_KEEPING_GIL = ctypes.PyDLL(None, use_errno=True)
 DISTINCT_FD = 5000
 
 
@@ -39,9 +41,9 @@ def become(uid, undumpable: bool = False) -> None:
 
 
 def clone_files() -> int:
-    # through PyDLL, which keeps the GIL during the call: the child's only thread then holds it
-    # (a call that let it go could clone while another thread held it, and the child would wait forever)
-    child = ctypes.PyDLL(None, use_errno=True).syscall(CLONE_SYSCALL, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)
+    # keeping the GIL during the call: the child's only thread then holds it (a call that let it
+    # go could clone while another thread held it, and the child would wait forever)
+    child = LIBC_KEEPING_GIL.syscall(CLONE_SYSCALL, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)
     if child < 0:
         raise OSError(ctypes.get_errno(), "clone(CLONE_FILES)")
     return child
