@@ -154,9 +154,10 @@ WHOLE_PROCESSES = (
     ("bare interpreter", ["-c", "pass"]),
     ("import procsock", ["-c", "import procsock"]),
     ("import procsock.cli", ["-c", "import procsock.cli"]),
-    ("procsock --help", ["-m", "procsock", "--help"]),
-    ("procsock (the whole run, for reference)", ["-m", "procsock"]),
+    ("procsock --help", ["--help"]),
+    ("procsock (the whole run, for reference)", []),
 )
+COMMANDS = ("procsock --help", "procsock (the whole run, for reference)")  # argv after the command
 
 # -------------------------------------------------------------------------------------------------
 
@@ -211,7 +212,8 @@ def measure(runs):
     passes = []
     for _ in range(runs):  # interleaved, so drift hits every phase alike
         for name, argv in WHOLE_PROCESSES:
-            whole[name].append(run.time_process([sys.executable] + argv)[0])
+            command = run.procsock_command(sys.executable) if name in COMMANDS else [sys.executable]
+            whole[name].append(run.time_process(command + argv)[0])
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--one-pass"], stdout=subprocess.PIPE)
         if done.returncode != 0:  # its own error is on stderr above
             raise SystemExit("phases: the in-process pass failed (exit %d)" % done.returncode)

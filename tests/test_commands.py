@@ -45,6 +45,29 @@ def test_each_command_has_a_help_with_the_options_it_takes_and_no_other(name):
     assert {"-h", "--help", "--debug"} <= shown
 
 
+def test_help_is_as_wide_as_argparse_makes_it(monkeypatch):
+    """procsock finds the terminal's width without shutil: its help is the text argparse's own
+    formatter (which asks shutil) writes, for any $COLUMNS."""
+    import argparse
+
+    from procsock.cli import _main_parser, command_parser
+    from procsock.cli.options import Parser
+
+    parsers = (_main_parser(), command_parser("compare"))
+    ours, argparses = {}, {}
+    for columns in (None, "52", "131", "0", "wide"):
+        if columns is None:
+            monkeypatch.delenv("COLUMNS", raising=False)
+        else:
+            monkeypatch.setenv("COLUMNS", columns)
+        ours[columns] = [parser.format_help() for parser in parsers]
+        with monkeypatch.context() as patched:
+            patched.setattr(Parser, "_get_formatter", argparse.ArgumentParser._get_formatter)
+            argparses[columns] = [parser.format_help() for parser in parsers]
+    assert ours == argparses
+    assert len({tuple(texts) for texts in ours.values()}) == 3  # 52, 131, and 80 for the others
+
+
 def test_the_default_commands_options_are_the_top_levels():
     assert _flags(COMMANDS[DEFAULT].OPTIONS) <= set(re.findall(r"(?<![\w-])(--?[\w-]+)", run("--help").stdout))
 

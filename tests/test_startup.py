@@ -23,6 +23,7 @@ NOT_FOR_HELP = NOT_TO_START | {
     "pluggy", "procsock.api", "procsock.backends", "procsock.fdscan", "procsock.resolver", "procsock_plugins",
     # nor the model, nor what it is made with: parsing the command line (and --help) needs none of it
     "attr", "attrs", "typing", "procsock.model", "procsock.render",
+    "shutil",  # argparse's way to the terminal's width, with zlib, bz2 and lzma (procsock.cli.options)
 }
 
 

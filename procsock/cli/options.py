@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 
 from procsock.limits import DEFAULT_MAX_INPUT_BYTES
@@ -32,6 +33,26 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, "procsock: %s\n" % message)
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own asks shutil for the width, and importing shutil (with zlib, bz2, lzma)
+        # costs a tenth of --help
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
+
+
+def terminal_columns() -> int:
+    """The help's width as argparse finds it (shutil.get_terminal_size().columns): $COLUMNS, else
+    standard output's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 # Plain named tuples, not attrs classes: only this module sees them, and parsing (and --help) then
