@@ -130,7 +130,10 @@ def _asking(source: Source, netns: Netns, ask):
             return ask(sock)
         except transport.Answered as exc:
             answered = exc
-    raise answered
+    try:
+        raise answered
+    finally:  # this frame, in the traceback, would hold the exception again: a cycle, kept while gc is off
+        del answered
 
 
 def _build(kind: SocketKind, details: bool):
