@@ -57,3 +57,30 @@ def test_a_failing_backend_leaves_no_cycle_for_the_collector_that_is_off():
     fell_back = " ".join(note.text for note in snap.notes)
     assert "refuses" in fell_back and "crashes" in fell_back and snap.answered_by["tcp"] != "declines"
     assert [getattr(o, "f_code", None) or o.tb_frame.f_code for o in kept] == []
+
+
+def test_the_table_keeps_a_row_in_one_string_while_it_measures_the_columns():
+    """The table's widths need every row's cells before its first line: they are held as one
+    string a row (about 150 bytes here), not a tuple of strings (about 480)."""
+    import tracemalloc
+
+    from procsock.model import Sockets
+    from procsock.render import table_lines
+
+    held = [*socket.socketpair(), socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)]
+    try:
+        held[2].bind(("::1", 0))
+        found = procsock.snapshot(pid=os.getpid()).sockets
+    finally:
+        for sock in held:
+            sock.close()
+    assert len(found) >= 3
+    many = Sockets(found.entries * (20000 // len(found)), found.contexts)
+    tracemalloc.start()
+    try:
+        lines = table_lines(many)
+        next(lines)  # the header: every row is measured by now
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(1 for _ in lines) == len(many) and peak < 250 * len(many)
