@@ -74,9 +74,10 @@ def host_names(addresses: Iterable[bytes], budget: float = DEFAULT_BUDGET,
 
 
 def service_name(port: int, protocol: str) -> Optional[str]:
-    """The services database's name of a port ("ssh" for 22/tcp), None when it has none."""
+    """The services database's name of a port ("ssh" for 22/tcp), escaped (NSS may take it from
+    the network, as it may a host name), None when it has none."""
     try:
-        return socket.getservbyport(port, protocol)
+        return escape_text(socket.getservbyport(port, protocol))
     except (OSError, OverflowError, TypeError):
         return None
 

@@ -7,6 +7,7 @@ import sys
 import threading
 
 from procsock.names import Names, host_names, service_name
+from sockzoo import needs_root
 
 LOOPBACK = socket.inet_aton("127.0.0.1")
 OTHER = socket.inet_aton("192.0.2.1")
@@ -62,3 +63,25 @@ def test_the_command_shows_the_names_the_system_has():
         assert "%s:%s" % (host, service_name(port, "tcp") or port) in named
     finally:
         listener.close()
+
+
+@needs_root
+def test_a_hostile_service_name_is_escaped(tmp_path):
+    """The services database is no one's promise either (NSS may read it from the network): a
+    name with control bytes, in a private mount namespace's /etc/services, is shown escaped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    services = tmp_path / "services"
+    services.write_bytes(b"ev\x1b[2Jil\x07  %d/tcp\n" % port)
+    try:
+        shown = subprocess.run(
+            ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/services && exec "$@"', str(services),
+             sys.executable, "-m", "procsock", "-tHr", "--pid", str(os.getpid())],
+            capture_output=True, timeout=60,
+        )
+    finally:
+        listener.close()
+    assert shown.returncode == 0, shown.stderr
+    assert b":ev\\x1b[2Jil\\x07 " in shown.stdout and b"\x1b" not in shown.stdout and b"\x07" not in shown.stdout
