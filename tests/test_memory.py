@@ -4,11 +4,13 @@ for the cyclic collector, which the command turns off."""
 import gc
 import os
 import socket
+import traceback
 import types
 
 import pytest
 
 import procsock
+from procsock import hookimpl
 from procsock.backends import Registry
 from procsock.errors import BackendUnavailable, NotApplicable
 from procsock.model import TCP, UNIX, Query, Row, Source
@@ -35,12 +37,27 @@ def test_inet_rows_share_their_addresses():
     assert all(address is addresses[0] for address in addresses)
 
 
+class _Chained(StubBackend):
+    """Fails with an error raised while it handled another, which its frame still holds: a cycle
+    behind the error it raises (its __context__), not in that error's own traceback."""
+
+    @hookimpl
+    def procsock_collect(self, kind, source, inodes, netns):
+        try:
+            raise ValueError("the first failure")
+        except ValueError as first:
+            held = first  # noqa: F841  (a frame of the first failure's traceback holds it)
+            raise BackendUnavailable(self.name, "a second failure")
+
+
 def _failing_first():
-    """The installed backends, behind three that fail for TCP and unix: refused, crashed, not applicable."""
+    """The installed backends, behind four that fail for TCP and unix: refused, crashed, not
+    applicable, and refused while handling another failure."""
     registry = Registry.from_entry_points()
     for name, error in (("refuses", BackendUnavailable("refuses", "no")), ("crashes", RuntimeError("boom")),
                         ("declines", NotApplicable("declines", "not this shape"))):
         registry.register(StubBackend(name, 1000, [TCP, UNIX], error=error), name)
+    registry.register(_Chained("chained", 1001, [TCP, UNIX]), "chained")
     return registry
 
 
@@ -70,8 +87,19 @@ def test_a_failing_backend_leaves_no_cycle_for_the_collector_that_is_off():
     fd walk's owners among them (8 MB at 100k sockets)."""
     snap, kept = _frames_left_by(lambda: Resolver(_failing_first(), Source.live()).snapshot())
     fell_back = " ".join(note.text for note in snap.notes)
-    assert "refuses" in fell_back and "crashes" in fell_back and snap.answered_by["tcp"] != "declines"
-    assert kept == []
+    assert "refuses" in fell_back and "crashes" in fell_back and "a second failure" in fell_back
+    assert snap.answered_by["tcp"] != "declines" and kept == []
+
+
+def test_a_caller_asking_while_it_handles_an_exception_keeps_its_traceback():
+    """The failures' tracebacks are dropped up to the exception the caller is handling, never its own."""
+    try:
+        raise KeyError("the caller's own")
+    except KeyError:
+        snap = Resolver(_failing_first(), Source.live()).snapshot()
+        caller = traceback.format_exc()
+    assert "a second failure" in " ".join(note.text for note in snap.notes)
+    assert 'raise KeyError("the caller\'s own")' in caller and "test_memory.py" in caller
 
 
 def test_a_scrape_leaves_no_cycle_either():

@@ -1,6 +1,7 @@
 """Asking backends: the first usable backend serving a kind answers, one that fails is passed over
 (and remembered), and the sockets it defers are asked of the backends after it."""
 
+import sys
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
@@ -122,29 +123,31 @@ def _first_answer(backends: Sequence[Backend], source: Source, kind: SocketKind,
     """(the backends from the one that answered on, its Collected, failures) for the first of
     `backends` that answers for `kind`; ((), None, failures) if none does."""
     failures: List[Tuple[str, str]] = []
+    handled = sys.exc_info()[1]  # the caller's own exception, when it asks from an except block
     for position, backend in enumerate(backends):
         if kind not in backend.info.kinds or (inodes is None and backend.info.lookup_only):
             continue
         try:
             collected = ask(backend, kind, source, inodes, details, netns, holders, raw)
         except NotApplicable as exc:
-            forget_frames(exc)
+            forget_frames(exc, handled)
             continue
         except ProcsockError as exc:
             log.debug("backend %s failed on %s", backend.name, kind.name, exc_info=True)
             failures.append((backend.name, getattr(exc, "reason", None) or str(exc)))
-            forget_frames(exc)
+            forget_frames(exc, handled)
             continue
         return backends[position:], collected, failures
     return (), None, failures
 
 
-def forget_frames(exc: BaseException) -> None:
+def forget_frames(exc: BaseException, handled: Optional[BaseException]) -> None:
     """Drop the tracebacks of `exc` and of the exceptions behind it, once only its reason is kept.
     Their frames (pluggy's among them) hold the exception again: a cycle that, with the command's
     cyclic collector off, would keep every frame's objects alive to the end, the fd walk's owners
-    and earlier kinds' rows among them (8 MB at 100k sockets)."""
-    pending, seen = [exc], set()
+    and earlier kinds' rows among them (8 MB at 100k sockets). The chain stops at `handled`, the
+    exception the caller was handling when it asked (and those behind it): not ours to change."""
+    pending, seen = [exc], {id(handled)}
     while pending:
         exc = pending.pop()
         if exc is not None and id(exc) not in seen:
