@@ -74,12 +74,14 @@ def host_names(addresses: Iterable[bytes], budget: float = DEFAULT_BUDGET,
 
 
 def service_name(port: int, protocol: str) -> Optional[str]:
-    """The services database's name of a port ("ssh" for 22/tcp), escaped (NSS may take it from
-    the network, as it may a host name), None when it has none."""
+    """The services database's name of a port ("ssh" for 22/tcp), escaped; None when it has none,
+    or none to believe: NSS may take it from the network, as it may a host name, and a name that
+    is not UTF-8 or that reads as a number (another port's) is shown as the number."""
     try:
-        return escape_text(socket.getservbyport(port, protocol))
-    except (OSError, OverflowError, TypeError):
+        name = socket.getservbyport(port, protocol)
+    except (OSError, OverflowError, TypeError, ValueError):  # ValueError: UnicodeDecodeError
         return None
+    return None if name.isdigit() else escape_text(name)
 
 
 class Names:

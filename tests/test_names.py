@@ -66,22 +66,28 @@ def test_the_command_shows_the_names_the_system_has():
 
 
 @needs_root
-def test_a_hostile_service_name_is_escaped(tmp_path):
-    """The services database is no one's promise either (NSS may read it from the network): a
-    name with control bytes, in a private mount namespace's /etc/services, is shown escaped."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
-    services = tmp_path / "services"
-    services.write_bytes(b"ev\x1b[2Jil\x07  %d/tcp\n" % port)
+def test_a_hostile_service_name_is_escaped_or_left_out(tmp_path):
+    """The services database is no one's promise either (NSS may read it from the network). In a
+    private mount namespace's /etc/services: a name with control bytes is shown escaped; one that
+    is not UTF-8, or reads as another port's number, is shown as the port's number."""
+    listeners = [socket.socket() for _ in range(3)]
     try:
+        for listener in listeners:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        ports = [listener.getsockname()[1] for listener in listeners]
+        services = tmp_path / "services"
+        services.write_bytes(b"ev\x1b[2Jil\x07  %d/tcp\nbad\xffname %d/tcp\n443 %d/tcp\n" % tuple(ports))
         shown = subprocess.run(
             ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/services && exec "$@"', str(services),
              sys.executable, "-m", "procsock", "-tHr", "--pid", str(os.getpid())],
             capture_output=True, timeout=60,
         )
     finally:
-        listener.close()
-    assert shown.returncode == 0, shown.stderr
-    assert b":ev\\x1b[2Jil\\x07 " in shown.stdout and b"\x1b" not in shown.stdout and b"\x07" not in shown.stdout
+        for listener in listeners:
+            listener.close()
+    assert shown.returncode == 0 and shown.stderr == b"", shown.stderr
+    locals_ = {line.split()[4] for line in shown.stdout.decode().splitlines()}
+    host = host_names([LOOPBACK]).get(LOOPBACK, "127.0.0.1")
+    assert {"%s:ev\\x1b[2Jil\\x07" % host, "%s:%d" % (host, ports[1]), "%s:%d" % (host, ports[2])} <= locals_
+    assert b"\x1b" not in shown.stdout and b"\x07" not in shown.stdout
