@@ -150,14 +150,14 @@ PHASES = (
     ("write the JSONL to /dev/null", lambda state: write(state, "jsonl"), False, True),
 )
 
+# (name, argv, whether argv follows the installed procsock command rather than the interpreter)
 WHOLE_PROCESSES = (
-    ("bare interpreter", ["-c", "pass"]),
-    ("import procsock", ["-c", "import procsock"]),
-    ("import procsock.cli", ["-c", "import procsock.cli"]),
-    ("procsock --help", ["--help"]),
-    ("procsock (the whole run, for reference)", []),
+    ("bare interpreter", ["-c", "pass"], False),
+    ("import procsock", ["-c", "import procsock"], False),
+    ("import procsock.cli", ["-c", "import procsock.cli"], False),
+    ("procsock --help", ["--help"], True),
+    ("procsock (the whole run, for reference)", [], True),
 )
-COMMANDS = ("procsock --help", "procsock (the whole run, for reference)")  # argv after the command
 
 # -------------------------------------------------------------------------------------------------
 
@@ -208,11 +208,11 @@ def _line(name, times, what=None):
 
 
 def measure(runs):
-    whole = {name: [] for name, _ in WHOLE_PROCESSES}
+    whole = {name: [] for name, _, _ in WHOLE_PROCESSES}
     passes = []
     for _ in range(runs):  # interleaved, so drift hits every phase alike
-        for name, argv in WHOLE_PROCESSES:
-            command = run.procsock_command(sys.executable) if name in COMMANDS else [sys.executable]
+        for name, argv, of_procsock in WHOLE_PROCESSES:
+            command = run.procsock_command(sys.executable) if of_procsock else [sys.executable]
             whole[name].append(run.time_process(command + argv)[0])
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--one-pass"], stdout=subprocess.PIPE)
         if done.returncode != 0:  # its own error is on stderr above
@@ -220,7 +220,7 @@ def measure(runs):
         passes.append(_totals(json.loads(done.stdout)))
     print("%-50s %9s  %-17s %s" % ("phase", "median ms", "spread ms", "handled"))
     print("whole processes:")
-    for name, _ in WHOLE_PROCESSES:
+    for name, _, _ in WHOLE_PROCESSES:
         print(_line(name, whole[name]))
     print("in-process, a fresh interpreter each run, after import procsock.cli:")
     for index, (name, _, what) in enumerate(passes[0]):

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+import run  # bench/run.py: how the installed procsock is run
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,7 +62,7 @@ def main() -> int:
             churner.stdout.readline()
             churner.stdin.write("W 1e300\n")
             churner.stdin.flush()
-        watch = subprocess.Popen([sys.executable, "-m", "procsock", "watch", "--jsonl", "--interval",
+        watch = subprocess.Popen(run.procsock_command(sys.executable) + ["watch", "--jsonl", "--interval",
                                   str(args.interval)], stdout=subprocess.DEVNULL)
         start = time.monotonic()
         samples = []

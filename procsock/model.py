@@ -1081,8 +1081,10 @@ class Sockets(collections.abc.Sequence):
             for owner in sock.owners + sock.peer_owners:
                 if owner.context is not None:
                     contexts.setdefault(owner.pid, owner.context)
-            found.append((row_from_record(sock.record), tuple(map(owner_row, sock.owners)),
-                          tuple(map(owner_row, sock.peer_owners))))
+            row = row_from_record(sock.record)
+            if not is_row(row):  # attrs does not check types: the writers trust a row's (NUL in a cell, ...)
+                raise ValueError("a Socket with fields of wrong types: %s" % escape_text(repr(sock.record)[:200]))
+            found.append((row, tuple(map(owner_row, sock.owners)), tuple(map(owner_row, sock.peer_owners))))
         return cls(found, FrozenDict(contexts))
 
     def _sockets(self) -> Tuple[Socket, ...]:

@@ -419,8 +419,9 @@ def table_lines(
     if not found and not header:
         return
     # The widths need every row's cells before the first line. Each row's are kept as one string,
-    # NUL between them (escaped text holds none): a quarter of the memory of a tuple of strings
-    # (13 MB against 49 at 100k sockets). The cells are made a block at a time, measured, joined.
+    # NUL between them (escaped text holds none: see Sockets.of), a third of the memory of a tuple
+    # of strings or less (13 MB against 49 at 100k sockets). The cells are made a block at a time,
+    # measured, joined; the details lines (-e) are made as they are written.
     widths = [len(title) if header else 0 for title in titles]
     joined: List[str] = []
     cells = _cells(found, resolved)
@@ -440,14 +441,14 @@ def table_lines(
     line = " ".join(["%%%ds" % w if i in right else "%%-%ds" % w for i, w in enumerate(widths[:-1])] + ["%s"])
     if header:
         yield (line % titles).rstrip()
-    extra = [row_details_text(entry[0]) for entry in found] if details else []
-    if extra and context:  # the kernel's cgroup of the socket against its holders' (see cgroup_moved)
-        extra = [text + " cgroup_moved" if cgroup_moved(entry[0], entry[1], contexts) else text
-                 for text, entry in zip(extra, found)]
-    for index, row in enumerate(joined):
+    for row, entry in zip(joined, found):
         yield (line % tuple(row.split("\0"))).rstrip()
-        if extra and extra[index]:
-            yield "\t " + extra[index]
+        if details:
+            extra = row_details_text(entry[0])
+            if context and cgroup_moved(entry[0], entry[1], contexts):
+                extra += " cgroup_moved"  # the kernel's cgroup of the socket against its holders'
+            if extra:
+                yield "\t " + extra
 
 
 def context_cells(owners: Sequence[tuple], contexts: Contexts,

@@ -197,6 +197,17 @@ def test_a_row_a_writer_could_not_trust_is_not_a_row(field, value):
         Collected((bad,)).rows()
 
 
+def test_a_socket_made_by_hand_with_fields_of_wrong_types_is_refused_by_the_writers(zoo):
+    """attrs does not check a Socket's field types: a hand-made one (attrs.evolve) carrying text
+    where a number goes is refused, with its fields named, before a writer trusts it (a NUL or
+    control byte in a cell)."""
+    sock = procsock.snapshot(pid=os.getpid()).sockets[0]
+    odd = attrs.evolve(sock, record=attrs.evolve(sock.record, rx_queue="1\x002\x1b[2J"))
+    assert "".join(render.table_lines([sock]))
+    with pytest.raises(ValueError, match=r"^a Socket with fields of wrong types: SocketRecord\(kind="):
+        list(render.table_lines([sock, odd]))
+
+
 def test_sockets_compare_by_what_they_build():
     from procsock.model import TCP, InetAddress, SockType, Sockets, State
 

@@ -37,12 +37,16 @@ class Parser(argparse.ArgumentParser):
     def _get_formatter(self) -> argparse.HelpFormatter:
         # argparse's own asks shutil for the width, and importing shutil (with zlib, bz2, lzma)
         # costs a tenth of --help
-        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
+        formatter = self.formatter_class(prog=self.prog, width=terminal_columns() - 2)
+        if hasattr(formatter, "_set_color"):  # Python 3.14's argparse: colour, as its own sets it
+            formatter._set_color(self.color)
+        return formatter
 
 
 def terminal_columns() -> int:
-    """The help's width as argparse finds it (shutil.get_terminal_size().columns): $COLUMNS, else
-    standard output's terminal, else 80."""
+    """The help's width as argparse finds it from Python 3.11 (shutil.get_terminal_size().columns):
+    $COLUMNS, else standard output's terminal, else 80; a terminal of 0 columns counts as 80 (on
+    3.9 and 3.10, shutil gives argparse the 0)."""
     try:
         columns = int(os.environ["COLUMNS"])
     except (KeyError, ValueError):
