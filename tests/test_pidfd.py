@@ -9,7 +9,7 @@ import procsock
 from procsock.compare import compare_records
 from procsock.model import INET_KINDS, Netns, Source
 from procsock_plugins import netlink, pidfd
-from sockzoo import inode_of
+from sockzoo import inode_of, needs_root
 
 pytestmark = pytest.mark.skipif(
     pidfd.procsock_unavailable(Source.live()) is not None, reason="pidfd_getfd is not available here"
@@ -34,6 +34,25 @@ def test_inet_lookups_are_answered_by_pidfd_and_agree_with_netlink(zoo):
                   if r.inode in wanted]
         only_a, only_b, diffs = compare_records(kind, ours, theirs)
         assert (only_a, only_b, [d for d in diffs if d.field != "netns"]) == ([], [], []), kind.name
+
+
+@needs_root
+def test_a_raw_socket_beside_netlink_and_packet_ones_is_answered(zoo):
+    """Netlink and packet sockets are SOCK_RAW too: taken for raw6, one crashed the whole raw6
+    answer of a process (a bound netlink socket: most daemons hold one), and with
+    `--backend pidfd` its raw6 sockets went unresolved."""
+    held = [socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0), socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0),
+            socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)]
+    try:
+        held[0].bind((0, 0))
+        raw6 = inode_of(held[2])
+        snap = procsock.snapshot(pid=os.getpid(), backend="pidfd", kind="raw6")
+    finally:
+        for sock in held:
+            sock.close()
+    assert [note.text for note in snap.notes if "pidfd" in note.text] == []
+    assert raw6 in {sock.record.inode for sock in snap.sockets}
+    assert {sock.record.kind.name for sock in snap.sockets} == {"raw6"}
 
 
 def test_another_process_socket_and_listener_queues():

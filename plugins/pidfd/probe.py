@@ -190,7 +190,7 @@ def _check_complete(kind: SocketKind, state: State, local: InetAddress, peer) ->
 def _record(sock: socket.socket, inode: int, kind: SocketKind, netns: Optional[int],
             backend: str) -> Optional[SocketRecord]:
     family, sock_type = sock.family, sock.type
-    if sock_type == socket.SOCK_RAW:
+    if sock_type == socket.SOCK_RAW and family in (socket.AF_INET, socket.AF_INET6):  # netlink, packet: SOCK_RAW too
         found = RAW if family == socket.AF_INET else RAW6
     else:
         found = _INET_KIND.get((family, sock_type, sock.proto))
