@@ -7,6 +7,7 @@ numeric (its thread is left to finish on its own; it never delays the output or 
 """
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -73,15 +74,20 @@ def host_names(addresses: Iterable[bytes], budget: float = DEFAULT_BUDGET,
         return dict(found)
 
 
+# A service's name as services are named: letters, digits and . _ + -, not only digits.
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9._+-]*[A-Za-z._+-][A-Za-z0-9._+-]*")
+
+
 def service_name(port: int, protocol: str) -> Optional[str]:
-    """The services database's name of a port ("ssh" for 22/tcp), escaped; None when it has none,
-    or none to believe: NSS may take it from the network, as it may a host name, and a name that
-    is not UTF-8 or that reads as a number (another port's) is shown as the number."""
+    """The services database's name of a port ("ssh" for 22/tcp); None when it has none, or none
+    to believe: NSS may take it from the network, as it may a host name, and a name that is not
+    one (control bytes, not UTF-8, a number or `*` that reads as another port, `a:443`) would show
+    something false where the port's number shows the truth."""
     try:
         name = socket.getservbyport(port, protocol)
     except (OSError, OverflowError, TypeError, ValueError):  # ValueError: UnicodeDecodeError
         return None
-    return None if name.isdigit() else escape_text(name)
+    return name if _SERVICE_NAME.fullmatch(name) else None
 
 
 class Names:

@@ -1,6 +1,7 @@
 """Memory of a large listing (issue 15): what is held per socket, and what a run leaves in cycles
 for the cyclic collector, which the command turns off."""
 
+import errno
 import gc
 import os
 import socket
@@ -91,14 +92,17 @@ def test_a_failing_backend_leaves_no_cycle_for_the_collector_that_is_off():
     assert snap.answered_by["tcp"] != "declines" and kept == []
 
 
-def test_a_caller_asking_while_it_handles_an_exception_keeps_its_traceback():
-    """The failures' tracebacks are dropped up to the exception the caller is handling, never its own."""
+def test_a_caller_asking_while_it_handles_an_exception_keeps_its_traceback_and_no_cycle():
+    """The failures' tracebacks are dropped up to the exception the caller is handling, never its
+    own. pluggy's re-raise makes that exception the failures' context, cutting the chain behind
+    them: the frames they passed through are cleared all the same."""
     try:
         raise KeyError("the caller's own")
-    except KeyError:
-        snap = Resolver(_failing_first(), Source.live()).snapshot()
+    except KeyError as caught:
+        snap, kept = _frames_left_by(lambda: Resolver(_failing_first(), Source.live()).snapshot())
+        assert caught.__traceback__ is not None
         caller = traceback.format_exc()
-    assert "a second failure" in " ".join(note.text for note in snap.notes)
+    assert "a second failure" in " ".join(note.text for note in snap.notes) and kept == []
     assert 'raise KeyError("the caller\'s own")' in caller and "test_memory.py" in caller
 
 
@@ -138,3 +142,30 @@ def test_the_table_keeps_a_row_in_one_string_while_it_measures_the_columns():
     finally:
         tracemalloc.stop()
     assert sum(1 for _ in lines) == len(many) and peak < 250 * len(many)
+
+
+@pytest.mark.parametrize("argv, module, name", [
+    (["watch", "--count", "1"], "procsock.watcher", "watch_query"),
+    (["metrics", "--listen", "127.0.0.1:0"], "procsock.metrics", "serve"),
+    (["osquery", "--socket", "/nonexistent"], "procsock.osquery", "run"),
+])
+def test_the_long_runs_turn_the_collector_back_on(monkeypatch, argv, module, name):
+    """`procsock` turns the cyclic collector off for its short runs; a watch or a server turns it
+    back on before it starts, so that a cycle a plugin makes is not kept to its end. (What starts
+    is replaced here by a record of the collector's state: only the command's part is checked.)"""
+    started = pytest.importorskip(module)
+    seen = []
+
+    def starting(*args, **kwargs):
+        seen.append(gc.isenabled())
+        raise OSError(errno.EADDRINUSE, "not started: a test")
+
+    monkeypatch.setattr(started, name, starting)
+    from procsock.cli import main
+
+    gc.disable()
+    try:
+        assert main(argv) == 1
+    finally:
+        gc.enable()
+    assert seen == [True]

@@ -40,9 +40,7 @@ def run(args: argparse.Namespace, out) -> int:
     if args.listen is None:
         out.write(metrics.exposition(exposed))
         return 0
-    import gc
-
-    gc.enable()  # a long run: the command turned the collector off for short ones
+    options.long_run()
     try:
         server, thread = metrics.serve(*args.listen, exposed)
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import os
 import sys
 
@@ -288,6 +289,13 @@ def resolving(args: argparse.Namespace, details: bool = False) -> Tuple["Registr
     check_backend(chosen, args.backend, asked)
     check_netns(where, asked)
     return chosen, where, asked
+
+
+def long_run() -> None:
+    """For a command that runs until it is stopped (a watch, a server): the cyclic collector back
+    on. `procsock` turns it off for its short runs (procsock.cli.command), where its passes over
+    every row free nothing; a long run would keep any cycle (a plugin's) to its end."""
+    gc.enable()
 
 
 def saved_snapshot(args: argparse.Namespace):

@@ -24,15 +24,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out) -> int:
-    import gc
-
     try:
         from procsock import osquery
     except ImportError:
         raise ProcsockError(MISSING) from None
     if args.timeout <= 0 or args.interval <= 0:
         raise options.UsageError("--timeout and --interval take a positive number of seconds")
-    gc.enable()  # a long run: the command turned the collector off for short ones
+    options.long_run()
     osquery.run(args.socket, options.registry(args), options.source(args), args.backend,
                 timeout=args.timeout, interval=args.interval)
     return 0

@@ -77,14 +77,13 @@ def _stop(signum, frame):
 
 
 def run(args: argparse.Namespace, out) -> int:
-    import gc
     import itertools
     import json
     import signal
 
     from procsock.watcher import watch_query
 
-    gc.enable()  # a long run: the command turned the collector off for short ones
+    options.long_run()
     registry = options.registry(args)
     query = options.query(args, registry)
     events = watch_query(query, registry, args.backend, args.interval, args.initial, args.duration)

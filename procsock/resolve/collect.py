@@ -2,7 +2,7 @@
 (and remembered), and the sockets it defers are asked of the backends after it."""
 
 import sys
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import AbstractSet, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -142,15 +142,31 @@ def _first_answer(backends: Sequence[Backend], source: Source, kind: SocketKind,
 
 
 def forget_frames(exc: BaseException, handled: Optional[BaseException]) -> None:
-    """Drop the tracebacks of `exc` and of the exceptions behind it, once only its reason is kept.
-    Their frames (pluggy's among them) hold the exception again: a cycle that, with the command's
-    cyclic collector off, would keep every frame's objects alive to the end, the fd walk's owners
-    and earlier kinds' rows among them (8 MB at 100k sockets). The chain stops at `handled`, the
-    exception the caller was handling when it asked (and those behind it): not ours to change."""
-    pending, seen = [exc], {id(handled)}
+    """Drop the tracebacks of `exc` and of the exceptions behind it, once only its reason is kept,
+    and the locals of their frames that have returned. Those frames (pluggy's, a plugin's) may
+    hold an exception again: a cycle that, with the command's cyclic collector off, would keep
+    every frame's objects alive to the end, the fd walk's owners and earlier kinds' rows among
+    them (8 MB at 100k sockets). The exception the caller was handling when it asked, `handled`,
+    and those behind it are not ours to change (pluggy's re-raise may make it `exc`'s context)."""
+    theirs = {id(behind) for behind in _chain(handled)}
+    for failure in _chain(exc, theirs):
+        entry = failure.__traceback__
+        while entry is not None:
+            try:
+                entry.tb_frame.clear()
+            except RuntimeError:  # a frame still running: ours, up the stack
+                pass
+            entry = entry.tb_next
+        failure.__traceback__ = None
+
+
+def _chain(exc: Optional[BaseException], stop: AbstractSet[int] = frozenset()) -> Iterator[BaseException]:
+    """`exc` and the exceptions behind it (causes, contexts), each once, not past those whose ids
+    are in `stop`."""
+    pending, seen = [exc], set(stop)
     while pending:
         exc = pending.pop()
         if exc is not None and id(exc) not in seen:
             seen.add(id(exc))
-            exc.__traceback__ = None
+            yield exc
             pending += (exc.__cause__, exc.__context__)
