@@ -6,6 +6,7 @@ import gc
 import os
 import socket
 import traceback
+import tracemalloc
 import types
 
 import pytest
@@ -14,7 +15,8 @@ import procsock
 from procsock import hookimpl
 from procsock.backends import Registry
 from procsock.errors import BackendUnavailable, NotApplicable
-from procsock.model import TCP, UNIX, Query, Row, Source
+from procsock.model import TCP, UNIX, Query, Row, Sockets, Source
+from procsock.render import table_lines
 from procsock.resolver import Resolver
 from sockzoo import needs_root
 from stubs import StubBackend
@@ -120,11 +122,6 @@ def test_a_scrape_leaves_no_cycle_either():
 def test_the_table_keeps_a_row_in_one_string_while_it_measures_the_columns():
     """The table's widths need every row's cells before its first line: they are held as one
     string a row (about 150 bytes here), not a tuple of strings (about 480)."""
-    import tracemalloc
-
-    from procsock.model import Sockets
-    from procsock.render import table_lines
-
     held = [*socket.socketpair(), socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)]
     try:
         held[2].bind(("::1", 0))
